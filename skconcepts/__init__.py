@@ -1,0 +1,54 @@
+"""skconcepts: concept-based interpretability as scikit-learn estimators.
+
+Public names are loaded lazily so that ``import skconcepts`` is fast and has
+no side effects (torch is only imported when an estimator is used).
+"""
+
+import importlib
+
+__version__ = "0.1.0.dev0"
+
+# public name -> submodule that defines it
+_LAZY = {
+    "ConceptExtractor": "skconcepts.base",
+    # NMF family
+    "NMFConcepts": "skconcepts.decomposition",
+    "SemiNMFConcepts": "skconcepts.decomposition",
+    "ConvexNMFConcepts": "skconcepts.decomposition",
+    # sparse autoencoders
+    "TopKSAE": "skconcepts.sae",
+    "ArchetypalSAE": "skconcepts.sae",
+    "AlignedSAE": "skconcepts.sae",
+    # importance
+    "SobolConceptImportance": "skconcepts.importance",
+    "ConceptAttribution": "skconcepts.importance",
+    # erasure
+    "TaCoEraser": "skconcepts.erasure",
+}
+
+_SUBMODULES = [
+    "base",
+    "datasets",
+    "decomposition",
+    "erasure",
+    "importance",
+    "metrics",
+    "plotting",
+    "sae",
+    "utils",
+]
+
+__all__ = sorted(_LAZY) + _SUBMODULES
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        return getattr(module, name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"skconcepts.{name}")
+    raise AttributeError(f"module 'skconcepts' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

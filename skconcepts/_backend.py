@@ -1,0 +1,165 @@
+"""Torch plumbing shared by every estimator.
+
+Device resolution, NumPy <-> torch conversion, seeding without touching the
+global torch RNG, and batch iteration over arrays and memmaps that never
+copies a whole array that may not fit in memory.
+"""
+
+import numbers
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+
+def _torch():
+    # torch is imported lazily so that ``import skconcepts`` stays fast.
+    import torch
+
+    return torch
+
+
+def resolve_device(device):
+    """Turn the ``device`` parameter into a ``torch.device``.
+
+    Parameters
+    ----------
+    device : str or None
+        ``"auto"`` (or None) picks CUDA when it is available, else the CPU.
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` and ``"mps"`` are taken as asked.
+
+    Returns
+    -------
+    device : torch.device
+
+    Raises
+    ------
+    ValueError
+        If the string does not name a device, or names one that is not
+        available on this machine.
+    """
+    torch = _torch()
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str):
+        raise ValueError(
+            f"device must be a string such as 'auto', 'cpu', 'cuda', 'cuda:0' "
+            f"or 'mps'; got {device!r}."
+        )
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a valid device; use 'auto', 'cpu', "
+            f"'cuda', 'cuda:N' or 'mps'."
+        ) from exc
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available on "
+                f"this machine; use device='cpu' or device='auto'."
+            )
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(
+                f"device={device!r} was requested but this machine has only "
+                f"{n} CUDA device(s)."
+            )
+        return dev
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but MPS is not available on "
+                f"this machine; use device='cpu' or device='auto'."
+            )
+        return dev
+    raise ValueError(
+        f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda', "
+        f"'cuda:N' or 'mps'."
+    )
+
+
+def torch_dtype(np_dtype):
+    """The torch dtype matching a NumPy float dtype (float32 or float64)."""
+    torch = _torch()
+    np_dtype = np.dtype(np_dtype)
+    if np_dtype == np.float32:
+        return torch.float32
+    if np_dtype == np.float64:
+        return torch.float64
+    raise ValueError(f"Unsupported dtype {np_dtype}; expected float32 or float64.")
+
+
+def make_generator(random_state):
+    """A seeded CPU ``torch.Generator`` derived from ``random_state``.
+
+    The global torch RNG is never touched. Random tensors are drawn on the CPU
+    with this generator and then moved to the device, so that a given
+    ``random_state`` gives the same numbers on every device.
+    """
+    torch = _torch()
+    rng = check_random_state(random_state)
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+    return gen
+
+
+def seed_from(random_state):
+    """An integer seed drawn from ``random_state`` (int, RandomState or None)."""
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def to_tensor(X, device, dtype=None):
+    """Move a NumPy array (or a slice of a memmap) to ``device``.
+
+    Non-writeable or non-contiguous inputs are copied (only the part given
+    here, which is one batch when called from :func:`iter_batches`), so torch
+    never warns and the caller's array is never modified.
+    """
+    torch = _torch()
+    X = np.asarray(X)
+    if not X.flags.writeable or not X.flags.c_contiguous or isinstance(X, np.memmap):
+        X = np.array(X, order="C", copy=True)
+    t = torch.from_numpy(X)
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype)
+    return t.to(device)
+
+
+def to_numpy(t, dtype=None):
+    """A tensor back to a NumPy array on the CPU, in ``dtype`` if given."""
+    out = t.detach().cpu().numpy()
+    if dtype is not None and out.dtype != dtype:
+        out = out.astype(dtype, copy=False)
+    return out
+
+
+def gen_batches_idx(n_samples, batch_size):
+    """Slices of ``range(n_samples)`` of length ``batch_size`` (last may be shorter).
+
+    ``batch_size=None`` gives one slice over everything.
+    """
+    if batch_size is None or batch_size >= n_samples:
+        yield slice(0, n_samples)
+        return
+    for start in range(0, n_samples, batch_size):
+        yield slice(start, min(start + batch_size, n_samples))
+
+
+def iter_batches(X, batch_size, device, dtype=None):
+    """Yield ``(slice, tensor)`` pairs over the rows of ``X`` on ``device``.
+
+    Only one batch of rows is materialised at a time, so a memmap larger than
+    memory is never copied whole.
+    """
+    for sl in gen_batches_idx(X.shape[0], batch_size):
+        yield sl, to_tensor(X[sl], device, dtype)
+
+
+def default_batch_size(n_features, budget_bytes=256 * 2**20, itemsize=8):
+    """Rows per batch so that a batch of ``n_features`` columns fits a budget."""
+    return max(1, int(budget_bytes // max(1, n_features * itemsize)))

@@ -1,0 +1,245 @@
+"""The base class every concept extractor inherits.
+
+A concept extractor factors an activation matrix ``X`` (``n_samples x
+n_features``) into codes ``U`` (``n_samples x n_concepts``) and a dictionary
+``components_`` (``n_concepts x n_features``) so that ``X ~ U @ components_``
+(plus an optional offset). The base class keeps the contracts of
+``shared/design.md``: parameter validation, NumPy fitted state, device
+resolution at call time, dtype preservation, batched transfer to the device,
+``inverse_transform``, ``score`` (reconstruction R^2) and feature names.
+"""
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
+from sklearn.utils.validation import check_array
+
+from ._backend import (
+    default_batch_size,
+    iter_batches,
+    resolve_device,
+    to_numpy,
+    torch_dtype,
+)
+from ._compat import check_is_fitted, validate_data
+
+__all__ = ["ConceptExtractor", "DEVICE_CONSTRAINT"]
+
+#: Constraint for the ``device`` parameter: any string, resolved (and checked
+#: against the machine) at fit/transform time by ``resolve_device``.
+DEVICE_CONSTRAINT = [str, None]
+
+
+class ConceptExtractor(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
+    """Base class for concept extractors (NMF family, SAEs, ...).
+
+    Subclasses implement ``fit`` (decorated with ``_fit_context``), set
+    ``components_`` and implement :meth:`_encode`, which maps a batch of
+    activations (a tensor on the device) to codes using the fitted state that
+    :meth:`_device_state` moved to the device. They may override
+    :meth:`_decode` and :meth:`_decode_offset` when decoding is more than
+    ``U @ components_``.
+
+    The class attribute ``_positive_only`` marks methods that need
+    non-negative input (NMF): ``fit``, ``transform`` and ``score`` then reject
+    negative values with scikit-learn's "Negative values in data" error.
+
+    Notes
+    -----
+    Fitted state is kept in NumPy arrays so that a model fitted on a GPU can be
+    pickled and loaded on a machine without one. Nothing is cached on ``self``
+    outside ``fit``.
+    """
+
+    _positive_only = False
+
+    _parameter_constraints: dict = {
+        "device": DEVICE_CONSTRAINT,
+    }
+
+    # ------------------------------------------------------------------ tags
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = self._positive_only
+        tags.input_tags.sparse = False
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # ---------------------------------------------------------- validation
+    def _validate_X(self, X, *, reset):
+        """Validate ``X`` (and set ``n_features_in_`` when ``reset``).
+
+        Returns a float32 or float64 array; memmaps are not copied.
+        """
+        return validate_data(
+            self,
+            X,
+            dtype=[np.float64, np.float32],
+            ensure_non_negative=self._positive_only,
+            reset=reset,
+        )
+
+    def _resolve_device(self):
+        return resolve_device(getattr(self, "device", "auto"))
+
+    def _batch_size_for(self, n_features, itemsize=8):
+        bs = getattr(self, "batch_size", None)
+        if bs is None:
+            bs = default_batch_size(n_features, itemsize=itemsize)
+        return bs
+
+    @property
+    def _n_features_out(self):
+        """Number of concepts, used by ``get_feature_names_out``."""
+        return self.components_.shape[0]
+
+    # ------------------------------------------------------------- hooks
+    def _device_state(self, device, dtype):
+        """Fitted state as tensors on ``device`` for :meth:`_encode`.
+
+        The default moves ``components_`` only. Returned, never stored.
+        """
+        import torch
+
+        return {
+            "components": torch.as_tensor(self.components_, dtype=dtype, device=device)
+        }
+
+    def _encode(self, Xb, state):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _decode_offset(self):
+        """Offset added when decoding (e.g. an SAE's decoder bias), or None."""
+        return None
+
+    def _decode(self, U, state):
+        """Decode a batch of codes (a tensor) back to the input space."""
+        out = U @ state["components"]
+        offset = state.get("offset")
+        if offset is not None:
+            out = out + offset
+        return out
+
+    def _state_with_offset(self, device, dtype):
+        import torch
+
+        state = self._device_state(device, dtype)
+        offset = self._decode_offset()
+        if offset is not None and "offset" not in state:
+            state["offset"] = torch.as_tensor(offset, dtype=dtype, device=device)
+        return state
+
+    # ------------------------------------------------------------ public API
+    def transform(self, X):
+        """Encode ``X`` as concept codes.
+
+        Each row is encoded independently of the others, in batches on the
+        estimator's device.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations. A NumPy memmap is read one batch at a time.
+
+        Returns
+        -------
+        U : ndarray of shape (n_samples, n_concepts)
+            Concept codes, in the dtype of ``X`` (float32 or float64).
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._transform_validated(X)
+
+    def _transform_validated(self, X):
+        import torch
+
+        device = self._resolve_device()
+        dtype = torch_dtype(X.dtype)
+        state = self._state_with_offset(device, dtype)
+        out = np.empty((X.shape[0], self._n_features_out), dtype=X.dtype)
+        bs = self._batch_size_for(X.shape[1], X.dtype.itemsize)
+        with torch.no_grad():
+            for sl, xb in iter_batches(X, bs, device, dtype):
+                out[sl] = to_numpy(self._encode(xb, state), X.dtype)
+        return out
+
+    def inverse_transform(self, X):
+        """Map concept codes back to the input space.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_concepts)
+            Concept codes, as returned by :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+            Reconstructed activations ``U @ components_`` (plus the decoder
+            offset for estimators that have one).
+        """
+        import torch
+
+        check_is_fitted(self)
+        U = check_array(X, dtype=[np.float64, np.float32])
+        k = self._n_features_out
+        if U.shape[1] != k:
+            raise ValueError(
+                f"X has {U.shape[1]} features (concepts), but "
+                f"{type(self).__name__} has {k} concepts; inverse_transform expects "
+                f"the codes returned by transform."
+            )
+        device = self._resolve_device()
+        dtype = torch_dtype(U.dtype)
+        state = self._state_with_offset(device, dtype)
+        out = np.empty((U.shape[0], self.n_features_in_), dtype=U.dtype)
+        bs = self._batch_size_for(self.n_features_in_, U.dtype.itemsize)
+        with torch.no_grad():
+            for sl, ub in iter_batches(U, bs, device, dtype):
+                out[sl] = to_numpy(self._decode(ub, state), U.dtype)
+        return out
+
+    def score(self, X, y=None):
+        """Reconstruction R^2 of ``X``: ``1 - ||X - X_hat||^2 / ||X - mean(X)||^2``.
+
+        ``X_hat = inverse_transform(transform(X))`` and ``mean(X)`` is the
+        per-feature mean. Computed in batches, so a memmap is never loaded
+        whole. Greater is better; 1 is a perfect reconstruction.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        score : float
+            Reconstruction R^2.
+        """
+        import torch
+
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        device = self._resolve_device()
+        dtype = torch_dtype(X.dtype)
+        state = self._state_with_offset(device, dtype)
+        bs = self._batch_size_for(X.shape[1], X.dtype.itemsize)
+        mean = torch.as_tensor(np.mean(X, axis=0, dtype=np.float64), device=device)
+        sse = torch.zeros((), dtype=torch.float64, device=device)
+        sst = torch.zeros((), dtype=torch.float64, device=device)
+        with torch.no_grad():
+            for _, xb in iter_batches(X, bs, device, dtype):
+                xhat = self._decode(self._encode(xb, state), state)
+                xb64 = xb.double()
+                sse += ((xb64 - xhat.double()) ** 2).sum()
+                sst += ((xb64 - mean) ** 2).sum()
+        sse, sst = float(sse), float(sst)
+        if sst == 0.0:
+            return 1.0 if sse == 0.0 else 0.0
+        return 1.0 - sse / sst

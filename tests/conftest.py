@@ -1,0 +1,17 @@
+import os
+
+import pytest
+
+# scikit-learn's common checks run hundreds of tiny fits: more threads only
+# add overhead on these small machines.
+import torch
+
+torch.set_num_threads(1)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def rng():
+    import numpy as np
+
+    return np.random.RandomState(0)
