@@ -1,0 +1,273 @@
+"""The one evaluation engine behind every concept-importance estimator.
+
+For a sample with concept codes ``u`` (``k``,), a dictionary ``W``
+(``k x d``) and a residual row ``r`` (``d``,), a concept mask ``m`` gives the
+activation ``x(m) = (m * u) @ W + r`` and the model output
+``f(m) = head(x(m))[target]``. Sobol' indices, occlusion, gradient x input,
+integrated gradients and the fidelity metrics are all functions of ``f`` on
+sets of masks; :func:`evaluate_masks` computes ``f`` (and, for torch heads,
+its gradient with respect to the mask) for many samples and masks in large
+batched head calls.
+"""
+
+import numpy as np
+
+from .._backend import _torch, default_batch_size, resolve_device, torch_dtype
+from ._heads import as_head
+
+__all__ = ["affine_decoder", "evaluate_masks", "head_outputs"]
+
+_MAX_ROWS = 2**16
+
+
+def _rows_per_call(batch_size, n_features, itemsize):
+    if batch_size is not None:
+        return int(batch_size)
+    return max(
+        1,
+        min(
+            _MAX_ROWS,
+            default_batch_size(n_features, budget_bytes=64 * 2**20, itemsize=itemsize),
+        ),
+    )
+
+
+def _compute_setup(head, dtype, device):
+    """(torch device, torch dtype) where the decoded rows are built."""
+    if head.is_torch:
+        dev = resolve_device(device)
+        tdtype = head.param_dtype() or torch_dtype(dtype)
+    else:
+        dev = _torch().device("cpu")
+        tdtype = torch_dtype(dtype)
+    return dev, tdtype
+
+
+def _tensor(a, device, dtype):
+    torch = _torch()
+    a = np.asarray(a)
+    if not a.flags.writeable or not a.flags.c_contiguous:
+        a = np.array(a, order="C", copy=True)
+    return torch.as_tensor(a).to(device=device, dtype=dtype)
+
+
+def head_outputs(head, X, *, batch_size=None, device=None):
+    """All outputs of ``head`` on the rows of ``X``, shape (n_samples, n_outputs).
+
+    Parameters
+    ----------
+    head : callable, torch.nn.Module or fitted scikit-learn model
+        The head (see :mod:`skconcepts.importance._heads`).
+    X : ndarray of shape (n_samples, n_features)
+        Activations.
+    batch_size : int, default=None
+        Rows per head call (None: sized from a memory budget).
+    device : str, default=None
+        Device for a torch head ("auto" when None).
+
+    Returns
+    -------
+    out : ndarray of shape (n_samples, n_outputs), float64
+    """
+    head = as_head(head)
+    X = np.asarray(X)
+    dev, tdtype = _compute_setup(head, X.dtype, device)
+    rows = _rows_per_call(batch_size, X.shape[1], X.dtype.itemsize)
+    chunks = []
+    with head.prepared(dev) as call:
+        for start in range(0, X.shape[0], rows):
+            xb = X[start : start + rows]
+            if head.is_torch:
+                out = call(_tensor(xb, dev, tdtype)).detach().cpu().numpy()
+            else:
+                out = call(np.ascontiguousarray(xb))
+            chunks.append(np.asarray(out, dtype=np.float64))
+    if not chunks:
+        return np.empty((0, 0))
+    widths = {c.shape[1] for c in chunks}
+    if len(widths) != 1:
+        raise ValueError(
+            f"The head returned a varying number of outputs per call: {widths}."
+        )
+    return np.concatenate(chunks, axis=0)
+
+
+def evaluate_masks(
+    head,
+    codes,
+    components,
+    masks,
+    *,
+    residual=None,
+    target=None,
+    batch_size=None,
+    device=None,
+    grad=False,
+):
+    """Model output ``f(m)`` for every sample and every concept mask.
+
+    ``f(m) = head((m * u) @ components + r)[target]`` for each sample's codes
+    ``u`` and residual row ``r``. Rows from several samples and masks are
+    stacked into one head call of up to ``batch_size`` rows.
+
+    Parameters
+    ----------
+    head : callable, torch.nn.Module or fitted scikit-learn model
+        Maps ``(m, n_features)`` activations to ``(m,)`` or
+        ``(m, n_outputs)`` outputs.
+    codes : ndarray of shape (n_samples, n_concepts)
+        Concept codes ``u`` of the samples.
+    components : ndarray of shape (n_concepts, n_features)
+        Dictionary ``W`` (the decoder is ``u @ W``).
+    masks : ndarray of shape (n_masks, n_concepts) or (n_samples, n_masks, n_concepts)
+        Masks shared by all samples, or one set per sample.
+    residual : ndarray of shape (n_samples, n_features) or (n_features,), default=None
+        Added to every decoded row: the reconstruction residual ``x - u W``
+        (so that ``m = 1`` gives back ``head(x)``), a decoder offset (PCA's
+        ``mean_``), or None.
+    target : ndarray of shape (n_samples,) of int, default=None
+        Output column selected for each sample. None requires a head with a
+        single output.
+    batch_size : int, default=None
+        Maximum number of rows per head call; None sizes it from a 64 MiB
+        budget (at most 65536 rows).
+    device : str, default=None
+        Device for a torch head ("auto" when None). Other heads run on the CPU.
+    grad : bool, default=False
+        Also return ``df/dm`` (torch heads only).
+
+    Returns
+    -------
+    values : ndarray of shape (n_samples, n_masks), float64
+    grads : ndarray of shape (n_samples, n_masks, n_concepts), float64
+        Only when ``grad=True``.
+    """
+    torch = _torch()
+    head = as_head(head)
+    codes = np.asarray(codes)
+    components = np.asarray(components)
+    masks = np.asarray(masks)
+    n, k = codes.shape
+    if components.shape[0] != k:
+        raise ValueError(
+            f"codes have {k} concepts but components has {components.shape[0]} rows."
+        )
+    d = components.shape[1]
+    shared = masks.ndim == 2
+    if masks.shape[-1] != k or (not shared and masks.shape[0] != n):
+        raise ValueError(
+            f"masks of shape {masks.shape} do not fit {n} samples x {k} concepts."
+        )
+    n_masks = masks.shape[-2]
+    if grad and not head.is_torch:
+        raise ValueError("Gradients need a torch nn.Module head.")
+    dtype = np.result_type(codes.dtype, np.float32)
+    dev, tdtype = _compute_setup(head, dtype, device)
+    u_t = _tensor(codes, dev, tdtype)
+    w_t = _tensor(components, dev, tdtype)
+    m_t = _tensor(masks, dev, tdtype)
+    r_t = None if residual is None else _tensor(residual, dev, tdtype)
+    per_sample_r = r_t is not None and r_t.ndim == 2
+    if r_t is not None and (r_t.shape[-1] != d or (per_sample_r and r_t.shape[0] != n)):
+        raise ValueError(
+            f"residual of shape {tuple(r_t.shape)} does not fit {n} samples x "
+            f"{d} features."
+        )
+    tgt = None
+    if target is not None:
+        tgt = np.asarray(target, dtype=np.int64).reshape(-1)
+        if tgt.shape[0] != n:
+            raise ValueError(f"target has {tgt.shape[0]} entries for {n} samples.")
+    rows = _rows_per_call(batch_size, max(d, k), np.dtype(dtype).itemsize)
+    total = n * n_masks
+    values = np.empty(total, dtype=np.float64)
+    grads = np.empty((total, k), dtype=np.float64) if grad else None
+    with head.prepared(dev, grad=grad) as call:
+        for start in range(0, total, rows):
+            stop = min(start + rows, total)
+            flat = torch.arange(start, stop, device=dev)
+            s = flat // n_masks
+            j = flat % n_masks
+            m = m_t[j] if shared else m_t[s, j]
+            if grad:
+                m = m.detach().clone().requires_grad_(True)
+            z = (m * u_t[s]) @ w_t
+            if r_t is not None:
+                z = z + (r_t[s] if per_sample_r else r_t)
+            if head.is_torch:
+                out = call(z)
+            else:
+                out = torch.as_tensor(np.asarray(call(z.numpy()), dtype=np.float64))
+            n_out = out.shape[1]
+            if tgt is None:
+                if n_out != 1:
+                    raise ValueError(
+                        f"The head returns {n_out} outputs per row; say which one "
+                        "to explain (target=..., or y in fit)."
+                    )
+                sel = out[:, 0]
+            else:
+                bad = tgt[(tgt < 0) | (tgt >= n_out)]
+                if bad.size:
+                    raise ValueError(
+                        f"Output column {int(bad[0])} was asked for, but the head "
+                        f"returns only {n_out} output(s) per row."
+                    )
+                tsel = torch.as_tensor(tgt, device=out.device)[s.to(out.device)]
+                sel = out[torch.arange(out.shape[0], device=out.device), tsel]
+            if grad:
+                (g,) = torch.autograd.grad(sel.sum(), m)
+                grads[start:stop] = g.detach().cpu().double().numpy()
+            values[start:stop] = sel.detach().cpu().double().numpy()
+    values = values.reshape(n, n_masks)
+    if grad:
+        return values, grads.reshape(n, n_masks, k)
+    return values
+
+
+def affine_decoder(extractor, n_concepts, dtype=np.float64, *, check_codes=None):
+    """The affine decoder ``u -> u @ W + b`` of a fitted concept extractor.
+
+    ``W`` and ``b`` are read off the extractor's own ``inverse_transform``
+    (``b = inverse_transform(0)``, ``W_i = inverse_transform(e_i) - b``), so
+    every convention is respected: PCA adds ``mean_`` (and rescales whitened
+    codes), NMF has no offset, an SAE adds its decoder bias. Extractors
+    without ``inverse_transform`` decode with ``components_`` and no offset.
+
+    Parameters
+    ----------
+    extractor : fitted estimator
+        Has ``components_`` and, ideally, ``inverse_transform``.
+    n_concepts : int
+        Number of concepts (columns of the codes).
+    dtype : numpy dtype, default=float64
+        dtype of the returned arrays.
+    check_codes : ndarray of shape (n, n_concepts), default=None
+        Codes on which the decoder is checked against ``inverse_transform``;
+        a mismatch (a decoder that is not affine) raises ``ValueError``.
+
+    Returns
+    -------
+    W : ndarray of shape (n_concepts, n_features)
+    b : ndarray of shape (n_features,) or None
+        None when the offset is exactly zero.
+    """
+    if not hasattr(extractor, "inverse_transform"):
+        return np.asarray(extractor.components_, dtype=dtype), None
+    eye = np.vstack([np.zeros((1, n_concepts)), np.eye(n_concepts)]).astype(dtype)
+    dec = np.asarray(extractor.inverse_transform(eye), dtype=np.float64)
+    b = dec[0]
+    W = dec[1:] - b
+    if check_codes is not None and len(check_codes):
+        codes = np.asarray(check_codes[:8], dtype=dtype)
+        ref = np.asarray(extractor.inverse_transform(codes), dtype=np.float64)
+        got = codes.astype(np.float64) @ W + b
+        tol = 1e-4 if np.dtype(dtype) == np.float32 else 1e-8
+        scale = max(1.0, float(np.max(np.abs(ref))))
+        if not np.allclose(got, ref, rtol=tol, atol=tol * scale):
+            raise ValueError(
+                f"{type(extractor).__name__}.inverse_transform is not affine in "
+                "the codes; concept importance needs a decoder x = u @ W + b."
+            )
+    b = None if not np.any(b) else b.astype(dtype)
+    return W.astype(dtype), b
