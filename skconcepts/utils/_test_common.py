@@ -16,8 +16,23 @@ CHECK_PARAMS = {
     "ConvexNMFConcepts": {"n_concepts": 2, "max_iter": 50},
 }
 
+
+def _taco_instances():
+    # a tiny probe and few Sobol' designs; both the automatic stopping rule
+    # (residual dropped) and a fixed number of removed concepts (residual kept)
+    from sklearn.neural_network import MLPClassifier
+
+    from skconcepts.erasure import TaCoEraser
+
+    common = dict(n_concepts=2, n_designs=4, max_samples=16, cv=2)
+    return [
+        TaCoEraser(probe=MLPClassifier(hidden_layer_sizes=(4,), max_iter=30), **common),
+        TaCoEraser(n_remove=1, residual=True, **common),
+    ]
+
+
 # class name -> zero-argument callable returning a list of instances
-CHECK_FACTORIES = {}
+CHECK_FACTORIES = {"TaCoEraser": _taco_instances}
 
 # class name -> {check name: reason a reviewer would accept}
 EXPECTED_FAILED_CHECKS = {}
