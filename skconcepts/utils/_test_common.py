@@ -31,8 +31,36 @@ def _taco_instances():
     ]
 
 
+# --- importance family: a head that takes any number of features (picklable)
+def _importance_check_head(X):
+    """Head for the common checks: one non-linear output, any n_features."""
+    import numpy as np
+
+    return np.tanh(X).sum(axis=1)
+
+
+def _importance_instances(name):
+    from sklearn.decomposition import PCA
+
+    import skconcepts.importance as imp
+
+    common = {"extractor": PCA(), "head": _importance_check_head, "random_state": 0}
+    if name == "SobolConceptImportance":
+        return [imp.SobolConceptImportance(n_designs=8, n_bootstrap=10, **common)]
+    return [
+        imp.ConceptAttribution(method=m, n_steps=4, **common)
+        for m in ("occlusion", "integrated_gradients")
+    ]
+
+
 # class name -> zero-argument callable returning a list of instances
 CHECK_FACTORIES = {"TaCoEraser": _taco_instances}
+CHECK_FACTORIES["SobolConceptImportance"] = lambda: _importance_instances(
+    "SobolConceptImportance"
+)
+CHECK_FACTORIES["ConceptAttribution"] = lambda: _importance_instances(
+    "ConceptAttribution"
+)
 
 # class name -> {check name: reason a reviewer would accept}
 EXPECTED_FAILED_CHECKS = {}

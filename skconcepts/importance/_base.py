@@ -1,0 +1,379 @@
+"""The base of the concept-importance meta-estimators.
+
+A concept-importance estimator wraps a concept extractor (``components_`` and
+``transform``: ours, or scikit-learn's ``NMF``, ``PCA``, ...) and a *head*
+(activations -> model outputs). ``fit(X, y)`` explains every sample of ``X``
+in concept space and averages the per-sample importances per class;
+``transform(X)`` returns the per-sample importances; ``score`` is the
+C-muFidelity of the importances (greater is better).
+"""
+
+import numbers
+import sys
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+from .._backend import seed_from
+from .._compat import (
+    HasMethods,
+    Integral,
+    Interval,
+    _fit_context,
+    check_is_fitted,
+    validate_data,
+)
+from ..base import DEVICE_CONSTRAINT
+from ._engine import affine_decoder, head_outputs
+from ._heads import as_head
+
+# Per-sample outputs held in memory at once while explaining (float64 values).
+_CHUNK_VALUES = 2**22
+
+
+class _BaseConceptImportance(TransformerMixin, BaseEstimator):
+    """Shared machinery: extractor handling, head outputs, targets, grouping.
+
+    Subclasses define ``_n_evals(k)`` (head rows per sample),
+    ``_explain(space, sl, target, head, device)`` (a dict of per-sample arrays
+    of shape (n_chunk, k) whose key ``"importance"`` is what ``transform``
+    returns) and may extend ``_fit_aggregate``.
+    """
+
+    _parameter_constraints: dict = {
+        "extractor": [HasMethods(["fit", "transform"])],
+        "head": "no_validation",
+        "prefit": ["boolean"],
+        "residual": ["boolean"],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "device": DEVICE_CONSTRAINT,
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # ---------------------------------------------------------------- tags
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.target_tags.required = False
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    @property
+    def _n_features_out(self):
+        return self.n_concepts_
+
+    def get_feature_names_out(self, input_features=None):
+        """Output names: one per concept, ``<classname>0``, ``<classname>1``, ...
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Checked against ``feature_names_in_`` when given; unused otherwise.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        from sklearn.utils.validation import _check_feature_names_in
+
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
+        prefix = type(self).__name__.lower()
+        return np.asarray(
+            [f"{prefix}{i}" for i in range(self.n_concepts_)], dtype=object
+        )
+
+    # ------------------------------------------------------ concept space
+    def _validate_X(self, X, *, reset):
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
+
+    def _fit_extractor(self, X):
+        if self.prefit:
+            try:
+                check_is_fitted(self.extractor)
+            except NotFittedError as exc:
+                raise ValueError(
+                    "prefit=True but the extractor is not fitted. Fit it first, or "
+                    "use prefit=False; to keep a fitted extractor through clone() "
+                    "(GridSearchCV, cross_validate) wrap it in "
+                    "sklearn.frozen.FrozenEstimator."
+                ) from exc
+            return self.extractor
+        return clone(self.extractor).fit(X)
+
+    def _concept_space(self, X):
+        """Codes, decoder and residual rows for ``X`` (a validated array).
+
+        The decoder ``u @ W + b`` is read off the extractor's
+        ``inverse_transform`` (see :func:`affine_decoder`). With
+        ``residual=True`` each sample's residual row is ``x - u @ W``, so the
+        full mask gives back ``x`` exactly; otherwise it is the offset ``b``.
+        """
+        codes = np.asarray(self.extractor_.transform(X))
+        if codes.ndim != 2 or codes.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"{type(self.extractor_).__name__}.transform returned shape "
+                f"{codes.shape} for {X.shape[0]} samples."
+            )
+        codes = codes.astype(X.dtype, copy=False)
+        W, b = affine_decoder(
+            self.extractor_, codes.shape[1], X.dtype, check_codes=codes
+        )
+        if W.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"The extractor decodes to {W.shape[1]} features but X has "
+                f"{X.shape[1]}."
+            )
+        if self.residual:
+            resid = X - codes @ W
+        else:
+            resid = b
+        return {"codes": codes, "W": W, "residual": resid}
+
+    # ------------------------------------------------------------ targets
+    def _head_and_outputs(self, X):
+        head = as_head(self.head)
+        out = head_outputs(
+            head, X, batch_size=self.batch_size, device=self._device_arg()
+        )
+        if out.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"The head returned {out.shape[0]} rows for {X.shape[0]} samples."
+            )
+        if not np.all(np.isfinite(out)):
+            raise ValueError("The head returned NaN or infinite outputs on X.")
+        return head, out
+
+    def _device_arg(self):
+        return self.device
+
+    def _targets_from_y(self, y, head, n_out):
+        """Output column of each sample given labels ``y``."""
+        if n_out == 1:
+            return np.zeros(len(y), dtype=np.int64)
+        classes = head.classes
+        if classes is not None and len(classes) == n_out:
+            order = np.argsort(classes, kind="stable")
+            sorted_cls = classes[order]
+            pos = np.searchsorted(sorted_cls, y)
+            pos = np.clip(pos, 0, n_out - 1)
+            known = sorted_cls[pos] == y
+            if not np.all(known):
+                raise ValueError(
+                    f"y contains labels {np.unique(np.asarray(y)[~known])[:5]} that "
+                    f"are not among the head's classes_ {classes.tolist()}."
+                )
+            return order[pos].astype(np.int64)
+        y_arr = np.asarray(y)
+        if y_arr.dtype.kind not in "iuf" or not np.all(np.mod(y_arr, 1) == 0):
+            raise ValueError(
+                f"The head returns {n_out} outputs and has no classes_, so y must "
+                f"hold output column indices in [0, {n_out}); got {y_arr.dtype} "
+                "labels."
+            )
+        t = y_arr.astype(np.int64)
+        bad = t[(t < 0) | (t >= n_out)]
+        if bad.size:
+            raise ValueError(
+                f"y asks for output column {int(bad[0])}, but the head returns only "
+                f"{n_out} output(s) per row; y must hold column indices in "
+                f"[0, {n_out})."
+            )
+        return t
+
+    def _targets(self, X, y, head, out):
+        """(targets, group index per sample, group labels or None)."""
+        n_out = out.shape[1]
+        if y is not None:
+            target = self._targets_from_y(y, head, n_out)
+            labels, groups = np.unique(y, return_inverse=True)
+            return target, groups.reshape(-1), labels
+        if n_out == 1:
+            return np.zeros(X.shape[0], dtype=np.int64), None, None
+        target = np.argmax(out, axis=1).astype(np.int64)
+        cols, groups = np.unique(target, return_inverse=True)
+        classes = head.classes
+        labels = (
+            classes[cols] if classes is not None and len(classes) == n_out else cols
+        )
+        return target, groups.reshape(-1), labels
+
+    # ----------------------------------------------------------- explaining
+    def _chunks(self, n_samples, k, fit):
+        per = max(1, self._n_evals(k) + (self._n_replicate_values(k) if fit else 0))
+        size = max(1, _CHUNK_VALUES // per)
+        for start in range(0, n_samples, size):
+            yield slice(start, min(start + size, n_samples))
+
+    def _n_replicate_values(self, k):
+        return 0
+
+    def _iter_explanations(self, space, target, head, *, fit=False):
+        n, k = space["codes"].shape
+        for sl in self._chunks(n, k, fit):
+            if self.verbose:
+                print(
+                    f"[{type(self).__name__}] explaining samples "
+                    f"{sl.start}-{sl.stop} of {n}",
+                    file=sys.stderr,
+                )
+            yield sl, self._explain(space, sl, target[sl], head, fit)
+
+    def _engine_kw(self):
+        return {"batch_size": self.batch_size, "device": self._device_arg()}
+
+    def _space_slice(self, space, sl):
+        r = space["residual"]
+        if r is not None and r.ndim == 2:
+            r = r[sl]
+        return space["codes"][sl], space["W"], r
+
+    def _per_sample(self, X, y=None):
+        """Validated X -> (per-sample importances, space, target, head)."""
+        space = self._concept_space(X)
+        head, out = self._head_and_outputs(X)
+        if y is None:
+            target, _, _ = self._targets(X, None, head, out)
+        else:
+            target = self._targets_from_y(y, head, out.shape[1])
+        n, k = space["codes"].shape
+        imp = np.empty((n, k), dtype=np.float64)
+        for sl, res in self._iter_explanations(space, target, head):
+            imp[sl] = res["importance"]
+        return imp, space, target, head
+
+    # ------------------------------------------------------------ public
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit the extractor (unless ``prefit``) and explain every sample of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations (the head's input).
+        y : array-like of shape (n_samples,), default=None
+            Labels. When given, the importances are averaged per label
+            (``classes_``), and for a head with several outputs each sample is
+            explained for the output of its label (mapped through the head's
+            ``classes_`` when it has one, else taken as a column index).
+            When None, a head with several outputs is explained for its
+            arg-max on each sample and the importances are averaged per
+            predicted class.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        X = self._validate_X(X, reset=True)
+        if y is not None:
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+        self._check_params_extra()
+        self._design_seed = seed_from(self.random_state)
+        self.extractor_ = self._fit_extractor(X)
+        space = self._concept_space(X)
+        head, out = self._head_and_outputs(X)
+        n, k = space["codes"].shape
+        self.n_concepts_ = k
+        self.n_outputs_ = out.shape[1]
+        target, groups, labels = self._targets(X, y, head, out)
+        n_groups = 1 if groups is None else len(labels)
+        if groups is None:
+            groups = np.zeros(n, dtype=np.int64)
+        counts = np.bincount(groups, minlength=n_groups).astype(np.float64)
+        acc, acc_reps = {}, {}
+        for sl, res in self._iter_explanations(space, target, head, fit=True):
+            onehot = np.zeros((sl.stop - sl.start, n_groups))
+            onehot[np.arange(sl.stop - sl.start), groups[sl]] = 1.0
+            for key, val in res.items():
+                if key == "replicates":
+                    for rkey, rval in val.items():
+                        part = np.einsum("ng,bnk->bgk", onehot, rval)
+                        acc_reps[rkey] = acc_reps.get(rkey, 0.0) + part
+                else:
+                    acc[key] = acc.get(key, 0.0) + onehot.T @ val
+        means = {key: val / counts[:, None] for key, val in acc.items()}
+        rep_means = {key: val / counts[None, :, None] for key, val in acc_reps.items()}
+        single = labels is None
+        if not single:
+            self.classes_ = labels
+            self.class_counts_ = counts.astype(np.int64)
+        self._set_global(means, rep_means, single, X.dtype)
+        return self
+
+    def _check_params_extra(self):
+        """Checks the constraints cannot express (overridden)."""
+
+    def transform(self, X):
+        """Per-sample concept importances.
+
+        Each sample is explained for the head's single output, or its
+        arg-max output when the head has several.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations.
+
+        Returns
+        -------
+        importances : ndarray of shape (n_samples, n_concepts)
+            In the dtype of ``X``.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        imp, _, _, _ = self._per_sample(X)
+        return imp.astype(X.dtype, copy=False)
+
+    def score(self, X, y=None):
+        """C-muFidelity of the per-sample importances (greater is better).
+
+        For each sample, random subsets ``S`` of concepts (``n_subsets=128``
+        subsets of ``max(1, round(n_concepts / 5))`` concepts, seeded by
+        ``random_state``) are removed (``u_S = 0``); the score is the
+        Pearson correlation between ``sum_{i in S} phi_i`` and the drop of the
+        explained output ``f(1) - f(1 - 1_S)``, averaged over samples
+        (see :func:`skconcepts.metrics.c_mufidelity`). 1 means the
+        importances predict the effect of removing concepts perfectly.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations.
+        y : array-like of shape (n_samples,), default=None
+            Labels selecting the explained output, as in :meth:`fit`; None
+            uses the head's arg-max (or its single output).
+
+        Returns
+        -------
+        score : float
+            Mean C-muFidelity in [-1, 1].
+        """
+        from ..metrics import c_mufidelity
+
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        if y is not None:
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+        imp, space, target, head = self._per_sample(X, y)
+        codes, W, r = self._space_slice(space, slice(None))
+        return c_mufidelity(
+            head,
+            codes,
+            W,
+            imp,
+            residual=r,
+            target=target,
+            random_state=check_random_state(self._design_seed),
+            **self._engine_kw(),
+        )
+
+
+def _is_power_of_two(n):
+    return isinstance(n, numbers.Integral) and n >= 1 and (n & (n - 1)) == 0
