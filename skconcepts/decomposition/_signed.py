@@ -1,0 +1,367 @@
+"""NMF variants for signed activations: Semi-NMF and Convex-NMF."""
+
+from .._backend import make_generator, to_numpy
+from .._compat import Integral, Interval, StrOptions, _fit_context
+from ._base import _BaseNMF
+from ._solvers import ConvexMU, SignedLS, fit_alternating, init_codes, kmeans_seed
+
+
+class _SignedNMF(_BaseNMF):
+    """Shared fit of the signed variants: k-means init, HALS codes, a concept update."""
+
+    _parameter_constraints: dict = {
+        **_BaseNMF._parameter_constraints,
+        "init": [StrOptions({"kmeans", "random"}), None],
+    }
+
+    # HALS code sweeps per pass over the data
+    _n_inner_codes = 3
+    # rows drawn for the k-means initialisation
+    _n_init_rows = 4096
+
+    def _candidates(self, rows, gen, m):
+        """``m`` distinct rows drawn at random, as ``(indices, rows)`` (sorted)."""
+        import torch
+
+        if m >= rows.n:
+            idx = torch.arange(rows.n)
+        else:
+            idx = torch.sort(torch.randperm(rows.n, generator=gen)[:m]).values
+        return idx.to(rows.device), rows.take(idx)
+
+    def _seed(self, C, gen):
+        """Initial concepts and candidate labels (k-means, or random rows)."""
+        import torch
+
+        k = self.n_concepts
+        if self.init in (None, "kmeans"):
+            return kmeans_seed(C, k, gen)
+        m = C.shape[0]
+        pick = (
+            torch.randint(m, (k,), generator=gen)
+            if k > m
+            else torch.randperm(m, generator=gen)[:k]
+        )
+        centroids = C[pick.to(C.device)].clone()
+        labels = (
+            (C * C).sum(1)[:, None] - 2 * C @ centroids.T + (centroids**2).sum(1)
+        ).argmin(1)
+        return centroids, labels
+
+    def _make_update(self, rows, gen, l1_W, l2_W):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, callback=None):
+        """Learn the concepts of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations (any sign). A NumPy memmap is streamed from disk.
+        y : Ignored
+            Not used, present for API consistency.
+        callback : callable, default=None
+            ``callback(n_iter, relative_error)`` called after every pass.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._store_extra(self._fit(X, callback))
+        return self
+
+    def _store_extra(self, update):
+        """Keep estimator-specific fitted state from the concept update."""
+
+    def _fit(self, X, callback=None):
+        import torch
+
+        X_in = X
+        X = self._validate_X(X, reset=True)
+        device = self._resolve_device()
+        n, d = X.shape
+        l1_U, l2_U, l1_W, l2_W = self._regularization(n, d)
+        rows = self._rows(X, X_in, device)
+        gen = make_generator(self.random_state)
+        with torch.no_grad():
+            xsq, _ = rows.stats()
+            update = self._make_update(rows, gen, l1_W, l2_W)
+            Ut = init_codes(rows, update.W, l1_U, l2_U)
+            n_iter, _, _ = fit_alternating(
+                rows,
+                Ut,
+                update,
+                xsq=xsq,
+                code_solver="hals",
+                n_inner=self._n_inner_codes,
+                l1_U=l1_U,
+                l2_U=l2_U,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                stop="error",
+                verbose=self.verbose,
+                callback=callback,
+            )
+            self._set_fit_result(rows, Ut, update.W, n_iter, X.dtype)
+        return update
+
+
+_SIGNED_PARAMS_DOC = """
+    n_concepts : int, default=10
+        Number of concepts ``k``.
+
+    init : {"kmeans", "random"} or None, default=None
+        ``"kmeans"`` (None): k-means++ seeding and 10 Lloyd iterations on a
+        random subsample of rows, as Ding, Li & Jordan initialise.
+        ``"random"``: ``n_concepts`` random rows.
+
+    max_iter : int, default=200
+        Maximum number of passes over the data in ``fit``; also the maximum
+        number of HALS sweeps per row in ``transform``.
+
+    tol : float, default=1e-4
+        ``fit`` stops when the relative error decreased by less than ``tol``
+        times the first error over 10 iterations. ``transform``: a row stops
+        when its largest code change is below ``tol`` times its largest code.
+
+    alpha_W : float, default=0.0
+        Regularisation of the codes ``U``, multiplied by ``n_features`` (as
+        scikit-learn's ``NMF``).
+
+    alpha_H : float or "same", default="same"
+        Regularisation of the concepts, multiplied by ``n_samples``.
+
+    l1_ratio : float, default=0.0
+        Mix of L1 (1.0) and L2 (0.0) regularisation.
+
+    batch_size : int or None, default=None
+        Rows per batch; None keeps ``X`` whole on the device except for a
+        memmap, which is streamed in batches of about 256 MB.
+
+    device : str, default="auto"
+        Torch device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation. The global torch RNG is not used.
+
+    verbose : int, default=0
+        Print the relative error every 10 iterations when positive.
+"""
+
+
+class SemiNMFConcepts(_SignedNMF):
+    """Semi-NMF concepts: non-negative codes, signed concepts.
+
+    For signed activations (residual streams, CLIP embeddings):
+    ``X ~ U W`` with codes ``U >= 0`` and concepts ``W = components_`` of any
+    sign, minimising ``0.5 ||X - U W||_F^2`` (plus the optional penalties).
+    Codes are updated by HALS sweeps (the solver shared with
+    :class:`NMFConcepts`), concepts by exact (ridge) least squares
+    ``W = (U^T U + l2 I)^{-1} U^T X`` (coordinate descent with
+    soft-thresholding when ``l1_ratio > 0``), both from one pass over ``X``.
+
+    Parameters
+    ----------
+    {params}
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_concepts, n_features)
+        The concepts (signed).
+
+    n_iter_ : int
+        Number of passes over the data done by ``fit``.
+
+    reconstruction_err_ : float
+        Frobenius norm ``||X - U W||_F`` of the fit.
+
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit``, when they are all strings.
+
+    See Also
+    --------
+    NMFConcepts : Non-negative data and concepts.
+    ConvexNMFConcepts : Concepts that are non-negative combinations of data.
+
+    References
+    ----------
+    .. [1] Ding, C., Li, T. & Jordan, M. I. (2010). Convex and semi-nonnegative
+       matrix factorizations. IEEE TPAMI, 32(1), 45-55.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts import SemiNMFConcepts
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.rand(200, 3) @ rng.randn(3, 10)
+    >>> semi = SemiNMFConcepts(n_concepts=3, device="cpu", random_state=0).fit(X)
+    >>> U = semi.transform(X)
+    >>> bool(U.min() >= 0), bool(semi.score(X) > 0.99)
+    (True, True)
+    """
+
+    def __init__(
+        self,
+        n_concepts=10,
+        *,
+        init=None,
+        max_iter=200,
+        tol=1e-4,
+        alpha_W=0.0,
+        alpha_H="same",
+        l1_ratio=0.0,
+        batch_size=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_concepts = n_concepts
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.alpha_W = alpha_W
+        self.alpha_H = alpha_H
+        self.l1_ratio = l1_ratio
+        self.batch_size = batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _make_update(self, rows, gen, l1_W, l2_W):
+        _, C = self._candidates(rows, gen, self._n_init_rows)
+        centroids, _ = self._seed(C, gen)
+        return SignedLS(centroids.contiguous(), l1_W, l2_W)
+
+
+class ConvexNMFConcepts(_SignedNMF):
+    """Convex-NMF concepts: each concept is a non-negative combination of data points.
+
+    ``X ~ U W`` with codes ``U >= 0`` and concepts ``W = G C``, where ``C``
+    are candidate rows of ``X`` and the mixing weights ``G >= 0``: every
+    concept lies in the cone of the data, which keeps concepts interpretable
+    (each one is explained by the samples it combines) for signed data.
+    Codes are updated by HALS sweeps (shared with :class:`NMFConcepts`); the
+    weights by Ding, Li & Jordan's multiplicative rule, computed from
+    ``U^T U`` and ``U^T X`` only, so ``X`` is streamed once per iteration.
+
+    For large ``n_samples`` the candidates are a random subsample of
+    ``max_candidates`` rows (all rows when ``n_samples <= max_candidates``):
+    the concepts are then combinations of those rows only.
+
+    Parameters
+    ----------
+    {params}
+    max_candidates : int, default=1000
+        Maximum number of candidate rows the concepts are combined from.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_concepts, n_features)
+        The concepts, ``convex_weights_ @ X[candidate_indices_]``.
+
+    convex_weights_ : ndarray of shape (n_concepts, n_candidates)
+        The non-negative mixing weights ``G``.
+
+    candidate_indices_ : ndarray of shape (n_candidates,)
+        Indices of the candidate rows in the training data.
+
+    n_iter_ : int
+        Number of passes over the data done by ``fit``.
+
+    reconstruction_err_ : float
+        Frobenius norm ``||X - U W||_F`` of the fit.
+
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit``, when they are all strings.
+
+    See Also
+    --------
+    SemiNMFConcepts : Signed concepts without the convexity constraint.
+    NMFConcepts : Non-negative data and concepts.
+
+    References
+    ----------
+    .. [1] Ding, C., Li, T. & Jordan, M. I. (2010). Convex and semi-nonnegative
+       matrix factorizations. IEEE TPAMI, 32(1), 45-55.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts import ConvexNMFConcepts
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.randn(100, 10)
+    >>> cvx = ConvexNMFConcepts(n_concepts=4, device="cpu", random_state=0).fit(X)
+    >>> W = cvx.convex_weights_ @ X[cvx.candidate_indices_]
+    >>> bool(np.allclose(W, cvx.components_, atol=1e-8))
+    True
+    >>> bool(cvx.convex_weights_.min() >= 0)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **_SignedNMF._parameter_constraints,
+        "max_candidates": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_concepts=10,
+        *,
+        init=None,
+        max_iter=200,
+        tol=1e-4,
+        alpha_W=0.0,
+        alpha_H="same",
+        l1_ratio=0.0,
+        max_candidates=1000,
+        batch_size=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_concepts = n_concepts
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.alpha_W = alpha_W
+        self.alpha_H = alpha_H
+        self.l1_ratio = l1_ratio
+        self.max_candidates = max_candidates
+        self.batch_size = batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _make_update(self, rows, gen, l1_W, l2_W):
+        import torch
+
+        idx, C = self._candidates(rows, gen, self.max_candidates)
+        _, labels = self._seed(C, gen)
+        k, m = self.n_concepts, C.shape[0]
+        onehot = torch.zeros((k, m), dtype=C.dtype, device=C.device)
+        onehot[labels, torch.arange(m, device=C.device)] = 1
+        counts = onehot.sum(1, keepdim=True)
+        # Ding et al.: start from the cluster means, with a small positive
+        # floor on every weight so that the multiplicative rule can move mass.
+        Gm = torch.where(counts > 0, 0.9 * onehot / counts.clamp(min=1), 0.9 / m)
+        Gm += 0.1 / m
+        return ConvexMU(Gm, C, idx, l1_W, l2_W)
+
+    def _store_extra(self, update):
+        self.convex_weights_ = to_numpy(update.Gm, self.components_.dtype)
+        self.candidate_indices_ = to_numpy(update.cand_idx).astype(int)
+
+
+SemiNMFConcepts.__doc__ = SemiNMFConcepts.__doc__.replace(
+    "{params}", _SIGNED_PARAMS_DOC.strip("\n").lstrip()
+)
+ConvexNMFConcepts.__doc__ = ConvexNMFConcepts.__doc__.replace(
+    "{params}", _SIGNED_PARAMS_DOC.strip("\n").lstrip()
+)

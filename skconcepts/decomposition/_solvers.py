@@ -1,0 +1,664 @@
+"""Torch solvers shared by every estimator of the NMF family.
+
+Notation (rows are samples): ``X ~ U W`` with ``X`` of shape ``(n, d)``, codes
+``U`` of shape ``(n, k)`` and concepts ``W`` of shape ``(k, d)``. Codes are kept
+transposed, ``Ut = U.T`` of shape ``(k, n)``, so that one code column is a
+contiguous row of ``Ut``.
+
+Every solver here is a function of two small sufficient statistics per
+iteration, ``UtU = U^T U`` (``k x k``) and ``UtX = U^T X`` (``k x d``), plus a
+code update that is row-independent. One pass over the rows of ``X`` per
+iteration computes both, so the same loop runs on a tensor held on the device
+or streams a memmap from disk in row batches (:class:`Rows`).
+
+The scikit-learn conventions are kept: the objective is
+
+    0.5 ||X - U W||_F^2 + l1_U |U|_1 + 0.5 l2_U ||U||_F^2
+                        + l1_W |W|_1 + 0.5 l2_W ||W||_F^2,
+
+HALS is cyclic coordinate descent by code column / concept row (the same
+update as scikit-learn's ``solver="cd"``), and the stopping rule of HALS is
+scikit-learn's projected-gradient "violation" relative to the first iteration.
+"""
+
+import math
+
+import numpy as np
+
+from .._backend import _torch, gen_batches_idx, to_tensor
+
+# Smallest denominator of a multiplicative update (scikit-learn's EPSILON).
+_EPS = float(np.finfo(np.float32).eps)
+
+
+def is_memmap(X):
+    """Whether ``X`` (or an array it is a view of) is backed by a memory map."""
+    import mmap
+
+    seen = 0
+    while X is not None and seen < 32:
+        if isinstance(X, (np.memmap, mmap.mmap)):
+            return True
+        X = getattr(X, "base", None)
+        seen += 1
+    return False
+
+
+class Rows:
+    """Row access to ``X``: one tensor on the device, or batches read on demand.
+
+    With ``batch_size=None`` the whole array is moved to the device once (no
+    copy for a writeable C-contiguous array on the CPU). Otherwise each pass
+    reads ``batch_size`` rows at a time, so a memmap larger than memory is
+    never copied whole.
+    """
+
+    def __init__(self, X, device, dtype, batch_size=None):
+        self.n, self.d = X.shape
+        self.device, self.dtype = device, dtype
+        if batch_size is None or batch_size >= self.n:
+            self._tensor = to_tensor(X, device, dtype)
+            self._array = None
+        else:
+            self._tensor = None
+            self._array = X
+        self.batch_size = batch_size
+
+    @property
+    def streamed(self):
+        return self._tensor is None
+
+    def batches(self, max_rows=None):
+        """Yield ``(slice, tensor)`` over the rows.
+
+        ``max_rows`` splits a device-held tensor into views of at most that many
+        rows (used by passes that make a float64 temporary per batch).
+        """
+        if self._tensor is not None:
+            for sl in gen_batches_idx(self.n, max_rows):
+                yield sl, self._tensor[sl]
+            return
+        for sl in gen_batches_idx(self.n, self.batch_size):
+            yield sl, to_tensor(self._array[sl], self.device, self.dtype)
+
+    @property
+    def _chunk(self):
+        # rows per float64 temporary of about 64 MB
+        return max(1, (64 * 2**20) // (8 * max(1, self.d)))
+
+    def take(self, idx):
+        """Rows ``idx`` (a 1-D integer tensor or array) as a tensor, in order."""
+        torch = _torch()
+        if self._tensor is not None:
+            return self._tensor[torch.as_tensor(idx, device=self.device)]
+        idx = np.asarray(torch.as_tensor(idx).cpu(), dtype=np.intp)
+        order = np.argsort(idx, kind="stable")
+        out = np.empty((idx.size, self.d), dtype=self._array.dtype)
+        out[order] = self._array[idx[order]]
+        return to_tensor(out, self.device, self.dtype)
+
+    def stats(self):
+        """``(||X||_F^2, mean(X))`` as Python floats, in one pass."""
+        torch = _torch()
+        sq = torch.zeros((), dtype=torch.float64, device=self.device)
+        s = torch.zeros((), dtype=torch.float64, device=self.device)
+        for _, xb in self.batches(self._chunk):
+            sq += torch.sum(xb.double() ** 2)
+            s += xb.sum(dtype=torch.float64)
+        return float(sq), float(s) / max(1, self.n * self.d)
+
+    def matmul(self, M):
+        """``X @ M`` for ``M`` of shape ``(d, l)``; returns ``(n, l)``."""
+        torch = _torch()
+        out = torch.empty((self.n, M.shape[1]), dtype=self.dtype, device=self.device)
+        for sl, xb in self.batches():
+            torch.mm(xb, M, out=out[sl])
+        return out
+
+    def rmatmul(self, Q):
+        """``Q^T @ X`` for ``Q`` of shape ``(n, l)``; returns ``(l, d)``."""
+        torch = _torch()
+        out = torch.zeros((Q.shape[1], self.d), dtype=self.dtype, device=self.device)
+        for sl, xb in self.batches():
+            out.addmm_(Q[sl].T, xb)
+        return out
+
+    def residual_sq(self, Ut, W):
+        """``||X - U W||_F^2`` accumulated in float64 (exact, one pass)."""
+        torch = _torch()
+        tot = torch.zeros((), dtype=torch.float64, device=self.device)
+        for sl, xb in self.batches(self._chunk):
+            r = torch.addmm(xb, Ut[:, sl].T, W, alpha=-1)
+            tot += torch.sum(r.double() ** 2)
+        return float(tot)
+
+
+# --------------------------------------------------------------------- SVD
+
+
+def randomized_svd(rows, k, gen, n_oversamples=10, n_iter="auto"):
+    """Truncated SVD ``X ~ P diag(S) Vt`` of rank ``k`` in torch.
+
+    Halko, Martinsson & Tropp's randomized range finder with QR-normalised
+    power iterations (``n_iter="auto"``: 7 when ``k < 0.1 min(n, d)``, else 4,
+    as scikit-learn's ``randomized_svd``). Every product with ``X`` is a pass
+    over its rows, so a streamed memmap is never loaded whole. The Gaussian
+    test matrix is drawn from ``gen`` (a CPU generator). Small in-memory
+    matrices get an exact SVD.
+    """
+    torch = _torch()
+    n, d = rows.n, rows.d
+    ell = min(k + n_oversamples, n, d)
+    if not rows.streamed and (min(n, d) <= 2 * ell or n * d <= 50_000):
+        P, S, Vt = torch.linalg.svd(rows._tensor, full_matrices=False)
+        return P[:, :k], S[:k], Vt[:k]
+    if n_iter == "auto":
+        n_iter = 7 if k < 0.1 * min(n, d) else 4
+    omega = torch.randn((d, ell), generator=gen, dtype=torch.float64)
+    Y = rows.matmul(omega.to(device=rows.device, dtype=rows.dtype))
+    for _ in range(n_iter):
+        Q = torch.linalg.qr(Y).Q
+        Z = torch.linalg.qr(rows.rmatmul(Q).T).Q  # (d, ell)
+        Y = rows.matmul(Z)
+    Q = torch.linalg.qr(Y).Q
+    B = rows.rmatmul(Q)  # (ell, d)
+    Pb, S, Vt = torch.linalg.svd(B, full_matrices=False)
+    P = Q @ Pb
+    return P[:, :k], S[:k], Vt[:k]
+
+
+# -------------------------------------------------------------------- inits
+
+
+def nmf_init(rows, k, init, gen, mean, eps=1e-6):
+    """Initial ``(Ut, W)`` for NMF, as scikit-learn's ``_initialize_nmf``.
+
+    ``init`` is one of ``"random"``, ``"nndsvd"``, ``"nndsvda"``,
+    ``"nndsvdar"`` (already resolved from ``None``). Returns ``Ut`` of shape
+    ``(k, n)`` and ``W`` of shape ``(k, d)`` on the device of ``rows``.
+    """
+    torch = _torch()
+    n, d = rows.n, rows.d
+    dev, dt = rows.device, rows.dtype
+    if init == "random":
+        avg = math.sqrt(mean / k)
+        W = avg * torch.randn((k, d), generator=gen, dtype=torch.float64).abs()
+        Ut = avg * torch.randn((k, n), generator=gen, dtype=torch.float64).abs()
+        return Ut.to(dev, dt), W.to(dev, dt)
+    P, S, Vt = randomized_svd(rows, k, gen)
+    # Boutsidis & Gallopoulos: keep, for every singular pair, the sign whose
+    # positive parts carry more mass (pairs with a flipped sign give the same).
+    Pp, Pn = P.clamp(min=0), (-P).clamp(min=0)
+    Vp, Vn = Vt.clamp(min=0), (-Vt).clamp(min=0)
+    pp, pn = torch.linalg.norm(Pp, dim=0), torch.linalg.norm(Pn, dim=0)
+    vp, vn = torch.linalg.norm(Vp, dim=1), torch.linalg.norm(Vn, dim=1)
+    mp, mn = pp * vp, pn * vn
+    use_p = mp > mn
+    use_p[0] = True  # the leading pair is taken in absolute value
+    u = torch.where(use_p, Pp / pp.clamp(min=1e-300), Pn / pn.clamp(min=1e-300))
+    v = torch.where(
+        use_p[:, None],
+        Vp / vp[:, None].clamp(min=1e-300),
+        Vn / vn[:, None].clamp(min=1e-300),
+    )
+    sigma = torch.where(use_p, mp, mn)
+    u[:, 0], v[0] = P[:, 0].abs(), Vt[0].abs()
+    sigma[0] = 1.0
+    lbd = torch.sqrt(S * sigma)
+    Ut = (u * lbd).T.contiguous()
+    W = v * lbd[:, None]
+    Ut[Ut < eps] = 0
+    W[W < eps] = 0
+    if init == "nndsvda":
+        Ut[Ut == 0] = mean
+        W[W == 0] = mean
+    elif init == "nndsvdar":
+        for M in (Ut, W):
+            mask = M == 0
+            cnt = int(mask.sum())
+            noise = torch.randn(cnt, generator=gen, dtype=torch.float64)
+            M[mask] = (mean * noise / 100).abs().to(dev, dt)
+    return Ut, W
+
+
+def kmeans_seed(C, k, gen, n_lloyd=10):
+    """k-means++ seeding and a few Lloyd iterations on the rows of ``C``.
+
+    Returns ``(centroids, labels)``. Sampling uses ``gen`` (CPU). Used to
+    initialise Semi- and Convex-NMF as Ding, Li & Jordan (2010) do.
+    """
+    torch = _torch()
+    m = C.shape[0]
+    sq = (C * C).sum(1)
+
+    def d2_to(c):
+        return (sq - 2 * (C @ c) + (c * c).sum()).clamp(min=0)
+
+    first = int(torch.randint(m, (1,), generator=gen))
+    idx = [first]
+    d2 = d2_to(C[first])
+    for _ in range(1, k):
+        p = d2.double().cpu()
+        if float(p.sum()) <= 0:
+            j = int(torch.randint(m, (1,), generator=gen))
+        else:
+            j = int(torch.multinomial(p / p.sum(), 1, generator=gen))
+        idx.append(j)
+        d2 = torch.minimum(d2, d2_to(C[j]))
+    centroids = C[idx].clone()
+    labels = None
+    for _ in range(n_lloyd):
+        dist = sq[:, None] - 2 * C @ centroids.T + (centroids**2).sum(1)[None, :]
+        labels = dist.argmin(1)
+        onehot = torch.zeros((k, m), dtype=C.dtype, device=C.device)
+        onehot[labels, torch.arange(m, device=C.device)] = 1
+        counts = onehot.sum(1)
+        alive = counts > 0
+        centroids[alive] = (onehot @ C)[alive] / counts[alive, None]
+    if labels is None:
+        labels = (sq[:, None] - 2 * C @ centroids.T).argmin(1)
+    return centroids, labels
+
+
+# ------------------------------------------------------------ core updates
+
+
+def hals_sweep(V, B, G, nonneg=True, l1=0.0):
+    """One cyclic HALS / coordinate-descent pass over the rows of ``V``.
+
+    Minimises ``0.5 tr(V^T G V) - tr(V^T B)`` row by row in place: row ``t``
+    becomes ``P(V[t] + (B[t] - G[t] @ V) / G[t, t])`` with ``P`` the projection
+    on the non-negative orthant (``nonneg``), or a soft-threshold by ``l1``
+    for signed rows. For non-negative rows the L1 term is expected to be
+    already subtracted from ``B`` (as scikit-learn does). Rows whose
+    curvature ``G[t, t]`` is zero (a dead atom) are left alone.
+
+    The same function updates codes (``V = Ut``, ``B = W X^T``, ``G = W W^T``)
+    and concepts (``V = W``, ``B = U^T X``, ``G = U^T U``).
+    """
+    torch = _torch()
+    k = V.shape[0]
+    diag = torch.diagonal(G).tolist()
+    Vt = V.T
+    buf = torch.empty_like(V[0])
+    for t in range(k):
+        h = diag[t]
+        if not h > 0:
+            continue
+        torch.addmv(B[t], Vt, G[t], alpha=-1, out=buf)  # B[t] - G[t] @ V
+        row = V[t]
+        if nonneg:
+            row.add_(buf, alpha=1.0 / h).clamp_(min=0)
+        elif l1 > 0:
+            buf.add_(row, alpha=h)
+            row.copy_(torch.sign(buf) * (buf.abs() - l1).clamp(min=0) / h)
+        else:
+            row.add_(buf, alpha=1.0 / h)
+
+
+def projected_violation(V, B, G):
+    """Sum of the absolute projected gradient of ``0.5 tr(V^T G V) - tr(V^T B)``.
+
+    scikit-learn's convergence measure for ``solver="cd"`` (a tensor).
+    """
+    grad = G @ V - B
+    return torch_where_pos(V, grad).abs().sum(dtype=_torch().float64)
+
+
+def torch_where_pos(V, grad):
+    return _torch().where(V > 0, grad, grad.clamp(max=0))
+
+
+def mu_step(V, B, G, l1=0.0):
+    """One multiplicative update of ``V >= 0`` (Lee & Seung, scikit-learn's).
+
+    ``V <- V * B / (G @ V + l1)`` with ``B`` the raw numerator (``W X^T`` or
+    ``U^T X``) and ``G`` the Gram matrix with the L2 term on its diagonal.
+    """
+    denom = G @ V
+    if l1 > 0:
+        denom += l1
+    denom.clamp_(min=_EPS)
+    V.mul_(B / denom)
+
+
+def gram_reg(M, l2):
+    """``M M^T + l2 I``."""
+    G = M @ M.T
+    if l2 > 0:
+        G.diagonal().add_(l2)
+    return G
+
+
+def nnls_codes(Xb, W, G, Ginv, l1=0.0, max_iter=200, tol=1e-4):
+    """Non-negative codes of the rows of ``Xb`` with the concepts ``W`` fixed.
+
+    Solves, for every row ``x`` independently,
+    ``min_{u >= 0} 0.5 ||x - u W||^2 + l1 |u|_1 + 0.5 l2 ||u||^2`` (``G`` is
+    ``W W^T + l2 I`` and ``Ginv`` its pseudo-inverse). Each row starts from its
+    own clipped least-squares solution and runs HALS sweeps until its largest
+    change is below ``tol`` times its largest code, or ``max_iter`` sweeps;
+    rows that have converged are removed from the active set, so a row's code
+    never depends on the other rows of the batch. Used by the ``transform`` of
+    every NMF variant (``W`` may be signed) and by ``partial_fit``.
+
+    Returns the codes transposed, ``(k, n_rows)``.
+    """
+    torch = _torch()
+    B = W @ Xb.T
+    if l1 > 0:
+        B -= l1
+    out = (Ginv @ B).clamp_(min=0)
+    V, Ba = out, B
+    active = None
+    for _ in range(max_iter):
+        prev = V.clone()
+        hals_sweep(V, Ba, G)
+        change = (V - prev).abs().amax(0)
+        done = change <= tol * V.abs().amax(0)
+        if bool(done.any()):
+            if active is None:
+                active = torch.arange(out.shape[1], device=out.device)
+            out[:, active[done]] = V[:, done]
+            keep = ~done
+            if not bool(keep.any()):
+                return out
+            active = active[keep]
+            V, Ba = V[:, keep].contiguous(), Ba[:, keep].contiguous()
+    if active is not None:
+        out[:, active] = V
+    return out
+
+
+def init_codes(rows, W, l1=0.0, l2=0.0):
+    """Clipped least-squares codes ``max(pinv(W W^T) W x, 0)`` for every row."""
+    torch = _torch()
+    G = gram_reg(W, l2)
+    Ginv = torch.linalg.pinv(G)
+    Ut = torch.empty((W.shape[0], rows.n), dtype=rows.dtype, device=rows.device)
+    for sl, xb in rows.batches():
+        B = W @ xb.T
+        if l1 > 0:
+            B -= l1
+        torch.mm(Ginv, B, out=Ut[:, sl])
+    return Ut.clamp_(min=0)
+
+
+def worst_rows(rows, Ut, W, m):
+    """Indices of the ``m`` worst-reconstructed rows and their residual rows."""
+    torch = _torch()
+    res = torch.empty(rows.n, dtype=torch.float64, device=rows.device)
+    for sl, xb in rows.batches(rows._chunk):
+        r = torch.addmm(xb, Ut[:, sl].T, W, alpha=-1)
+        res[sl] = (r.double() ** 2).sum(1)
+    idx = torch.topk(res, min(m, rows.n)).indices
+    R = rows.take(idx) - Ut[:, idx].T @ W
+    return idx, R
+
+
+# -------------------------------------------------------- concept updates
+
+
+class ConceptUpdate:
+    """Base of the concept (``W``) updates plugged into :func:`fit_alternating`."""
+
+    has_violation = False
+
+    def __init__(self, W):
+        self.W = W
+
+    def step(self, UtU, UtX):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def dead(self, UtU):
+        """Boolean mask of atoms whose codes or concept row are all zero."""
+        return (UtU.diagonal() <= 0) | (self.W.abs().amax(1) <= 0)
+
+    def reseed(self, dead, rows, Ut):
+        """Re-seed dead atoms on the worst-reconstructed rows.
+
+        The dead concept becomes the residual of the worst row (its positive
+        part for non-negative concepts) and that row gets code 1 on it, so the
+        objective decreases and the next code update spreads the atom.
+        """
+        torch = _torch()
+        ts = torch.nonzero(dead).flatten().tolist()
+        idx, R = worst_rows(rows, Ut, self.W, len(ts))
+        for j, t in enumerate(ts[: len(idx)]):
+            r = self._project(R[j])
+            if not bool((r.abs() > 0).any()):
+                r = rows.take(idx[j : j + 1])[0].abs()
+            self.W[t] = r
+            Ut[t].zero_()
+            Ut[t, idx[j]] = 1.0
+
+    def _project(self, r):
+        return r.clamp(min=0)
+
+
+class NonnegHALS(ConceptUpdate):
+    """HALS update of ``W >= 0`` with up to ``n_inner`` sweeps."""
+
+    has_violation = True
+
+    def __init__(self, W, l1=0.0, l2=0.0, n_inner=1, inner_tol=0.1):
+        super().__init__(W)
+        self.l1, self.l2, self.n_inner, self.inner_tol = l1, l2, n_inner, inner_tol
+
+    def step(self, UtU, UtX):
+        G = UtU.clone()
+        if self.l2 > 0:
+            G.diagonal().add_(self.l2)
+        B = UtX - self.l1 if self.l1 > 0 else UtX
+        viol = projected_violation(self.W, B, G)
+        first = None
+        for _ in range(self.n_inner):
+            prev = self.W.clone() if self.n_inner > 1 else None
+            hals_sweep(self.W, B, G)
+            if prev is None:
+                break
+            delta = float(((self.W - prev) ** 2).sum())
+            if first is None:
+                first = delta
+            elif delta <= self.inner_tol**2 * first:
+                break
+        return viol
+
+
+class NonnegMU(ConceptUpdate):
+    """Multiplicative update of ``W >= 0`` (Lee & Seung)."""
+
+    def __init__(self, W, l1=0.0, l2=0.0):
+        super().__init__(W)
+        self.l1, self.l2 = l1, l2
+
+    def step(self, UtU, UtX):
+        G = UtU.clone()
+        if self.l2 > 0:
+            G.diagonal().add_(self.l2)
+        mu_step(self.W, UtX, G, self.l1)
+
+
+class SignedLS(ConceptUpdate):
+    """Unconstrained concepts (Semi-NMF): exact ridge least squares.
+
+    With an L1 term the rows are updated by coordinate descent with
+    soft-thresholding instead (``n_inner`` sweeps).
+    """
+
+    def __init__(self, W, l1=0.0, l2=0.0, n_inner=5):
+        super().__init__(W)
+        self.l1, self.l2, self.n_inner = l1, l2, n_inner
+
+    def step(self, UtU, UtX):
+        torch = _torch()
+        G = UtU.clone()
+        if self.l2 > 0:
+            G.diagonal().add_(self.l2)
+        if self.l1 > 0:
+            for _ in range(self.n_inner):
+                hals_sweep(self.W, UtX, G, nonneg=False, l1=self.l1)
+            return
+        alive = G.diagonal() > 0
+        if not bool(alive.any()):
+            return
+        Ga = G[alive][:, alive]
+        jitter = 1e-10 * float(Ga.diagonal().mean()) + 1e-300
+        Ga.diagonal().add_(jitter)
+        L, info = torch.linalg.cholesky_ex(Ga)
+        if int(info) == 0:
+            self.W[alive] = torch.cholesky_solve(UtX[alive], L)
+        else:
+            self.W[alive] = torch.linalg.lstsq(Ga, UtX[alive]).solution
+
+    def _project(self, r):
+        return r
+
+
+class ConvexMU(ConceptUpdate):
+    """Convex-NMF concepts ``W = Gm C`` with ``Gm >= 0`` over candidate rows ``C``.
+
+    Ding, Li & Jordan's multiplicative rule for the mixing weights, in the
+    candidate form ``min ||X - U Gm C||^2``: with ``P = U^T X C^T`` and
+    ``K = C C^T`` split in positive and negative parts,
+    ``Gm <- Gm * sqrt((P+ + UtU Gm K-) / (P- + UtU Gm K+ + l1 + l2 Gm))``.
+    """
+
+    def __init__(self, Gm, C, cand_idx, l1=0.0, l2=0.0, n_inner=3):
+        self.Gm, self.C, self.cand_idx = Gm, C, cand_idx
+        K = C @ C.T
+        self.Kp, self.Kn = K.clamp(min=0), (-K).clamp(min=0)
+        self.l1, self.l2, self.n_inner = l1, l2, n_inner
+        super().__init__(Gm @ C)
+
+    def step(self, UtU, UtX):
+        torch = _torch()
+        P = UtX @ self.C.T
+        Pp, Pn = P.clamp(min=0), (-P).clamp(min=0)
+        for _ in range(self.n_inner):
+            A = UtU @ self.Gm
+            num = Pp + A @ self.Kn
+            den = Pn + A @ self.Kp
+            if self.l1 > 0:
+                den += self.l1
+            if self.l2 > 0:
+                den += self.l2 * self.Gm
+            self.Gm.mul_(torch.sqrt(num / den.clamp(min=_EPS)))
+        self.W = self.Gm @ self.C
+
+    def dead(self, UtU):
+        return (UtU.diagonal() <= 0) | (self.Gm.amax(1) <= 0)
+
+    def reseed(self, dead, rows, Ut):
+        torch = _torch()
+        ts = torch.nonzero(dead).flatten().tolist()
+        R = self.C - Ut[:, self.cand_idx].T @ self.W
+        worst = torch.topk((R * R).sum(1), min(len(ts), R.shape[0])).indices
+        m = self.C.shape[0]
+        for j, t in enumerate(ts[: len(worst)]):
+            self.Gm[t] = 1e-3 / m
+            self.Gm[t, worst[j]] = 1.0
+            Ut[t].zero_()
+            Ut[t, self.cand_idx[worst[j]]] = 1.0
+        self.W = self.Gm @ self.C
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def fit_alternating(
+    rows,
+    Ut,
+    update,
+    *,
+    xsq,
+    code_solver="hals",
+    n_inner=1,
+    l1_U=0.0,
+    l2_U=0.0,
+    max_iter=200,
+    tol=1e-4,
+    stop="violation",
+    guard=True,
+    verbose=0,
+    callback=None,
+):
+    """Alternate code and concept updates; return ``(n_iter, UtU, UtX)``.
+
+    Each iteration makes one pass over the rows of ``X``: for every batch it
+    computes ``W X_b^T`` once, updates the batch's codes (``n_inner`` HALS
+    sweeps, or one multiplicative update), and accumulates ``UtU`` and
+    ``UtX``; then ``update.step`` updates the concepts from these statistics
+    alone. Code updates are row-independent, so the result does not depend on
+    the batch size (up to floating-point rounding).
+
+    Stopping: ``stop="violation"`` is scikit-learn's coordinate-descent rule
+    (projected-gradient violation relative to the first iteration below
+    ``tol``); ``stop="error"`` checks every 10 iterations whether the relative
+    error decreased by less than ``tol`` times the initial error (scikit-learn's
+    multiplicative-update rule). ``guard`` re-seeds atoms whose code column or
+    concept row became all zero.
+
+    ``callback(n_iter, rel_error)`` (optional) is called after every
+    iteration with the relative error computed from the statistics.
+    """
+    torch = _torch()
+    k = Ut.shape[0]
+    dev, dt = rows.device, rows.dtype
+    UtU = torch.zeros((k, k), dtype=dt, device=dev)
+    UtX = torch.zeros((k, rows.d), dtype=dt, device=dev)
+    viol_init = None
+    err_init = prev_err = None
+    xnorm = math.sqrt(max(xsq, 1e-300))
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        W = update.W
+        G = gram_reg(W, l2_U)
+        UtU.zero_()
+        UtX.zero_()
+        viol = torch.zeros((), dtype=torch.float64, device=dev)
+        for sl, xb in rows.batches():
+            B = W @ xb.T
+            V = Ut[:, sl]
+            if code_solver == "hals":
+                if l1_U > 0:
+                    B -= l1_U
+                if stop == "violation":
+                    viol += projected_violation(V, B, G)
+                for _ in range(n_inner):
+                    hals_sweep(V, B, G)
+            else:
+                mu_step(V, B, G, l1_U)
+            UtU.addmm_(V, V.T)
+            UtX.addmm_(V, xb)
+        v_w = update.step(UtU, UtX)
+        W = update.W
+        err2 = xsq - 2 * float((W * UtX).sum()) + float((UtU * (W @ W.T)).sum())
+        err = math.sqrt(max(err2, 0.0))
+        if callback is not None:
+            callback(n_iter, err / xnorm)
+        if verbose and (n_iter % 10 == 0 or n_iter == 1):
+            print(f"iteration {n_iter:4d}: relative error {err / xnorm:.6f}")
+        if guard:
+            dead = update.dead(UtU)
+            if bool(dead.any()):
+                if verbose:
+                    print(
+                        f"iteration {n_iter}: re-seeding {int(dead.sum())} dead atoms"
+                    )
+                update.reseed(dead, rows, Ut)
+                continue
+        if stop == "violation":
+            v = float(viol) + (float(v_w) if v_w is not None else 0.0)
+            if viol_init is None:
+                viol_init = v
+            if viol_init == 0 or v / viol_init <= tol:
+                break
+        else:
+            if err_init is None:
+                err_init = prev_err = err
+            elif tol > 0 and n_iter % 10 == 0:
+                if err_init == 0 or (prev_err - err) / err_init < tol:
+                    break
+                prev_err = err
+    return n_iter, UtU, UtX
