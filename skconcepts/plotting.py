@@ -92,7 +92,8 @@ def plot_concept_importance(
             or fitted estimator
         The importances, or a fitted importance estimator such as
         :class:`~skconcepts.SobolConceptImportance`: any object with
-        ``total_indices_`` (or ``first_order_indices_``, see ``which``) and,
+        ``total_indices_`` (or ``first_order_indices_``, see ``which``; else
+        ``importances_``, as :class:`~skconcepts.ConceptAttribution` has) and,
         where present, the matching ``*_ci_`` intervals and ``classes_``.
     ci : array-like of shape importances.shape + (2,), default=None
         Lower and upper ends of each confidence interval, drawn as a vertical
@@ -146,11 +147,13 @@ def plot_concept_importance(
     if which not in ("total", "first_order"):
         raise ValueError(f"which must be 'total' or 'first_order'; got {which!r}.")
     attr = f"{which}_indices_"
+    if not hasattr(importances, attr) and which == "total":
+        attr = "importances_"  # e.g. ConceptAttribution
     if hasattr(importances, attr):
         est = importances
         importances = getattr(est, attr)
         if ci is None:
-            ci = getattr(est, f"{which}_indices_ci_", None)
+            ci = getattr(est, f"{attr}ci_", None)
         if classes is None:
             classes = getattr(est, "classes_", None)
     imp = np.asarray(importances, dtype=float)
@@ -414,7 +417,9 @@ def plot_fidelity_curves(curves, *, x=None, kind="deletion", labels=None, ax=Non
     ----------
     curves : array-like of shape (n_steps,) or (n_curves, n_steps), or dict
         The output after each step, one curve per row; a dict maps a label
-        (e.g. an importance method) to its curve.
+        (e.g. an importance method) to its curve. For the per-sample curves
+        of :func:`skconcepts.metrics.c_deletion` (``return_curves=True``),
+        pass their mean over samples: its area is the metric's score.
     x : array-like of shape (n_steps,), default=None
         Positions of the steps; ``0, 1, ..., n_steps - 1`` (number of concepts
         removed or inserted) by default.

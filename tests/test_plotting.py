@@ -105,6 +105,15 @@ def test_importance_from_fitted_estimator_one_panel_per_class():
     assert "first-order" in fig.axes[0].get_ylabel()
 
 
+def test_importance_from_attribution_estimator():
+    class Attribution:  # duck type of a fitted ConceptAttribution
+        importances_ = np.array([0.2, -0.1, 0.6])
+
+    ax = plot_concept_importance(Attribution())
+    np.testing.assert_allclose(_bars(ax), [0.2, -0.1, 0.6])
+    assert len(ax.collections) == 0
+
+
 def test_importance_sorted_top_n_and_given_axes():
     est = FittedImportance(np.random.RandomState(1))
     _, axes = plt.subplots(1, 3)
@@ -303,3 +312,41 @@ def test_import_does_not_need_matplotlib():
     top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
     names = [a.name for n in top for a in n.names]
     assert not any("matplotlib" in n for n in names)
+
+
+# ------------------------------------------- with the package's estimators
+def test_plots_of_a_fitted_sobol_importance_and_its_deletion_curves():
+    from sklearn.decomposition import PCA
+
+    from skconcepts.importance import SobolConceptImportance
+    from skconcepts.metrics import c_deletion
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 3)) * [3.0, 1.0, 0.5]
+    y = (X[:, 0] > 0).astype(int)
+
+    def head(x):
+        return np.tanh(x[:, 0]) + 0.3 * x[:, 1]
+
+    est = SobolConceptImportance(
+        PCA(n_components=3), head, n_designs=64, n_bootstrap=20, random_state=0
+    ).fit(X, y)
+    fig = plot_concept_importance(est)
+    assert [a.get_title() for a in fig.axes] == [str(c) for c in est.classes_]
+    for i, a in enumerate(fig.axes):
+        np.testing.assert_allclose(_bars(a), est.total_indices_[i], rtol=1e-6)
+        np.testing.assert_allclose(
+            _intervals(a)[:, 1:], est.total_indices_ci_[i], rtol=1e-6
+        )
+
+    codes = est.extractor_.transform(X)
+    W = est.extractor_.components_
+    offset = est.extractor_.mean_
+    score, curves = c_deletion(
+        head, codes, W, est.transform(X), residual=offset, return_curves=True
+    )
+    ax = plot_fidelity_curves({"sobol": curves.mean(axis=0)})
+    (line,) = ax.get_lines()
+    np.testing.assert_allclose(line.get_ydata(), curves.mean(axis=0))
+    # the area shown in the legend is the metric's score
+    assert line.get_label() == f"sobol (AUC {score:.3f})"
