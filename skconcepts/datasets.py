@@ -15,6 +15,7 @@ __all__ = [
     "embed_texts",
     "make_biographies",
     "make_biography_embeddings",
+    "make_sparse_atoms",
 ]
 
 # ---------------------------------------------------------------------------
@@ -259,3 +260,73 @@ def make_biography_embeddings(n_samples=1000, *, random_state=None, device="cpu"
     """
     texts, gender, occupation = make_biographies(n_samples, random_state=random_state)
     return embed_texts(texts, device=device), gender, occupation
+
+
+# ---------------------------------------------------------------------------
+# Sparse non-negative combinations of known atoms, for dictionary recovery.
+
+
+def make_sparse_atoms(
+    n_samples=20000,
+    n_features=128,
+    n_atoms=64,
+    n_active=3,
+    *,
+    noise=0.0,
+    dtype=np.float32,
+    random_state=None,
+):
+    """Rows that are non-negative combinations of a few unit atoms.
+
+    ``X = codes @ atoms + noise * N(0, 1)``: ``atoms`` are ``n_atoms`` random
+    unit vectors in ``n_features`` dimensions; each row of ``codes`` has
+    ``n_active`` non-zero entries at distinct random atoms, with magnitudes
+    drawn uniformly in ``[0.5, 1.5]``. The ground truth for dictionary
+    recovery (sparse autoencoders).
+
+    Parameters
+    ----------
+    n_samples : int, default=20000
+        Number of rows.
+    n_features : int, default=128
+        Dimension of the rows.
+    n_atoms : int, default=64
+        Number of true atoms.
+    n_active : int, default=3
+        Atoms per row.
+    noise : float, default=0.0
+        Standard deviation of the Gaussian noise added to ``X``.
+    dtype : dtype, default=np.float32
+        dtype of ``X``, ``atoms`` and ``codes``.
+    random_state : int, RandomState instance or None, default=None
+        Seed.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+    atoms : ndarray of shape (n_atoms, n_features)
+        Unit-norm rows.
+    codes : ndarray of shape (n_samples, n_atoms)
+        Non-negative, ``n_active`` non-zeros per row.
+
+    Examples
+    --------
+    >>> from skconcepts.datasets import make_sparse_atoms
+    >>> X, atoms, codes = make_sparse_atoms(100, 16, 8, 2, random_state=0)
+    >>> X.shape, atoms.shape, codes.shape, int((codes > 0).sum(axis=1).max())
+    ((100, 16), (8, 16), (100, 8), 2)
+    """
+    rng = check_random_state(random_state)
+    if n_active > n_atoms:
+        raise ValueError(f"n_active={n_active} must be <= n_atoms={n_atoms}.")
+    atoms = rng.standard_normal((n_atoms, n_features))
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    support = np.argsort(rng.random_sample((n_samples, n_atoms)), axis=1)
+    support = support[:, :n_active]
+    codes = np.zeros((n_samples, n_atoms))
+    rows = np.repeat(np.arange(n_samples), n_active)
+    codes[rows, support.ravel()] = rng.uniform(0.5, 1.5, size=n_samples * n_active)
+    X = codes @ atoms
+    if noise:
+        X += noise * rng.standard_normal(X.shape)
+    return X.astype(dtype), atoms.astype(dtype), codes.astype(dtype)

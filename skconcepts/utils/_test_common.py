@@ -17,6 +17,23 @@ CHECK_PARAMS = {
 }
 
 
+def _sae_instances(name):
+    # a small dictionary and few epochs; the learned-threshold rules too, since
+    # their inference path (threshold, not batch statistics) differs
+    from skconcepts import sae
+
+    cls = getattr(sae, name)
+    common = dict(n_concepts=4, top_k=2, max_epochs=4, batch_size=16)
+    if name == "ArchetypalSAE":
+        extra = [
+            dict(activation="batchtopk"),
+            dict(activation="jumprelu", relaxation=0.0),
+        ]
+    else:
+        extra = [dict(activation="batchtopk"), dict(activation="relu")]
+    return [cls(**common)] + [cls(**common, **e) for e in extra]
+
+
 def _taco_instances():
     # a tiny probe and few Sobol' designs; both the automatic stopping rule
     # (residual dropped) and a fixed number of removed concepts (residual kept)
@@ -61,6 +78,8 @@ CHECK_FACTORIES["SobolConceptImportance"] = lambda: _importance_instances(
 CHECK_FACTORIES["ConceptAttribution"] = lambda: _importance_instances(
     "ConceptAttribution"
 )
+CHECK_FACTORIES["TopKSAE"] = lambda: _sae_instances("TopKSAE")
+CHECK_FACTORIES["ArchetypalSAE"] = lambda: _sae_instances("ArchetypalSAE")
 
 # class name -> {check name: reason a reviewer would accept}
 EXPECTED_FAILED_CHECKS = {}

@@ -1,0 +1,222 @@
+"""Archetypal sparse autoencoder (A-SAE / RA-SAE, Fel et al. 2025)."""
+
+import numpy as np
+import torch
+
+from .._backend import make_generator, to_numpy
+from .._compat import Integral, Interval, Real, StrOptions
+from ._engine import INIT_SAMPLES, _BaseSAE
+from ._modules import ArchetypalDictionary, kmeans_torch
+
+
+class ArchetypalSAE(_BaseSAE):
+    """Sparse autoencoder whose atoms are anchored in the data (A-SAE, RA-SAE).
+
+    The dictionary is ``D = (W C + Lambda) * exp(s)``: ``C`` holds
+    ``n_candidates`` candidate points (k-means centroids of the data,
+    computed on the device), ``W`` is row-stochastic (each atom ``W C`` lies
+    in the convex hull of the candidates), each row of ``Lambda`` has norm at
+    most ``relaxation`` and ``s`` is a learned scalar. After every optimiser
+    step ``W <- relu(W)`` with rows divided by their sum and
+    ``Lambda_i <- Lambda_i min(1, relaxation / ||Lambda_i||)``.
+    ``relaxation=0`` is the strict A-SAE. ``W`` starts as the identity on the
+    first candidates; atoms beyond ``n_candidates`` start at random convex
+    combinations of the candidates (never at zero).
+
+    The encoder, sparsity rules, AuxK loss and training loop are those of
+    :class:`TopKSAE` (one engine).
+
+    Parameters
+    ----------
+    n_concepts : int, default=64
+        Number of atoms ``k``.
+    top_k : int, default=8
+        Active codes per row (see :class:`TopKSAE`).
+    relaxation : float, default=0.1
+        Largest norm ``delta`` of each row of ``Lambda``, in units of the
+        root mean squared norm of the centred data (so it does not depend on
+        the scale of the activations). 0 gives the strict A-SAE.
+    n_candidates : int, default=None
+        Number of candidate points ``C``; None means ``n_concepts``. Fewer
+        candidates than concepts is allowed. Capped at ``n_samples``.
+    candidates : {"kmeans", "random"} or array-like of shape \
+            (n_candidates, n_features), default="kmeans"
+        k-means centroids of the data (the recommended choice), random data
+        rows, or given points.
+    learn_scale : bool, default=True
+        Learn the scalar ``s`` (atoms then lie in the conical hull).
+    kmeans_random_state : int, RandomState instance or None, default=None
+        Seed of the candidate selection; None uses ``random_state``. Two fits
+        with different ``random_state`` but the same ``kmeans_random_state``
+        start from the same dictionary.
+    activation, sparsity_coef, aux_k, aux_coef, dead_steps, max_epochs, \
+batch_size, learning_rate, max_grad_norm, early_stopping, \
+validation_fraction, n_iter_no_change, tol, callbacks, device, \
+random_state, verbose
+        As in :class:`TopKSAE`.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_concepts, n_features)
+        The dictionary ``D = (W C + Lambda) exp(s)``, computed once.
+    candidates_ : ndarray of shape (n_candidates, n_features)
+        The candidate points ``C``.
+    archetype_weights_ : ndarray of shape (n_concepts, n_candidates)
+        The row-stochastic ``W``.
+    relaxation_ : ndarray of shape (n_concepts, n_features)
+        ``Lambda`` (zeros for the strict A-SAE).
+    scale_ : float
+        ``exp(s)``.
+    relaxation_radius_ : float
+        The bound on ``||Lambda_i||`` in the units of the data:
+        ``relaxation`` times the root mean squared norm of the centred data.
+    encoder_weights_, encoder_bias_, pre_bias_, threshold_, history_, \
+reconstruction_r2_, mean_l0_, dead_fraction_, n_iter_, n_features_in_, \
+feature_names_in_
+        As in :class:`TopKSAE`.
+
+    See Also
+    --------
+    TopKSAE : the plain SAE with a free dictionary.
+    skconcepts.metrics.dictionary_stability : matched cosine of two
+        dictionaries.
+
+    References
+    ----------
+    T. Fel et al., "Archetypal SAE: Adaptive and Stable Dictionary Learning
+    for Concept Extraction in Large Vision Models", ICML 2025.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.sae import ArchetypalSAE
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.rand(200, 10)
+    >>> sae = ArchetypalSAE(n_concepts=8, top_k=2, max_epochs=5, random_state=0)
+    >>> sae = sae.fit(X)
+    >>> W = sae.archetype_weights_
+    >>> bool((W >= 0).all()), np.allclose(W.sum(axis=1), 1.0)
+    (True, True)
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseSAE._parameter_constraints,
+        "relaxation": [Interval(Real, 0, None, closed="left")],
+        "n_candidates": [Interval(Integral, 1, None, closed="left"), None],
+        "candidates": [StrOptions({"kmeans", "random"}), "array-like"],
+        "learn_scale": ["boolean"],
+        "kmeans_random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        n_concepts=64,
+        top_k=8,
+        *,
+        relaxation=0.1,
+        n_candidates=None,
+        candidates="kmeans",
+        learn_scale=True,
+        kmeans_random_state=None,
+        activation="topk",
+        sparsity_coef=1e-2,
+        aux_k=None,
+        aux_coef=1 / 32,
+        dead_steps=50,
+        max_epochs=60,
+        batch_size=1024,
+        learning_rate=4e-3,
+        max_grad_norm=1.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        tol=1e-4,
+        callbacks=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        super().__init__(
+            n_concepts,
+            top_k,
+            activation=activation,
+            sparsity_coef=sparsity_coef,
+            aux_k=aux_k,
+            aux_coef=aux_coef,
+            dead_steps=dead_steps,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_grad_norm=max_grad_norm,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            callbacks=callbacks,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+        )
+        self.relaxation = relaxation
+        self.n_candidates = n_candidates
+        self.candidates = candidates
+        self.learn_scale = learn_scale
+        self.kmeans_random_state = kmeans_random_state
+
+    # ------------------------------------------------------------ hooks
+    def _candidate_points(self, X_init, generator):
+        dev, dt = X_init.device, X_init.dtype
+        if not isinstance(self.candidates, str):
+            C = np.asarray(self.candidates, dtype=np.float64)
+            if C.ndim != 2 or C.shape[1] != X_init.shape[1]:
+                raise ValueError(
+                    f"candidates must have shape (n_candidates, {X_init.shape[1]}); "
+                    f"got {C.shape}."
+                )
+            if not np.isfinite(C).all():
+                raise ValueError("candidates contains NaN or infinity.")
+            return torch.as_tensor(C, dtype=dt, device=dev)
+        n_c = self.n_candidates if self.n_candidates is not None else self.n_concepts
+        n_c = min(n_c, X_init.shape[0])
+        if self.kmeans_random_state is not None:
+            generator = make_generator(self.kmeans_random_state)
+        if self.candidates == "random":
+            rows = torch.randperm(X_init.shape[0], generator=generator)[:n_c]
+            return X_init[rows.to(dev)].clone()
+        return kmeans_torch(X_init[:INIT_SAMPLES], n_c, generator)
+
+    def _init_dictionary(self, X_init, b_pre, generator):
+        C = self._candidate_points(X_init, generator)
+        k, n_c = self.n_concepts, C.shape[0]
+        W = torch.zeros(k, n_c, dtype=torch.float64)
+        m = min(k, n_c)
+        W[torch.arange(m), torch.arange(m)] = 1.0
+        if k > n_c:
+            # extra atoms: random convex combinations of the candidates
+            W[n_c:] = torch.rand(k - n_c, n_c, generator=generator, dtype=torch.float64)
+        W = W.to(device=C.device, dtype=C.dtype)
+        centred = X_init - X_init.mean(dim=0)
+        scale = float(centred.pow(2).sum(1).mean().sqrt())
+        return ArchetypalDictionary(
+            C, W, self.relaxation * scale, learn_scale=self.learn_scale
+        )
+
+    def _dictionary_from_fitted(self, device, dtype):
+        def t(a):
+            return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
+
+        return ArchetypalDictionary(
+            t(self.candidates_),
+            t(self.archetype_weights_),
+            self.relaxation_radius_,
+            learn_scale=self.learn_scale,
+            Lambda=t(self.relaxation_),
+            log_scale=float(np.log(self.scale_)),
+        )
+
+    def _export_dictionary(self, dictionary, dtype):
+        self.candidates_ = to_numpy(dictionary.candidates, dtype)
+        self.archetype_weights_ = to_numpy(dictionary.W, dtype)
+        self.relaxation_ = to_numpy(dictionary.Lambda, dtype)
+        self.scale_ = float(dictionary.log_scale.exp())
+        self.relaxation_radius_ = dictionary.relaxation

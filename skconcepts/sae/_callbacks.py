@@ -1,0 +1,55 @@
+"""Callbacks of the SAE training engine."""
+
+import os
+
+import joblib
+
+
+class Checkpoint:
+    """Save the estimator with ``joblib`` every ``every`` epochs.
+
+    The fitted NumPy state is exported from the running session before each
+    save, so a checkpoint loads (and transforms) like a fitted estimator.
+
+    Parameters
+    ----------
+    path : str
+        File name; ``{epoch}`` in it is replaced by the epoch number.
+    every : int, default=1
+        Save every ``every`` epochs (and never more often).
+
+    Attributes
+    ----------
+    saved_ : list of str
+        The files written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from skconcepts.sae import Checkpoint, TopKSAE
+    >>> X = np.random.RandomState(0).rand(64, 5)
+    >>> path = os.path.join(tempfile.mkdtemp(), "sae-{epoch}.joblib")
+    >>> ckpt = Checkpoint(path, every=2)
+    >>> sae = TopKSAE(n_concepts=6, top_k=2, max_epochs=4, random_state=0,
+    ...               callbacks=[ckpt]).fit(X)
+    >>> [os.path.basename(p) for p in ckpt.saved_]
+    ['sae-2.joblib', 'sae-4.joblib']
+    """
+
+    def __init__(self, path, every=1):
+        self.path = path
+        self.every = every
+
+    def on_train_begin(self, estimator, session):
+        self.saved_ = []
+
+    def on_epoch_end(self, estimator, session, record):
+        if session.epoch % self.every:
+            return False
+        estimator._export_state(session)
+        path = self.path.format(epoch=session.epoch)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        joblib.dump(estimator, path)
+        self.saved_.append(path)
+        return False

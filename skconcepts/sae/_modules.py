@@ -1,0 +1,524 @@
+"""Torch pieces of a sparse autoencoder: codec, sparsity rules, dictionaries.
+
+An SAE encodes ``z = sigma(E (a - b_pre))`` and decodes ``a_hat = z D + b_pre``.
+This module holds the pieces; :mod:`skconcepts.sae._engine` trains them.
+
+- :class:`SAEModule`: encoder (``enc_weight`` of shape ``(k, d)``, ``enc_bias``),
+  the pre-decoder bias ``b_pre``, a sparsity rule and a dictionary.
+- Sparsity rules (``sigma``): :class:`TopKRule`, :class:`BatchTopKRule`,
+  :class:`ReLURule` (ReLU + L1), :class:`JumpReLURule`.
+- Dictionaries: :class:`FreeDictionary` (unit-norm rows) and
+  :class:`ArchetypalDictionary` (``D = (W C + Lambda) exp(s)``).
+- :class:`_SparseCodec`: the TopK fast path. Only ``top_k`` of the ``k``
+  pre-activations of a row are kept, so the decoder and every gradient except
+  the encoder's forward product are sparse: the backward pass costs
+  ``O(batch * top_k * d)`` instead of four dense ``batch x k x d`` products.
+- :func:`kmeans_torch`: seeded Lloyd k-means on the device (archetypal
+  candidates).
+
+Nothing here touches the global torch RNG: every random draw takes a
+``torch.Generator`` on the CPU and is moved to the device afterwards.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# --------------------------------------------------------------------------
+# the sparse TopK codec
+
+
+def _coo(rows, cols, values, shape):
+    return torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), values, shape, check_invariants=False
+    )
+
+
+class _SparseCodec(torch.autograd.Function):
+    """Kept codes and their reconstruction, with a sparse backward pass.
+
+    ``forward(xc, enc_weight, enc_bias, dictionary, idx, sel_pre)`` returns
+    ``vals = relu(sel_pre)`` (``(B, t)``, the kept codes, ``sel_pre`` being
+    the pre-activations ``xc @ enc_weight.T + enc_bias`` at ``idx``) and
+    ``rec = sum_j vals[:, j] dictionary[idx[:, j]]`` (``(B, d)``).
+
+    Gradients flow to ``xc``, ``enc_weight``, ``enc_bias`` and ``dictionary``
+    through the kept entries only (a kept pre-activation is the only one with
+    a non-zero derivative under TopK), computed with sparse products.
+    """
+
+    @staticmethod
+    def forward(ctx, xc, enc_weight, enc_bias, dictionary, idx, sel_pre):
+        vals = torch.relu(sel_pre)
+        rec = F.embedding_bag(idx, dictionary, per_sample_weights=vals, mode="sum")
+        ctx.save_for_backward(xc, enc_weight, dictionary, idx, vals)
+        return vals, rec
+
+    @staticmethod
+    def backward(ctx, g_vals, g_rec):
+        xc, enc_weight, dictionary, idx, vals = ctx.saved_tensors
+        B, t = idx.shape
+        k = dictionary.shape[0]
+        flat_idx = idx.reshape(-1)
+        rows = torch.arange(B, device=idx.device).repeat_interleave(t)
+        g_xc = g_we = g_be = g_dict = None
+        if g_rec is not None:
+            # d rec / d vals_bj = dictionary[idx_bj]
+            dvals = torch.bmm(F.embedding(idx, dictionary), g_rec.unsqueeze(2)).squeeze(
+                2
+            )
+            if ctx.needs_input_grad[3]:
+                g_dict = torch.sparse.mm(
+                    _coo(flat_idx, rows, vals.reshape(-1), (k, B)), g_rec
+                )
+        else:
+            dvals = torch.zeros_like(vals)
+        if g_vals is not None:
+            dvals = dvals + g_vals
+        dpre = (dvals * (vals > 0)).reshape(-1)
+        if ctx.needs_input_grad[1]:
+            g_we = torch.sparse.mm(_coo(flat_idx, rows, dpre, (k, B)), xc)
+        if ctx.needs_input_grad[2]:
+            g_be = torch.zeros(k, dtype=dpre.dtype, device=dpre.device)
+            g_be.index_add_(0, flat_idx, dpre)
+        if ctx.needs_input_grad[0]:
+            g_xc = torch.sparse.mm(_coo(rows, flat_idx, dpre, (B, k)), enc_weight)
+        return g_xc, g_we, g_be, g_dict, None, None
+
+
+def sparse_codec(xc, enc_weight, enc_bias, dictionary, idx, sel_pre):
+    """Differentiable ``(vals, rec)`` of the codes kept at ``idx``.
+
+    See :class:`_SparseCodec`. ``sel_pre`` must be the pre-activations at
+    ``idx`` (computed without gradient).
+    """
+    return _SparseCodec.apply(xc, enc_weight, enc_bias, dictionary, idx, sel_pre)
+
+
+# --------------------------------------------------------------------------
+# sparsity rules
+
+
+class _Rule(nn.Module):
+    """A sparsity rule ``sigma``: pre-activations -> codes.
+
+    ``sparse = True`` marks rules that keep exactly ``top_k`` entries per row;
+    the engine then uses the :func:`sparse_codec` fast path and calls
+    :meth:`select` instead of :meth:`train_codes`.
+    """
+
+    sparse = False
+
+    def train_codes(self, pre):
+        """Differentiable codes of a training batch (dense)."""
+        raise NotImplementedError
+
+    def infer_codes(self, pre):
+        """Codes at inference; must treat every row independently."""
+        return self.train_codes(pre)
+
+    def penalty(self, pre, codes, dictionary):
+        """Sparsity penalty added to the loss (a scalar tensor) or None."""
+        return None
+
+    def after_step(self):
+        """Called after each optimiser step (e.g. to clamp a parameter)."""
+
+    def export(self):
+        """Learned inference threshold(s) as a tensor, or None."""
+        return None
+
+
+class TopKRule(_Rule):
+    """Keep the ``top_k`` largest pre-activations of each row, then ReLU."""
+
+    sparse = True
+
+    def __init__(self, top_k):
+        super().__init__()
+        self.top_k = int(top_k)
+
+    def select(self, pre):
+        return pre.topk(self.top_k, dim=1)
+
+    def train_codes(self, pre):
+        vals, idx = pre.topk(self.top_k, dim=1)
+        return torch.zeros_like(pre).scatter(1, idx, torch.relu(vals))
+
+
+class BatchTopKRule(_Rule):
+    """Keep the ``top_k * batch`` largest pre-activations over the batch.
+
+    At inference a row keeps every pre-activation above the learned threshold
+    ``threshold``: an exponential running mean (``momentum``) of the smallest
+    kept positive pre-activation of each training batch.
+    """
+
+    def __init__(self, top_k, threshold=None, momentum=0.01):
+        super().__init__()
+        self.top_k = int(top_k)
+        self.momentum = momentum
+        init = float("nan") if threshold is None else float(threshold)
+        self.register_buffer("threshold", torch.tensor(init))
+
+    def train_codes(self, pre):
+        pos = torch.relu(pre)
+        n_keep = min(self.top_k * pre.shape[0], pre.numel())
+        vals, flat = pos.reshape(-1).topk(n_keep)
+        codes = torch.zeros_like(pos).reshape(-1).scatter(0, flat, vals)
+        codes = codes.reshape(pre.shape)
+        with torch.no_grad():
+            kept = vals[vals > 0]
+            if kept.numel():
+                m = kept.min()
+                if torch.isnan(self.threshold):
+                    self.threshold.copy_(m)
+                else:
+                    self.threshold.lerp_(m, self.momentum)
+        return codes
+
+    def infer_codes(self, pre):
+        thr = self.threshold
+        if torch.isnan(thr):
+            thr = torch.zeros_like(thr)
+        return torch.where(pre > thr, torch.relu(pre), torch.zeros_like(pre))
+
+    def export(self):
+        return self.threshold
+
+
+class ReLURule(_Rule):
+    """ReLU codes with an L1 penalty ``coef * mean_b sum_j z_bj ||D_j|| / s``.
+
+    ``s`` is the data scale (root mean squared norm of the centred data), so
+    that ``coef`` does not depend on the units of the activations.
+    """
+
+    def __init__(self, coef, scale=1.0):
+        super().__init__()
+        self.coef = float(coef)
+        self.scale = float(scale)
+
+    def train_codes(self, pre):
+        return torch.relu(pre)
+
+    def penalty(self, pre, codes, dictionary):
+        norms = dictionary.norm(dim=1)
+        return self.coef * (codes @ norms).mean() / self.scale
+
+
+class _JumpReLUFn(torch.autograd.Function):
+    """``pre * H(pre - theta)`` with the straight-through estimator for theta."""
+
+    @staticmethod
+    def forward(ctx, pre, theta, bandwidth):
+        ctx.save_for_backward(pre, theta)
+        ctx.bandwidth = bandwidth
+        return pre * (pre > theta)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, theta = ctx.saved_tensors
+        eps = ctx.bandwidth
+        g_pre = g * (pre > theta)
+        # rectangle kernel pseudo-derivative (Rajamanoharan et al., 2024)
+        window = ((pre - theta).abs() < eps / 2).to(g.dtype)
+        g_theta = -(theta / eps) * window * g
+        return g_pre, g_theta.sum(0), None
+
+
+class _StepFn(torch.autograd.Function):
+    """``H(pre - theta)`` with the straight-through estimator for theta."""
+
+    @staticmethod
+    def forward(ctx, pre, theta, bandwidth):
+        ctx.save_for_backward(pre, theta)
+        ctx.bandwidth = bandwidth
+        return (pre > theta).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, theta = ctx.saved_tensors
+        eps = ctx.bandwidth
+        window = ((pre - theta).abs() < eps / 2).to(g.dtype)
+        return None, (-(1.0 / eps) * window * g).sum(0), None
+
+
+class JumpReLURule(_Rule):
+    """JumpReLU: ``z = pre * H(pre - theta_j)`` with learned per-atom thresholds.
+
+    ``theta = exp(log_theta)`` is trained with a straight-through estimator
+    (rectangle kernel of width ``bandwidth``). The penalty is
+    ``coef * mean_b L0_b / top_k``: the number of active atoms relative to
+    the target ``top_k``.
+    """
+
+    def __init__(self, n_concepts, top_k, coef, bandwidth, log_threshold=None):
+        super().__init__()
+        self.top_k = int(top_k)
+        self.coef = float(coef)
+        self.bandwidth = float(bandwidth)
+        init = torch.zeros(n_concepts) if log_threshold is None else log_threshold
+        self.log_threshold = nn.Parameter(init.clone())
+
+    def train_codes(self, pre):
+        theta = self.log_threshold.exp()
+        return _JumpReLUFn.apply(pre, theta, self.bandwidth)
+
+    def infer_codes(self, pre):
+        theta = self.log_threshold.exp()
+        return pre * (pre > theta)
+
+    def penalty(self, pre, codes, dictionary):
+        theta = self.log_threshold.exp()
+        l0 = _StepFn.apply(pre, theta, self.bandwidth).sum(1).mean()
+        return self.coef * l0 / self.top_k
+
+    def export(self):
+        return self.log_threshold.exp()
+
+
+# --------------------------------------------------------------------------
+# dictionaries
+
+
+class FreeDictionary(nn.Module):
+    """A free dictionary whose rows are projected back to unit norm."""
+
+    def __init__(self, weight, normalize=True):
+        super().__init__()
+        self.atoms = nn.Parameter(weight.clone())
+        self.normalize = normalize
+        if normalize:
+            self.project_()
+
+    def weight(self):
+        return self.atoms
+
+    @torch.no_grad()
+    def project_(self):
+        if self.normalize:
+            norms = self.atoms.norm(dim=1, keepdim=True)
+            self.atoms.div_(norms.clamp_min(torch.finfo(norms.dtype).tiny))
+
+
+def project_row_stochastic_(W, fallback=None):
+    """``W <- relu(W)`` then rows divided by their sum, in place.
+
+    A row whose entries are all <= 0 would become 0/0; it is set to the
+    one-hot vector of its largest entry instead (of ``fallback`` when given),
+    so the projection never produces NaN or an all-zero atom.
+    """
+    raw = W.clone() if fallback is None else fallback
+    W.clamp_(min=0)
+    s = W.sum(dim=1, keepdim=True)
+    bad = s.squeeze(1) <= 0
+    if bool(bad.any()):
+        onehot = F.one_hot(raw[bad].argmax(dim=1), W.shape[1]).to(W.dtype)
+        W[bad] = onehot
+        s[bad] = 1.0
+    W.div_(s)
+    return W
+
+
+class ArchetypalDictionary(nn.Module):
+    """``D = (W C + Lambda) * exp(s)`` (Fel et al., 2025).
+
+    ``C`` (``(n_candidates, d)``, a buffer) holds candidate points from the
+    data; ``W`` (``(k, n_candidates)``) is row-stochastic; each row of
+    ``Lambda`` has norm at most ``relaxation`` (``relaxation=0`` gives the
+    strict A-SAE: ``Lambda`` is a zero buffer, not a parameter); ``s`` is a
+    learned scalar (when ``learn_scale``). :meth:`project_` restores the
+    constraints after every optimiser step.
+    """
+
+    def __init__(
+        self, candidates, W, relaxation, *, learn_scale=True, Lambda=None, log_scale=0.0
+    ):
+        super().__init__()
+        self.relaxation = float(relaxation)
+        self.register_buffer("candidates", candidates.clone())
+        self.W = nn.Parameter(W.clone())
+        k, d = W.shape[0], candidates.shape[1]
+        lam = torch.zeros(k, d, dtype=W.dtype, device=W.device)
+        if Lambda is not None:
+            lam = Lambda.clone()
+        if self.relaxation > 0:
+            self.Lambda = nn.Parameter(lam)
+        else:
+            self.register_buffer("Lambda", torch.zeros_like(lam))
+        s = torch.tensor(float(log_scale), dtype=W.dtype, device=W.device)
+        if learn_scale:
+            self.log_scale = nn.Parameter(s)
+        else:
+            self.register_buffer("log_scale", s)
+        self.project_()
+
+    def weight(self):
+        return torch.addmm(self.Lambda, self.W, self.candidates) * self.log_scale.exp()
+
+    @torch.no_grad()
+    def project_(self):
+        project_row_stochastic_(self.W)
+        if self.relaxation > 0:
+            norms = self.Lambda.norm(dim=1, keepdim=True)
+            tiny = torch.finfo(norms.dtype).tiny
+            self.Lambda.mul_((self.relaxation / norms.clamp_min(tiny)).clamp(max=1.0))
+
+
+# --------------------------------------------------------------------------
+# the autoencoder
+
+
+class SAEOutput:
+    """What one forward pass over a training batch produced.
+
+    Attributes
+    ----------
+    x, xc : tensors ``(B, d)``
+        The batch and the batch minus ``b_pre``.
+    pre : tensor ``(B, k)``
+        Pre-activations. Differentiable on the dense path; detached on the
+        TopK sparse path (only the kept codes carry gradients there).
+    idx, vals : tensors ``(B, top_k)`` or None
+        Sparse path only: indices and (differentiable) values of kept codes.
+    x_hat : tensor ``(B, d)``
+        Reconstruction ``z D + b_pre``.
+    dictionary : tensor ``(k, d)``
+        The dictionary used for this batch (differentiable).
+    codes : tensor ``(B, k)``
+        Dense, differentiable codes (built lazily on the sparse path).
+    """
+
+    def __init__(self, x, xc, pre, x_hat, dictionary, codes=None, idx=None, vals=None):
+        self.x, self.xc, self.pre, self.x_hat = x, xc, pre, x_hat
+        self.dictionary = dictionary
+        self.idx, self.vals = idx, vals
+        self._codes = codes
+
+    @property
+    def codes(self):
+        if self._codes is None:
+            self._codes = torch.zeros_like(self.pre).scatter(1, self.idx, self.vals)
+        return self._codes
+
+    def fired(self):
+        """Boolean ``(k,)``: atoms with a non-zero code somewhere in the batch."""
+        if self.idx is not None:
+            k = self.pre.shape[1]
+            counts = torch.zeros(k, dtype=self.vals.dtype, device=self.vals.device)
+            counts.index_add_(
+                0, self.idx.reshape(-1), (self.vals > 0).reshape(-1).to(counts.dtype)
+            )
+            return counts > 0
+        return (self._codes.detach() != 0).any(dim=0)
+
+    def l0_sum(self):
+        """Number of non-zero codes in the batch (a tensor)."""
+        if self.idx is not None:
+            return (self.vals.detach() > 0).sum()
+        return (self._codes.detach() != 0).sum()
+
+
+class SAEModule(nn.Module):
+    """Encoder + sparsity rule + dictionary, with the pre-decoder bias.
+
+    Parameters
+    ----------
+    enc_weight : tensor (k, d)
+    enc_bias : tensor (k,)
+    b_pre : tensor (d,)
+    rule : _Rule
+    dictionary : FreeDictionary or ArchetypalDictionary (any module with
+        ``weight()`` and ``project_()``)
+    """
+
+    def __init__(self, enc_weight, enc_bias, b_pre, rule, dictionary):
+        super().__init__()
+        self.enc_weight = nn.Parameter(enc_weight.clone())
+        self.enc_bias = nn.Parameter(enc_bias.clone())
+        self.b_pre = nn.Parameter(b_pre.clone())
+        self.rule = rule
+        self.dictionary = dictionary
+
+    def pre_activations(self, xc):
+        return torch.addmm(self.enc_bias, xc, self.enc_weight.t())
+
+    def forward(self, x, sparse_ok=True):
+        """Training forward pass; returns an :class:`SAEOutput`."""
+        xc = x - self.b_pre
+        D = self.dictionary.weight()
+        if self.rule.sparse and sparse_ok:
+            with torch.no_grad():
+                pre = self.pre_activations(xc)
+                sel, idx = self.rule.select(pre)
+            vals, rec = sparse_codec(xc, self.enc_weight, self.enc_bias, D, idx, sel)
+            return SAEOutput(x, xc, pre, rec + self.b_pre, D, idx=idx, vals=vals)
+        pre = self.pre_activations(xc)
+        codes = self.rule.train_codes(pre)
+        x_hat = torch.addmm(self.b_pre, codes, D)
+        return SAEOutput(x, xc, pre, x_hat, D, codes=codes)
+
+    @torch.no_grad()
+    def encode(self, x):
+        """Inference codes (row-independent), dense ``(B, k)``."""
+        return self.rule.infer_codes(self.pre_activations(x - self.b_pre))
+
+    @torch.no_grad()
+    def project_(self):
+        self.dictionary.project_()
+        self.rule.after_step()
+
+
+# --------------------------------------------------------------------------
+# k-means on the device
+
+
+def _sq_dists(X, C, C_sq):
+    # ||x - c||^2 up to the constant ||x||^2
+    return C_sq.unsqueeze(0) - 2.0 * (X @ C.t())
+
+
+def _assign(X, C, chunk):
+    C_sq = (C * C).sum(1)
+    labels = torch.empty(X.shape[0], dtype=torch.long, device=X.device)
+    best = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
+    for s in range(0, X.shape[0], chunk):
+        d = _sq_dists(X[s : s + chunk], C, C_sq)
+        b, lab = d.min(dim=1)
+        labels[s : s + chunk] = lab
+        best[s : s + chunk] = b
+    best += (X * X).sum(1)
+    return labels, best.clamp_min(0)
+
+
+@torch.no_grad()
+def kmeans_torch(X, n_clusters, generator, n_iter=30, tol=1e-6):
+    """Seeded Lloyd k-means on ``X``'s device.
+
+    Initial centroids are distinct rows drawn with ``generator`` (a CPU
+    generator); an empty cluster is re-seeded at the point farthest from its
+    centroid. Returns the ``(n_clusters, d)`` centroids.
+    """
+    n = X.shape[0]
+    n_clusters = min(int(n_clusters), n)
+    perm = torch.randperm(n, generator=generator)[:n_clusters].to(X.device)
+    C = X[perm].clone()
+    chunk = max(1, int(2**24 // max(1, n_clusters)))
+    prev = math.inf
+    for _ in range(n_iter):
+        labels, dist = _assign(X, C, chunk)
+        sums = torch.zeros_like(C).index_add_(0, labels, X)
+        counts = torch.bincount(labels, minlength=n_clusters).to(X.dtype)
+        empty = counts == 0
+        C = sums / counts.clamp_min(1).unsqueeze(1)
+        if bool(empty.any()):
+            far = dist.topk(int(empty.sum())).indices
+            C[empty] = X[far]
+        inertia = float(dist.sum())
+        if prev - inertia <= tol * max(prev, 1e-30):
+            break
+        prev = inertia
+    return C

@@ -1,0 +1,129 @@
+"""The plain sparse autoencoder (TopK and the other sparsity rules)."""
+
+from ._engine import _BaseSAE
+
+
+class TopKSAE(_BaseSAE):
+    """Sparse autoencoder with a free, unit-norm dictionary (the baseline).
+
+    Encodes ``z = sigma(E (a - b_pre) + b_enc)`` and decodes
+    ``a_hat = z D + b_pre``, where ``sigma`` keeps the ``top_k`` largest
+    pre-activations of each row (TopK, Gao et al. 2024) or applies another
+    sparsity rule (``activation``). Trained with Adam (linear warm-up, cosine
+    decay, gradient clipping) on mini-batches gathered from tensors already on
+    the device, with the AuxK loss that revives dead atoms. See the user
+    guide page ``docs/guide/sae.md`` for the maths.
+
+    Parameters
+    ----------
+    n_concepts : int, default=64
+        Number of atoms ``k`` of the dictionary.
+    top_k : int, default=8
+        Active codes per row for ``"topk"``; mean active codes per row for
+        ``"batchtopk"``; target L0 of the ``"jumprelu"`` penalty (and its
+        initial threshold). Unused by ``"relu"``. Must be <= ``n_concepts``.
+    activation : {"topk", "batchtopk", "jumprelu", "relu"}, default="topk"
+        Sparsity rule. ``"batchtopk"`` keeps the ``top_k * batch_size``
+        largest pre-activations of a training batch and, at inference, every
+        pre-activation above a learned threshold (so ``transform`` treats
+        rows independently). ``"jumprelu"`` learns one threshold per atom
+        with a straight-through estimator. ``"relu"`` is ReLU + L1.
+    sparsity_coef : float, default=1e-2
+        Weight of the sparsity penalty of ``"relu"`` (L1 of the codes,
+        weighted by atom norms, relative to the data scale) and
+        ``"jumprelu"`` (mean L0 relative to ``top_k``).
+    aux_k : int, default=None
+        Number of dead atoms the AuxK loss uses to reconstruct the residual;
+        None means ``max(top_k, n_features // 2)``.
+    aux_coef : float, default=1/32
+        Weight of the AuxK loss; 0 disables it.
+    dead_steps : int, default=50
+        An atom that has not fired for this many consecutive batches is dead
+        (and enters the AuxK loss).
+    max_epochs : int, default=60
+        Passes over the data in ``fit``.
+    batch_size : int, default=1024
+        Rows per mini-batch (also the batch of ``transform``).
+    learning_rate : float, default=4e-3
+        Peak learning rate of Adam.
+    max_grad_norm : float or None, default=1.0
+        Gradient clipping threshold (on the loss normalised by the data
+        variance); None disables clipping.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, stop when their
+        reconstruction error has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs and keep the best epoch.
+    validation_fraction : float, default=0.1
+        Held-out share of the rows when ``early_stopping``.
+    n_iter_no_change : int, default=5
+        Patience of early stopping, in epochs.
+    tol : float, default=1e-4
+        Minimum improvement of the validation error (``1 - R^2``).
+    callbacks : list or None, default=None
+        Objects with any of ``on_train_begin(est, session)``,
+        ``on_epoch_end(est, session, record) -> bool`` (true stops) and
+        ``on_train_end(est, session)``; see :class:`Checkpoint`.
+    device : str, default="auto"
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation and batch order (bit-identical on CPU). The
+        global torch RNG is never used.
+    verbose : int, default=0
+        Print one line per epoch when > 0.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_concepts, n_features)
+        The dictionary ``D`` (unit-norm rows).
+    encoder_weights_ : ndarray of shape (n_concepts, n_features)
+        Encoder matrix ``E``.
+    encoder_bias_ : ndarray of shape (n_concepts,)
+        Encoder bias ``b_enc``.
+    pre_bias_ : ndarray of shape (n_features,)
+        Pre-decoder bias ``b_pre`` (subtracted before encoding, added after
+        decoding).
+    threshold_ : ndarray or None
+        Inference threshold: a scalar for ``"batchtopk"``, one per atom for
+        ``"jumprelu"``, None otherwise.
+    history_ : list of dict
+        One record per epoch: ``loss`` and each loss term (``mse``,
+        ``sparsity``, ``auxk``), ``train_r2``, ``l0``, ``dead_fraction``
+        (atoms that did not fire during the epoch), ``lr``, ``time`` and
+        ``val_r2`` with early stopping.
+    reconstruction_r2_ : float
+        Reconstruction R^2 of the training data with the fitted model.
+    mean_l0_ : float
+        Mean number of non-zero codes per training row.
+    dead_fraction_ : float
+        Share of atoms that never fire on the training data.
+    n_iter_ : int
+        Epochs run. ``n_steps_`` gives optimiser steps.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit`` (only when ``X`` has string
+        column names).
+
+    See Also
+    --------
+    ArchetypalSAE : the same engine with a dictionary anchored in the data.
+    skconcepts.NMFConcepts : non-negative factorisation (CRAFT concepts).
+
+    References
+    ----------
+    L. Gao et al., "Scaling and evaluating sparse autoencoders", 2024.
+    B. Bussmann, P. Leask, N. Nanda, "BatchTopK Sparse Autoencoders", 2024.
+    S. Rajamanoharan et al., "Jumping Ahead: Improving Reconstruction Fidelity
+    with JumpReLU Sparse Autoencoders", 2024.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.sae import TopKSAE
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.rand(200, 10).astype(np.float32)
+    >>> sae = TopKSAE(n_concepts=16, top_k=3, max_epochs=5, random_state=0).fit(X)
+    >>> U = sae.transform(X)
+    >>> U.shape, U.dtype, int((U != 0).sum(axis=1).max())
+    ((200, 16), dtype('float32'), 3)
+    """
