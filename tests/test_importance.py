@@ -1,9 +1,14 @@
 """Tests of the concept-importance family against analytic values and SALib."""
 
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from skconcepts.importance import (
+    ConceptAttribution,
+    SobolConceptImportance,
     concept_sobol_indices,
     sobol_design,
     sobol_indices,
@@ -247,3 +252,451 @@ def test_concept_sobol_indices_identity_and_residual():
         # linear head: f(m) = sum_i m_i c_i + const -> S_i = ST_i = c_i^2 / sum c^2
         c = codes[i] * (W @ lin[:, target[i]])
         np.testing.assert_allclose(one["total"][0], c**2 / np.sum(c**2), atol=0.05)
+
+
+# ----------------------------------------------------------------------------
+# The estimators
+
+
+class IdentityConcepts(TransformerMixin, BaseEstimator):
+    """A concept extractor whose concepts are the input features themselves."""
+
+    def fit(self, X, y=None):
+        self.components_ = np.eye(np.shape(X)[1])
+        return self
+
+    def transform(self, X):
+        return np.asarray(X, dtype=float)
+
+    def inverse_transform(self, U):
+        return np.asarray(U, dtype=float)
+
+
+@pytest.mark.parametrize("name, func, k, truth", CASES, ids=[c[0] for c in CASES])
+def test_estimator_on_analytic_functions(name, func, k, truth):
+    """Identity extractor and u = 1: the masks are the head's inputs."""
+    from SALib.analyze import sobol as salib_analyze
+    from SALib.sample import sobol as salib_sample
+
+    first_true, total_true = truth()
+    est = SobolConceptImportance(
+        IdentityConcepts(), func, n_designs=4096, n_bootstrap=100, random_state=0
+    ).fit(np.ones((1, k)))
+    assert est.total_indices_.shape == (k,) and not hasattr(est, "classes_")
+    np.testing.assert_allclose(est.total_indices_, total_true, atol=0.03)
+    np.testing.assert_allclose(est.first_order_indices_, first_true, atol=0.03)
+    np.testing.assert_array_equal(est.importances_, est.total_indices_)
+    # the bootstrap intervals cover the analytic values
+    for ci, truth_ in (
+        (est.total_indices_ci_, total_true),
+        (est.first_order_indices_ci_, first_true),
+    ):
+        assert ci.shape == (k, 2)
+        assert np.all(ci[:, 0] - 1e-9 <= truth_) and np.all(truth_ <= ci[:, 1] + 1e-9)
+    # SALib end to end on the same function, same number of evaluations
+    problem = {"num_vars": k, "names": list("abcde"[:k]), "bounds": [[0, 1]] * k}
+    Xs = salib_sample.sample(problem, 4096, calc_second_order=False, seed=0)
+    ref = salib_analyze.analyze(
+        problem, func(Xs), calc_second_order=False, num_resamples=10, seed=0
+    )
+    np.testing.assert_allclose(est.total_indices_, ref["ST"], atol=0.03)
+    np.testing.assert_allclose(est.first_order_indices_, ref["S1"], atol=0.03)
+    # transform gives the same per-sample indices
+    np.testing.assert_allclose(est.transform(np.ones((1, k)))[0], est.total_indices_)
+
+
+def _pca_data(n=60, d=5, seed=0):
+    rng = np.random.RandomState(seed)
+    return rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) + 3.0
+
+
+def _nonlinear_head(x):
+    return np.tanh(x[:, 0] - 0.5 * x[:, 1]) + 0.2 * x[:, 2] * x[:, 3]
+
+
+@pytest.mark.parametrize("whiten", [False, True])
+def test_pca_decoder_uses_inverse_transform(whiten):
+    """PCA's transform subtracts mean_: perturbed rows add it back (and unwhiten)."""
+    from sklearn.decomposition import PCA
+
+    X = _pca_data()
+    pca = PCA(n_components=3, whiten=whiten).fit(X)
+    U = pca.transform(X)
+    for residual in (False, True):
+        est = ConceptAttribution(
+            pca, _nonlinear_head, prefit=True, residual=residual, method="occlusion"
+        ).fit(X)
+        phi = est.transform(X)
+        # by hand, with PCA's own inverse_transform
+        base = X - pca.inverse_transform(U) if residual else 0.0
+        full = _nonlinear_head(pca.inverse_transform(U) + base)
+        for i in range(3):
+            Ui = U.copy()
+            Ui[:, i] = 0
+            expect = full - _nonlinear_head(pca.inverse_transform(Ui) + base)
+            np.testing.assert_allclose(phi[:, i], expect, rtol=1e-10, atol=1e-12)
+        if residual:  # the full mask gives back the head on X exactly
+            np.testing.assert_allclose(full, _nonlinear_head(X))
+
+
+def test_decoder_that_is_not_affine_is_rejected():
+    class Squared(IdentityConcepts):
+        def inverse_transform(self, U):
+            return np.asarray(U, dtype=float) ** 2
+
+    with pytest.raises(ValueError, match="not affine"):
+        SobolConceptImportance(Squared(), _nonlinear_head, n_designs=8).fit(
+            _pca_data(d=4)
+        )
+
+
+def test_per_class_importance_and_head_classes():
+    """Multi-output head with string classes_: y is mapped through classes_."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(90, 4))
+    labels = np.array(["cat", "dog", "eel"])
+    y = labels[np.argmax(X[:, :3] + 0.3 * rng.normal(size=(90, 3)), axis=1)]
+    clf = LogisticRegression().fit(X, y)
+    est = SobolConceptImportance(
+        PCA(3), clf, n_designs=16, n_bootstrap=20, random_state=0
+    ).fit(X, y)
+    assert est.n_outputs_ == 3 and est.total_indices_.shape == (3, 3)
+    np.testing.assert_array_equal(est.classes_, labels)
+    np.testing.assert_array_equal(est.class_counts_, [np.sum(y == c) for c in labels])
+    assert est.total_indices_ci_.shape == (3, 3, 2)
+    assert np.all(est.total_indices_ci_[..., 0] <= est.total_indices_ + 1e-12)
+    # the class means of the engine's per-sample indices, for the label's column
+    pca = est.extractor_
+    U = pca.transform(X)
+    W = pca.inverse_transform(np.eye(3)) - pca.mean_
+    col = np.searchsorted(clf.classes_, y)
+    res = concept_sobol_indices(
+        U,
+        W,
+        clf,
+        residual=X - U @ W,
+        target=col,
+        n_designs=16,
+        random_state=est._design_seed,
+    )
+    for c, lab in enumerate(labels):
+        np.testing.assert_allclose(
+            est.total_indices_[c], res["total"][y == lab].mean(0), rtol=1e-10
+        )
+        np.testing.assert_allclose(
+            est.first_order_indices_[c],
+            res["first_order"][y == lab].mean(0),
+            rtol=1e-10,
+        )
+    # y=None: each sample explained for the head's arg-max, grouped by prediction
+    est_pred = SobolConceptImportance(
+        PCA(3), clf, n_designs=16, n_bootstrap=0, random_state=0
+    ).fit(X)
+    pred = clf.predict(X)
+    np.testing.assert_array_equal(est_pred.classes_, np.unique(pred))
+    assert not hasattr(est_pred, "total_indices_ci_")
+    per = est_pred.transform(X)
+    for c, lab in enumerate(est_pred.classes_):
+        np.testing.assert_allclose(
+            est_pred.total_indices_[c], per[pred == lab].mean(0), rtol=1e-6
+        )
+    # labels the head does not know
+    with pytest.raises(ValueError, match="not among the head's classes_"):
+        est.fit(X, np.where(y == "eel", "fox", y))
+
+
+def test_bad_head_outputs_are_clear_errors():
+    from sklearn.decomposition import PCA
+
+    X = _pca_data(d=4)
+
+    def two_outputs(x):
+        return np.c_[x[:, 0], x[:, 1]]
+
+    # y beyond the head's outputs (no classes_: y are column indices)
+    est = SobolConceptImportance(PCA(2), two_outputs, n_designs=8)
+    with pytest.raises(ValueError, match="only 2 output"):
+        est.fit(X, np.arange(len(X)) % 3)
+    # a head returning the wrong number of rows
+    with pytest.raises(ValueError, match="must return"):
+        SobolConceptImportance(PCA(2), lambda x: x[:-1, 0], n_designs=8).fit(X)
+    with pytest.raises(ValueError, match="must return"):
+        SobolConceptImportance(PCA(2), lambda x: x[:, :, None], n_designs=8).fit(X)
+    # an unfitted scikit-learn head, an unfitted prefit extractor
+    from sklearn.linear_model import Ridge
+
+    with pytest.raises(ValueError, match="FrozenEstimator"):
+        SobolConceptImportance(PCA(2), Ridge(), n_designs=8).fit(X)
+    with pytest.raises(ValueError, match="prefit=True"):
+        SobolConceptImportance(PCA(2), two_outputs, prefit=True).fit(X)
+    with pytest.raises(ValueError, match="power of two"):
+        SobolConceptImportance(PCA(2), _nonlinear_head, n_designs=24).fit(X)
+    with pytest.raises(ValueError, match="cuda"):
+        SobolConceptImportance(PCA(2), _nonlinear_head, device="cuda:7").fit(X)
+
+
+def test_float32_and_determinism():
+    from sklearn.decomposition import PCA
+
+    X = _pca_data(d=4)
+    est = SobolConceptImportance(PCA(3), _nonlinear_head, n_designs=16, random_state=3)
+    a = est.fit(X).transform(X)
+    b = SobolConceptImportance(
+        PCA(3), _nonlinear_head, n_designs=16, random_state=3
+    ).fit_transform(X)
+    np.testing.assert_array_equal(a, b)
+    a32 = est.fit(X.astype(np.float32)).transform(X.astype(np.float32))
+    assert a32.dtype == np.float32 and est.total_indices_.dtype == np.float32
+    np.testing.assert_allclose(a32, a, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------
+# Other attributions (same engine), torch heads
+
+
+def test_attributions_on_a_linear_head_are_exact_contributions():
+    """For h(x) = x @ v all three give phi_i = u_i (W_i . v)."""
+    rng = np.random.RandomState(0)
+    X = np.abs(rng.normal(size=(20, 6)))
+    v = rng.normal(size=6)
+
+    def head(x):
+        return x @ v
+
+    for method in ("occlusion", "gradient_input", "integrated_gradients"):
+        est = ConceptAttribution(IdentityConcepts(), head, method=method, n_steps=3)
+        phi = est.fit(X).transform(X)
+        np.testing.assert_allclose(phi, X * v, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(est.importances_, (X * v).mean(0), rtol=1e-6)
+
+
+def test_integrated_gradients_completeness_and_gradient_input():
+    from sklearn.decomposition import PCA
+
+    X = _pca_data(d=5)
+    kw = {"extractor": PCA(4), "head": _nonlinear_head, "random_state": 0}
+    ig = ConceptAttribution(method="integrated_gradients", n_steps=64, **kw).fit(X)
+    phi = ig.transform(X)
+    U = ig.extractor_.transform(X)
+    W = ig.extractor_.components_
+    # sum_i phi_i = f(1) - f(0): the head on x minus the head on x - U W
+    np.testing.assert_allclose(
+        phi.sum(1), _nonlinear_head(X) - _nonlinear_head(X - U @ W), atol=1e-3
+    )
+    # gradient x input against an analytic gradient of the head
+    gi = ConceptAttribution(method="gradient_input", **kw).fit(X).transform(X)
+    a = X[:, 0] - 0.5 * X[:, 1]
+    grad_x = np.zeros_like(X)
+    grad_x[:, 0] = 1 - np.tanh(a) ** 2
+    grad_x[:, 1] = -0.5 * (1 - np.tanh(a) ** 2)
+    grad_x[:, 2] = 0.2 * X[:, 3]
+    grad_x[:, 3] = 0.2 * X[:, 2]
+    np.testing.assert_allclose(gi, U * (grad_x @ W.T), rtol=1e-5, atol=1e-7)
+
+
+def _torch_mlp(d, n_out, seed=0):
+    import torch
+
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(d, 8), torch.nn.Tanh(), torch.nn.Linear(8, n_out)
+    ).double()
+    return net
+
+
+def test_torch_head_matches_numpy_head_and_autograd():
+    import torch
+    from sklearn.decomposition import PCA
+
+    X = _pca_data(n=30, d=5)
+    net = _torch_mlp(5, 3)
+    net.train()  # the estimators evaluate in eval mode and restore the mode
+
+    def np_head(x):
+        with torch.no_grad():
+            return net(torch.as_tensor(x)).numpy()
+
+    y = np.arange(30) % 3
+    for method in ("occlusion", "gradient_input", "integrated_gradients"):
+        kw = {"method": method, "n_steps": 8, "random_state": 0}
+        a = ConceptAttribution(PCA(3), net, device="cpu", **kw).fit(X, y)
+        b = ConceptAttribution(PCA(3), np_head, **kw).fit(X, y)
+        # autograd (torch) against central differences (NumPy head)
+        np.testing.assert_allclose(a.importances_, b.importances_, rtol=1e-4, atol=1e-6)
+    s1 = SobolConceptImportance(PCA(3), net, n_designs=16, random_state=0).fit(X, y)
+    s2 = SobolConceptImportance(PCA(3), np_head, n_designs=16, random_state=0).fit(X, y)
+    np.testing.assert_allclose(s1.total_indices_, s2.total_indices_, rtol=1e-8)
+    np.testing.assert_allclose(s1.total_indices_ci_, s2.total_indices_ci_, rtol=1e-8)
+    assert net.training and next(net.parameters()).device.type == "cpu"
+    # a batch_size smaller than one sample's design gives the same numbers
+    s3 = SobolConceptImportance(
+        PCA(3), net, n_designs=16, batch_size=7, random_state=0
+    ).fit(X, y)
+    np.testing.assert_allclose(s3.total_indices_, s1.total_indices_, rtol=1e-10)
+
+
+def test_clone_pickle_and_frozen_head():
+    import pickle
+
+    from sklearn.base import clone
+    from sklearn.decomposition import PCA
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    X = _pca_data(n=80, d=5)
+    y = (X[:, 0] > np.median(X[:, 0])).astype(int)
+    clf = LogisticRegression().fit(X, y)
+    est = SobolConceptImportance(
+        PCA(), FrozenEstimator(clf), n_designs=8, n_bootstrap=0, random_state=0
+    )
+    # GridSearchCV clones the estimator (and the extractor, unfitted): the
+    # frozen head stays fitted; scoring is C-muFidelity (greater is better)
+    search = GridSearchCV(est, {"extractor__n_components": [1, 4]}, cv=2).fit(X, y)
+    assert search.best_params_["extractor__n_components"] in (1, 4)
+    fitted = clone(est).fit(X, y)
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(again.transform(X), fitted.transform(X))
+    assert -1 <= fitted.score(X, y) <= 1
+
+
+# ----------------------------------------------------------------------------
+# Fidelity metrics
+
+
+def test_deletion_insertion_rank_the_true_order_best():
+    """Linear head with positive contributions: the true order is optimal."""
+    from itertools import permutations
+
+    from skconcepts.metrics import c_deletion, c_insertion
+
+    rng = np.random.RandomState(0)
+    k = 4
+    codes = rng.uniform(0.5, 1.5, size=(3, k))
+    v = np.array([4.0, 1.0, 3.0, 2.0])
+
+    def head(x):
+        return x @ v
+
+    true = codes * v  # exact contributions
+    best_del = c_deletion(head, codes, np.eye(k), true)
+    best_ins = c_insertion(head, codes, np.eye(k), true)
+    for perm in permutations(range(k)):
+        imp = np.broadcast_to(-np.asarray(perm, float), (3, k))  # rank = perm
+        assert c_deletion(head, codes, np.eye(k), imp) >= best_del - 1e-12
+        assert c_insertion(head, codes, np.eye(k), imp) <= best_ins + 1e-12
+    # the curves: full output at the start, zero when all concepts are removed
+    score, curves = c_deletion(head, codes, np.eye(k), true, return_curves=True)
+    np.testing.assert_allclose(curves[:, 0], head(codes))
+    np.testing.assert_allclose(curves[:, -1], 0.0, atol=1e-12)
+    np.testing.assert_allclose(score, np.mean(np.trapezoid(curves, dx=1 / k, axis=1)))
+    # linear head: inserted + deleted = full output at every step
+    _, ins = c_insertion(head, codes, np.eye(k), true, return_curves=True)
+    np.testing.assert_allclose(ins + curves, np.repeat(head(codes)[:, None], k + 1, 1))
+
+
+def test_mufidelity_is_one_for_exact_additive_importances():
+    from skconcepts.metrics import c_mufidelity
+
+    rng = np.random.RandomState(0)
+    codes = rng.uniform(0.5, 1.5, size=(5, 6))
+    v = rng.normal(size=6)
+
+    def head(x):
+        return x @ v
+
+    exact = codes * v
+    score, per = c_mufidelity(
+        head, codes, np.eye(6), exact, random_state=0, return_per_sample=True
+    )
+    np.testing.assert_allclose(per, 1.0)
+    shuffled = exact[:, rng.permutation(6)]
+    assert c_mufidelity(head, codes, np.eye(6), shuffled, random_state=0) < 0.9
+    # a constant head has no correlation to measure: 0, not NaN
+    assert c_mufidelity(lambda x: np.ones(len(x)), codes, np.eye(6), exact) == 0.0
+    with pytest.raises(ValueError, match="importances must have shape"):
+        c_mufidelity(head, codes, np.eye(6), exact[:, :5])
+
+
+# ----------------------------------------------------------------------------
+# A real network: an MLP trained on scikit-learn's digits
+
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[::2] / 16.0, y[::2]  # 899 images keep the test fast
+    mlp = MLPClassifier(hidden_layer_sizes=(32,), max_iter=150, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: fine for a test
+        mlp.fit(X, y)
+    assert mlp.score(X, y) > 0.95
+    A = np.maximum(X @ mlp.coefs_[0] + mlp.intercepts_[0], 0)  # hidden ReLU
+    return A, y, _LastLayer(mlp.coefs_[1], mlp.intercepts_[1])
+
+
+class _LastLayer:
+    """The MLP's output layer: hidden activations -> 10 class logits."""
+
+    def __init__(self, W, b):
+        self.W, self.b = W, b
+
+    def __call__(self, a):
+        return a @ self.W + self.b
+
+
+def _logit_drop(head, U, W, residual, c, removed):
+    """Mean drop of logit ``c`` when the ``removed`` concepts are set to zero."""
+    from skconcepts.importance import evaluate_masks
+
+    mask = np.ones((1, U.shape[1]))
+    mask[0, removed] = 0
+    f = evaluate_masks(
+        head,
+        U,
+        W,
+        np.vstack([np.ones_like(mask), mask]),
+        residual=residual,
+        target=np.full(len(U), c),
+    )
+    return np.mean(f[:, 0] - f[:, 1])
+
+
+def test_digits_most_important_concepts_matter_most(digits_mlp):
+    from skconcepts import NMFConcepts
+
+    A, y, head = digits_mlp
+    k = 8
+    est = SobolConceptImportance(
+        NMFConcepts(n_concepts=k, max_iter=100, random_state=0),
+        head,
+        n_designs=16,
+        n_bootstrap=0,
+        random_state=0,
+    ).fit(A, y)
+    assert est.total_indices_.shape == (10, k)
+    U = est.extractor_.transform(A)
+    W = est.extractor_.components_
+    rng = np.random.RandomState(0)
+    top_drop, random_drop = [], []
+    for c in range(10):
+        rows = y == c
+        args = (head, U[rows], W, A[rows] - U[rows] @ W, c)
+        top_drop.append(_logit_drop(*args, np.argsort(-est.total_indices_[c])[:2]))
+        random_drop.append(
+            np.mean(
+                [_logit_drop(*args, rng.choice(k, 2, replace=False)) for _ in range(10)]
+            )
+        )
+    top_drop, random_drop = np.array(top_drop), np.array(random_drop)
+    print("top-2 drop", top_drop.round(2), "random-2 drop", random_drop.round(2))
+    # removing a class's two most important concepts lowers its logit far
+    # more than removing two random ones
+    assert top_drop.mean() > 2 * random_drop.mean() + 1.0
+    assert np.sum(top_drop > random_drop) >= 9

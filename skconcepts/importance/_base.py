@@ -17,7 +17,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-from .._backend import seed_from
+from .._backend import resolve_device, seed_from
 from .._compat import (
     HasMethods,
     Integral,
@@ -274,6 +274,7 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
             y = column_or_1d(y, warn=True)
             check_consistent_length(X, y)
         self._check_params_extra()
+        resolve_device(self.device)  # a device this machine lacks is an error
         self._design_seed = seed_from(self.random_state)
         self.extractor_ = self._fit_extractor(X)
         space = self._concept_space(X)

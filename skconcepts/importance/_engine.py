@@ -33,13 +33,9 @@ def _rows_per_call(batch_size, n_features, itemsize):
 
 
 def _compute_setup(head, dtype, device):
-    """(torch device, torch dtype) where the decoded rows are built."""
-    if head.is_torch:
-        dev = resolve_device(device)
-        tdtype = head.param_dtype() or torch_dtype(dtype)
-    else:
-        dev = _torch().device("cpu")
-        tdtype = torch_dtype(dtype)
+    """(torch device, torch dtype) for a torch head: its parameters' dtype."""
+    dev = resolve_device(device)
+    tdtype = head.param_dtype() or torch_dtype(dtype)
     return dev, tdtype
 
 
@@ -71,7 +67,9 @@ def head_outputs(head, X, *, batch_size=None, device=None):
     """
     head = as_head(head)
     X = np.asarray(X)
-    dev, tdtype = _compute_setup(head, X.dtype, device)
+    dev, tdtype = (
+        _compute_setup(head, X.dtype, device) if head.is_torch else (None,) * 2
+    )
     rows = _rows_per_call(batch_size, X.shape[1], X.dtype.itemsize)
     chunks = []
     with head.prepared(dev) as call:
@@ -142,8 +140,8 @@ def evaluate_masks(
     grads : ndarray of shape (n_samples, n_masks, n_concepts), float64
         Only when ``grad=True``.
     """
-    torch = _torch()
     head = as_head(head)
+    torch = _torch() if head.is_torch else None
     codes = np.asarray(codes)
     components = np.asarray(components)
     masks = np.asarray(masks)
@@ -154,74 +152,100 @@ def evaluate_masks(
         )
     d = components.shape[1]
     shared = masks.ndim == 2
-    if masks.shape[-1] != k or (not shared and masks.shape[0] != n):
+    if (
+        masks.ndim not in (2, 3)
+        or masks.shape[-1] != k
+        or (not shared and masks.shape[0] != n)
+    ):
         raise ValueError(
             f"masks of shape {masks.shape} do not fit {n} samples x {k} concepts."
         )
     n_masks = masks.shape[-2]
     if grad and not head.is_torch:
         raise ValueError("Gradients need a torch nn.Module head.")
-    dtype = np.result_type(codes.dtype, np.float32)
-    dev, tdtype = _compute_setup(head, dtype, device)
-    u_t = _tensor(codes, dev, tdtype)
-    w_t = _tensor(components, dev, tdtype)
-    m_t = _tensor(masks, dev, tdtype)
-    r_t = None if residual is None else _tensor(residual, dev, tdtype)
-    per_sample_r = r_t is not None and r_t.ndim == 2
-    if r_t is not None and (r_t.shape[-1] != d or (per_sample_r and r_t.shape[0] != n)):
-        raise ValueError(
-            f"residual of shape {tuple(r_t.shape)} does not fit {n} samples x "
-            f"{d} features."
-        )
+    if residual is not None:
+        residual = np.asarray(residual)
+        if (
+            residual.shape[-1] != d
+            or residual.ndim not in (1, 2)
+            or (residual.ndim == 2 and residual.shape[0] != n)
+        ):
+            raise ValueError(
+                f"residual of shape {residual.shape} does not fit {n} samples x "
+                f"{d} features."
+            )
     tgt = None
     if target is not None:
         tgt = np.asarray(target, dtype=np.int64).reshape(-1)
         if tgt.shape[0] != n:
             raise ValueError(f"target has {tgt.shape[0]} entries for {n} samples.")
+    dtype = np.result_type(codes.dtype, np.float32)
+    if head.is_torch:
+        # decoded rows are built with torch on the head's device
+        dev, tdtype = _compute_setup(head, dtype, device)
+
+        def conv(a):
+            return None if a is None else _tensor(a, dev, tdtype)
+
+    else:
+        # NumPy heads: build the rows with NumPy (faster than torch on CPU)
+        def conv(a):
+            return None if a is None else np.asarray(a, dtype=dtype)
+
+    u_all, w_all, m_all, r_all = (conv(a) for a in (codes, components, masks, residual))
+    per_sample_r = residual is not None and residual.ndim == 2
     rows = _rows_per_call(batch_size, max(d, k), np.dtype(dtype).itemsize)
-    total = n * n_masks
-    values = np.empty(total, dtype=np.float64)
-    grads = np.empty((total, k), dtype=np.float64) if grad else None
-    with head.prepared(dev, grad=grad) as call:
-        for start in range(0, total, rows):
-            stop = min(start + rows, total)
-            flat = torch.arange(start, stop, device=dev)
-            s = flat // n_masks
-            j = flat % n_masks
-            m = m_t[j] if shared else m_t[s, j]
-            if grad:
-                m = m.detach().clone().requires_grad_(True)
-            z = (m * u_t[s]) @ w_t
-            if r_t is not None:
-                z = z + (r_t[s] if per_sample_r else r_t)
-            if head.is_torch:
-                out = call(z)
-            else:
-                out = torch.as_tensor(np.asarray(call(z.numpy()), dtype=np.float64))
-            n_out = out.shape[1]
-            if tgt is None:
-                if n_out != 1:
-                    raise ValueError(
-                        f"The head returns {n_out} outputs per row; say which one "
-                        "to explain (target=..., or y in fit)."
-                    )
-                sel = out[:, 0]
-            else:
-                bad = tgt[(tgt < 0) | (tgt >= n_out)]
-                if bad.size:
-                    raise ValueError(
-                        f"Output column {int(bad[0])} was asked for, but the head "
-                        f"returns only {n_out} output(s) per row."
-                    )
-                tsel = torch.as_tensor(tgt, device=out.device)[s.to(out.device)]
-                sel = out[torch.arange(out.shape[0], device=out.device), tsel]
-            if grad:
-                (g,) = torch.autograd.grad(sel.sum(), m)
-                grads[start:stop] = g.detach().cpu().double().numpy()
-            values[start:stop] = sel.detach().cpu().double().numpy()
-    values = values.reshape(n, n_masks)
+    mask_block = min(n_masks, rows)
+    sample_block = max(1, rows // mask_block)
+    values = np.empty((n, n_masks), dtype=np.float64)
+    grads = np.empty((n, n_masks, k), dtype=np.float64) if grad else None
+    with head.prepared(dev if head.is_torch else None, grad=grad) as call:
+        for s0 in range(0, n, sample_block):
+            s1 = min(s0 + sample_block, n)
+            u = u_all[s0:s1, None, :]
+            for j0 in range(0, n_masks, mask_block):
+                j1 = min(j0 + mask_block, n_masks)
+                m = m_all[None, j0:j1] if shared else m_all[s0:s1, j0:j1]
+                if grad:
+                    m = m.expand(s1 - s0, -1, -1).detach().clone()
+                    m.requires_grad_(True)
+                z = (m * u) @ w_all
+                if r_all is not None:
+                    z = z + (r_all[s0:s1, None, :] if per_sample_r else r_all)
+                nb, mb = s1 - s0, j1 - j0
+                out = call(z.reshape(nb * mb, d))
+                n_out = out.shape[1]
+                out = out.reshape(nb, mb, n_out)
+                if tgt is None:
+                    if n_out != 1:
+                        raise ValueError(
+                            f"The head returns {n_out} outputs per row; say which "
+                            "one to explain (target=..., or y in fit)."
+                        )
+                    sel = out[:, :, 0]
+                else:
+                    t = tgt[s0:s1]
+                    if t.min() < 0 or t.max() >= n_out:
+                        bad = t[(t < 0) | (t >= n_out)][0]
+                        raise ValueError(
+                            f"Output column {int(bad)} was asked for, but the head "
+                            f"returns only {n_out} output(s) per row."
+                        )
+                    if head.is_torch:
+                        t = torch.as_tensor(t, device=out.device)
+                        sel = torch.gather(out, 2, t.view(-1, 1, 1).expand(-1, mb, 1))[
+                            :, :, 0
+                        ]
+                    else:
+                        sel = np.take_along_axis(out, t[:, None, None], axis=2)[:, :, 0]
+                if head.is_torch:
+                    if grad:
+                        (g,) = torch.autograd.grad(sel.sum(), m)
+                        grads[s0:s1, j0:j1] = g.detach().cpu().double().numpy()
+                    sel = sel.detach().cpu().double().numpy()
+                values[s0:s1, j0:j1] = sel
     if grad:
-        return values, grads.reshape(n, n_masks, k)
+        return values, grads
     return values
 
 

@@ -12,10 +12,10 @@ from ._attribution import (
 from ._base import _BaseConceptImportance, _is_power_of_two
 from ._engine import evaluate_masks
 from ._sobol import (
+    _bootstrap_estimates,
     _bootstrap_rows,
     _estimates,
     _percentile_interval,
-    _replicate,
     _split,
     sobol_design,
 )
@@ -212,14 +212,11 @@ class SobolConceptImportance(_BaseConceptImportance):
         res = {"importance": total, "total": total, "first_order": first}
         if fit and self.n_bootstrap:
             # same resampled rows in every chunk: seeded from the design seed
-            rows_all = _bootstrap_rows(
+            rows = _bootstrap_rows(
                 N, self.n_bootstrap, check_random_state(self._design_seed)
             )
-            reps = [_replicate(fA, fB, fC, rows) for rows in rows_all]
-            res["replicates"] = {
-                "first_order": np.stack([rp[0] for rp in reps]),
-                "total": np.stack([rp[1] for rp in reps]),
-            }
+            rep_first, rep_total = _bootstrap_estimates(fA, fB, fC, rows)
+            res["replicates"] = {"first_order": rep_first, "total": rep_total}
         return res
 
     def _set_global(self, means, rep_means, single, dtype):

@@ -13,6 +13,7 @@ A *head* maps activations ``(m, n_features)`` to model outputs ``(m,)`` or
 
 import contextlib
 import copy
+import sys
 
 import numpy as np
 
@@ -22,11 +23,10 @@ __all__ = ["as_head"]
 
 
 def _is_torch_module(obj):
-    try:
-        torch = _torch()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return isinstance(obj, torch.nn.Module)
+    # an object cannot be a torch module unless torch was imported: checking
+    # sys.modules keeps NumPy-only work free of torch's import time
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
 
 
 class _Head:

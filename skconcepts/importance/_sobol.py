@@ -95,19 +95,23 @@ def _split(outputs, n_dims, n_designs):
     return Y[:, 0], Y[:, 1], Y[:, 2:]
 
 
+def _constant(var, both):
+    """True where the variance is at the rounding level of the outputs."""
+    scale = np.max(np.abs(both), axis=-1)
+    tiny = (64 * np.finfo(np.float64).eps * scale) ** 2
+    return var <= np.maximum(tiny, np.finfo(np.float64).tiny)
+
+
 def _estimates(fA, fB, fC):
     """First-order and total indices, shape (n, k), for blocks on the last axis."""
     both = np.concatenate([fA, fB], axis=-1)
     var = np.var(both, axis=-1)
-    scale = np.max(np.abs(both), axis=-1)
-    # A variance at the rounding level of the outputs is a constant function.
-    tiny = (64 * np.finfo(np.float64).eps * scale) ** 2
-    ok = var > np.maximum(tiny, np.finfo(np.float64).tiny)
-    safe = np.where(ok, var, 1.0)[:, None]
+    bad = _constant(var, both)
+    safe = np.where(bad, 1.0, var)[:, None]
     first = np.mean(fB[:, None, :] * (fC - fA[:, None, :]), axis=-1) / safe
     total = 0.5 * np.mean((fA[:, None, :] - fC) ** 2, axis=-1) / safe
-    first[~ok] = 0.0
-    total[~ok] = 0.0
+    first[bad] = 0.0
+    total[bad] = 0.0
     return first, total
 
 
@@ -116,8 +120,30 @@ def _bootstrap_rows(n_designs, n_bootstrap, rng):
     return rng.randint(0, n_designs, size=(n_bootstrap, n_designs))
 
 
-def _replicate(fA, fB, fC, rows):
-    return _estimates(fA[:, rows], fB[:, rows], fC[:, :, rows])
+def _bootstrap_estimates(fA, fB, fC, rows):
+    """:func:`_estimates` on every resample of the design rows at once.
+
+    A resample is a weighting of the ``N`` rows by their counts, so every
+    mean becomes a product with the ``(N, n_bootstrap)`` weight matrix.
+
+    Returns
+    -------
+    first, total : ndarrays of shape (n_bootstrap, n, k)
+    """
+    n_boot, N = rows.shape
+    weights = np.zeros((n_boot, N))
+    np.add.at(weights, (np.repeat(np.arange(n_boot), N), rows.ravel()), 1.0 / N)
+    weights = weights.T  # (N, n_boot)
+    mean = 0.5 * (fA @ weights + fB @ weights)  # (n, B)
+    mean_sq = 0.5 * ((fA**2) @ weights + (fB**2) @ weights)
+    var = np.maximum(mean_sq - mean**2, 0.0)
+    bad = _constant(var.T, np.concatenate([fA, fB], axis=-1)[None]).T
+    safe = np.where(bad, 1.0, var)[:, None, :]
+    first = (fB[:, None, :] * (fC - fA[:, None, :])) @ weights / safe
+    total = (0.5 * (fA[:, None, :] - fC) ** 2) @ weights / safe
+    first = np.where(bad[:, None, :], 0.0, first)
+    total = np.where(bad[:, None, :], 0.0, total)
+    return first.transpose(2, 0, 1), total.transpose(2, 0, 1)
 
 
 def _percentile_interval(replicates, confidence_level):
@@ -200,16 +226,10 @@ def sobol_indices(
     res = {"first_order": first, "total": total}
     if n_bootstrap:
         rng = check_random_state(random_state)
-        reps = [
-            _replicate(fA, fB, fC, rows)
-            for rows in _bootstrap_rows(int(n_designs), int(n_bootstrap), rng)
-        ]
-        res["first_order_ci"] = _percentile_interval(
-            np.stack([r[0] for r in reps]), confidence_level
-        )
-        res["total_ci"] = _percentile_interval(
-            np.stack([r[1] for r in reps]), confidence_level
-        )
+        rows = _bootstrap_rows(int(n_designs), int(n_bootstrap), rng)
+        rep_first, rep_total = _bootstrap_estimates(fA, fB, fC, rows)
+        res["first_order_ci"] = _percentile_interval(rep_first, confidence_level)
+        res["total_ci"] = _percentile_interval(rep_total, confidence_level)
     if single:
         res = {key: val[0] for key, val in res.items()}
     return res
@@ -276,7 +296,7 @@ def concept_sobol_indices(
     >>> from skconcepts.importance import concept_sobol_indices
     >>> codes = np.array([[1.0, 1.0]])
     >>> res = concept_sobol_indices(codes, np.eye(2), lambda x: x[:, 0],
-    ...                             n_designs=64, random_state=0)
+    ...                             n_designs=512, random_state=0)
     >>> np.round(res["total"], 2)  # only the first concept reaches the head
     array([[1., 0.]])
     """
@@ -286,8 +306,10 @@ def concept_sobol_indices(
             f"codes must be 2-D (n_samples, n_concepts); got {codes.shape}."
         )
     k = codes.shape[1]
+    # an int random_state gives the same design as sobol_design(k, N, it) and
+    # the bootstrap of sobol_indices(..., random_state=it)
+    design = sobol_design(k, n_designs, random_state=seed_from(random_state))
     rng = check_random_state(random_state)
-    design = sobol_design(k, n_designs, random_state=seed_from(rng))
     outputs = evaluate_masks(
         head,
         codes,
