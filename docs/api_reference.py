@@ -139,15 +139,19 @@ def missing_names():
 
 def _autosummary(names):
     lines = [".. autosummary::", "   :toctree: .", "   :nosignatures:", ""]
-    classes = [n for n, obj in names if inspect.isclass(obj)]
-    functions = [n for n, obj in names if not inspect.isclass(obj)]
+    kinds = {"class.rst": [], "function.rst": [], "data.rst": []}
+    for n, obj in names:
+        if inspect.isclass(obj):
+            kinds["class.rst"].append(n)
+        elif callable(obj):
+            kinds["function.rst"].append(n)
+        else:
+            kinds["data.rst"].append(n)  # a public constant
     out = []
-    if classes:
-        out += lines[:2] + ["   :template: class.rst"] + lines[2:]
-        out += [f"   {n}" for n in classes] + [""]
-    if functions:
-        out += lines[:2] + ["   :template: function.rst"] + lines[2:]
-        out += [f"   {n}" for n in functions] + [""]
+    for template, members in kinds.items():
+        if members:
+            out += lines[:2] + [f"   :template: {template}"] + lines[2:]
+            out += [f"   {n}" for n in members] + [""]
     return out
 
 
@@ -166,8 +170,17 @@ def write_api_pages(folder):
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    api = public_api()
+    # stubs of names that are no longer public would be orphan pages
+    keep = {f"{section}.rst" for section, _, _, _ in api}
+    for _, _, _, groups in api:
+        for _, module, names in groups:
+            keep.update(f"{module}.{name}.rst" for name, _ in names)
+    for stale in folder.glob("*.rst"):
+        if stale.name not in keep:
+            stale.unlink()
     pages = []
-    for section, title, intro, groups in public_api():
+    for section, title, intro, groups in api:
         lines = [title, "=" * len(title), "", intro, ""]
         if not groups:
             lines += ["Nothing in this section yet.", ""]

@@ -59,6 +59,8 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
+# `name` in a docstring is code, as in scikit-learn's documentation
+default_role = "literal"
 templates_path = ["_templates"]
 exclude_patterns = [
     "_build",
@@ -162,13 +164,14 @@ def _reread_benchmarks(app, env, docnames):
 API_PAGES = write_api_pages(DOCS / "api" / "generated")
 
 
-_REF_WITH_TITLE = re.compile(r":ref:`([^`<]*?)\s*<[^>`]+>`")
-_REF_BARE = re.compile(r":ref:`([^`]+)`")
+_REF_WITH_TITLE = re.compile(r":(?:ref|term):`([^`<]*?)\s*<[^>`]+>`")
+_REF_BARE = re.compile(r":(?:ref|term):`([^`]+)`")
 
 
 def _unlink_sklearn_refs(app, what, name, obj, options, lines):
-    """Inherited scikit-learn methods (``set_output``, ...) point to labels of
-    scikit-learn's own site; keep their text, drop the dangling links."""
+    """Inherited scikit-learn methods (``set_output``, ...) point to labels and
+    glossary terms of scikit-learn's own site; keep their text, drop the
+    dangling links."""
     module = getattr(obj, "__module__", "") or ""
     if not module.startswith("sklearn"):
         return
@@ -177,7 +180,39 @@ def _unlink_sklearn_refs(app, what, name, obj, options, lines):
         lines[i] = _REF_BARE.sub(r"``\1``", line)
 
 
+# A bare ``name_`` is a hyperlink reference in reStructuredText; in our
+# docstrings it is always an attribute name (``(n_features_in_,)`` in a shape).
+_BARE_TRAILING_UNDERSCORE = re.compile(r"(?<![`\w.*])([A-Za-z]\w*_)(?![`\w(])")
+
+
+def _literal_attribute_names(app, what, name, obj, options, lines):
+    """Render bare attribute names such as ``n_features_in_`` as literals
+    outside the Examples section and code."""
+    module = getattr(obj, "__module__", "") or ""
+    if not module.startswith("skconcepts"):
+        return
+    in_code, code_indent = False, 0
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped in ("Examples", ".. rubric:: Examples"):
+            break
+        if stripped.startswith((">>>", "...")) or ":math:" in line:
+            continue
+        if in_code and stripped and not line.startswith(" " * code_indent):
+            in_code = False
+        if in_code:
+            continue
+        if stripped.endswith("::"):
+            in_code = True
+            code_indent = len(line) - len(line.lstrip()) + 1
+        parts = line.split("``")  # odd parts are literals already
+        for j in range(0, len(parts), 2):
+            parts[j] = _BARE_TRAILING_UNDERSCORE.sub(r"``\1``", parts[j])
+        lines[i] = "``".join(parts)
+
+
 def setup(app):
+    app.connect("autodoc-process-docstring", _literal_attribute_names)
     app.connect("source-read", _add_benchmark_tables)
     app.connect("env-before-read-docs", _reread_benchmarks)
     app.connect("autodoc-process-docstring", _unlink_sklearn_refs)

@@ -71,6 +71,9 @@ def _public_objects():
 
 
 PUBLIC = _public_objects()
+# the docstring checks are for classes and functions (constants are
+# documented by a ``#:`` comment and only need their API page)
+CALLABLES = [p for p in PUBLIC if callable(p[1])]
 
 
 def test_docs_build(tmp_path):
@@ -196,7 +199,7 @@ def _errors(qualname, codes):
 
 
 @pytest.mark.parametrize(
-    "qualname, obj, is_estimator", PUBLIC, ids=[q for q, _, _ in PUBLIC]
+    "qualname, obj, is_estimator", CALLABLES, ids=[q for q, _, _ in CALLABLES]
 )
 def test_docstring(qualname, obj, is_estimator):
     from numpydoc.docscrape import ClassDoc, FunctionDoc
