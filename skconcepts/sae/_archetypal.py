@@ -14,7 +14,9 @@ class ArchetypalSAE(_BaseSAE):
 
     The dictionary is ``D = (W C + Lambda) * exp(s)``: ``C`` holds
     ``n_candidates`` candidate points (k-means centroids of the data,
-    computed on the device), ``W`` is row-stochastic (each atom ``W C`` lies
+    computed on the device, taken in the frame of the decoder: the data minus
+    the initial pre-decoder bias ``b_pre``, the data mean, since the model
+    reconstructs ``a = z D + b_pre``), ``W`` is row-stochastic (each atom ``W C`` lies
     in the convex hull of the candidates), each row of ``Lambda`` has norm at
     most ``relaxation`` and ``s`` is a learned scalar. After every optimiser
     step ``W <- relu(W)`` with rows divided by their sum and
@@ -42,7 +44,8 @@ class ArchetypalSAE(_BaseSAE):
     candidates : {"kmeans", "random"} or array-like of shape \
             (n_candidates, n_features), default="kmeans"
         k-means centroids of the data (the recommended choice), random data
-        rows, or given points.
+        rows, or given points (in the data space; like the other choices they
+        are stored minus the initial ``b_pre``).
     learn_scale : bool, default=True
         Learn the scalar ``s`` (atoms then lie in the conical hull).
     kmeans_random_state : int, RandomState instance or None, default=None
@@ -60,7 +63,7 @@ random_state, verbose
     components_ : ndarray of shape (n_concepts, n_features)
         The dictionary ``D = (W C + Lambda) exp(s)``, computed once.
     candidates_ : ndarray of shape (n_candidates, n_features)
-        The candidate points ``C``.
+        The candidate points ``C`` (data points minus the initial ``b_pre``).
     archetype_weights_ : ndarray of shape (n_concepts, n_candidates)
         The row-stochastic ``W``.
     relaxation_ : ndarray of shape (n_concepts, n_features)
@@ -164,7 +167,8 @@ feature_names_in_
         self.kmeans_random_state = kmeans_random_state
 
     # ------------------------------------------------------------ hooks
-    def _candidate_points(self, X_init, generator):
+    def _candidate_points(self, X_init, b_pre, generator):
+        """Candidate points ``C`` in the frame of the decoder (data - b_pre)."""
         dev, dt = X_init.device, X_init.dtype
         if not isinstance(self.candidates, str):
             C = np.asarray(self.candidates, dtype=np.float64)
@@ -175,18 +179,19 @@ feature_names_in_
                 )
             if not np.isfinite(C).all():
                 raise ValueError("candidates contains NaN or infinity.")
-            return torch.as_tensor(C, dtype=dt, device=dev)
+            return torch.as_tensor(C, dtype=dt, device=dev) - b_pre
         n_c = self.n_candidates if self.n_candidates is not None else self.n_concepts
         n_c = min(n_c, X_init.shape[0])
         if self.kmeans_random_state is not None:
             generator = make_generator(self.kmeans_random_state)
+        centred = X_init[:INIT_SAMPLES] - b_pre
         if self.candidates == "random":
-            rows = torch.randperm(X_init.shape[0], generator=generator)[:n_c]
-            return X_init[rows.to(dev)].clone()
-        return kmeans_torch(X_init[:INIT_SAMPLES], n_c, generator)
+            rows = torch.randperm(centred.shape[0], generator=generator)[:n_c]
+            return centred[rows.to(dev)].clone()
+        return kmeans_torch(centred, n_c, generator)
 
     def _init_dictionary(self, X_init, b_pre, generator):
-        C = self._candidate_points(X_init, generator)
+        C = self._candidate_points(X_init, b_pre, generator)
         k, n_c = self.n_concepts, C.shape[0]
         W = torch.zeros(k, n_c, dtype=torch.float64)
         m = min(k, n_c)
