@@ -700,3 +700,21 @@ def test_digits_most_important_concepts_matter_most(digits_mlp):
     # more than removing two random ones
     assert top_drop.mean() > 2 * random_drop.mean() + 1.0
     assert np.sum(top_drop > random_drop) >= 9
+
+
+def test_vectorised_bootstrap_equals_explicit_resampling():
+    from skconcepts.importance._sobol import (
+        _bootstrap_estimates,
+        _bootstrap_rows,
+        _estimates,
+        _split,
+    )
+
+    rng = np.random.RandomState(0)
+    fA, fB, fC = _split(rng.normal(size=(4, 16 * 5)), 3, 16)
+    rows = _bootstrap_rows(16, 5, rng)
+    first, total = _bootstrap_estimates(fA, fB, fC, rows)
+    for b, r in enumerate(rows):
+        f_b, t_b = _estimates(fA[:, r], fB[:, r], fC[:, :, r])
+        np.testing.assert_allclose(first[b], f_b, atol=1e-12)
+        np.testing.assert_allclose(total[b], t_b, atol=1e-12)
