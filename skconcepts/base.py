@@ -49,11 +49,43 @@ class ConceptExtractor(
     non-negative input (NMF): ``fit``, ``transform`` and ``score`` then reject
     negative values with scikit-learn's "Negative values in data" error.
 
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_concepts, n_features)
+        The concepts, one per row (set by the subclass's ``fit``).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit``, when they are all strings.
+
     Notes
     -----
     Fitted state is kept in NumPy arrays so that a model fitted on a GPU can be
     pickled and loaded on a machine without one. Nothing is cached on ``self``
     outside ``fit``.
+
+    Examples
+    --------
+    A minimal extractor: fixed concepts, codes by projection.
+
+    >>> import numpy as np
+    >>> from skconcepts import ConceptExtractor
+    >>> class FirstAxes(ConceptExtractor):
+    ...     def __init__(self, device="cpu"):
+    ...         self.device = device
+    ...     def fit(self, X, y=None):
+    ...         X = self._validate_X(X, reset=True)
+    ...         self.components_ = np.eye(2, X.shape[1], dtype=X.dtype)
+    ...         return self
+    ...     def _encode(self, Xb, state):
+    ...         return Xb @ state["components"].T
+    >>> X = np.array([[1.0, 2.0, 0.0], [3.0, 4.0, 0.0]])
+    >>> est = FirstAxes().fit(X)
+    >>> est.transform(X)
+    array([[1., 2.],
+           [3., 4.]])
+    >>> est.score(X), est.get_feature_names_out().tolist()
+    (1.0, ['firstaxes0', 'firstaxes1'])
     """
 
     _positive_only = False

@@ -18,6 +18,13 @@ def all_estimators():
     -------
     estimators : list of (name, class) tuples
         Sorted by name.
+
+    Examples
+    --------
+    >>> from skconcepts.utils import all_estimators
+    >>> names = [name for name, _ in all_estimators()]
+    >>> "NMFConcepts" in names, "ConceptExtractor" in names
+    (True, False)
     """
     import skconcepts
 
