@@ -9,6 +9,7 @@ from ._solvers import (
     Rows,
     fit_alternating,
     gram_reg,
+    n_inner_codes,
     nmf_init,
     nnls_codes,
 )
@@ -154,11 +155,13 @@ class NMFConcepts(_BaseNMF):
 
     _positive_only = True
 
-    # Code sweeps per pass over the data, and maximum concept sweeps per
-    # iteration (HALS). Several code sweeps cost little next to the two
-    # products with X, and they make each pass count (Gillis & Glineur).
-    _n_inner_codes = 3
+    # Maximum concept sweeps per iteration (HALS; they stop early when the
+    # change falls below a tenth of the first one).
     _n_inner_concepts = 10
+    # Power iterations of the randomized SVD behind the NNDSVD inits. NNDSVD
+    # only needs a rough dominant subspace; scikit-learn's rule ("auto": 7 or
+    # 4 iterations) costs as much as ~10 NMF iterations on the benchmark.
+    _svd_n_iter = 2
 
     _parameter_constraints: dict = {
         **_BaseNMF._parameter_constraints,
@@ -247,7 +250,9 @@ class NMFConcepts(_BaseNMF):
         gen = make_generator(self.random_state)
         with torch.no_grad():
             xsq, mean = rows.stats()
-            Ut, W = nmf_init(rows, self.n_concepts, init, gen, mean)
+            Ut, W = nmf_init(
+                rows, self.n_concepts, init, gen, mean, svd_n_iter=self._svd_n_iter
+            )
             update = self._concept_update(W, l1_W, l2_W)
             n_iter, UtU, UtX = fit_alternating(
                 rows,
@@ -255,7 +260,9 @@ class NMFConcepts(_BaseNMF):
                 update,
                 xsq=xsq,
                 code_solver=self.solver,
-                n_inner=self._n_inner_codes if self.solver == "hals" else 1,
+                n_inner=n_inner_codes(d, self.n_concepts)
+                if self.solver == "hals"
+                else 1,
                 l1_U=l1_U,
                 l2_U=l2_U,
                 max_iter=self.max_iter,

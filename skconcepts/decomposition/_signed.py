@@ -3,7 +3,14 @@
 from .._backend import make_generator, to_numpy
 from .._compat import Integral, Interval, StrOptions, _fit_context
 from ._base import _BaseNMF
-from ._solvers import ConvexMU, SignedLS, fit_alternating, init_codes, kmeans_seed
+from ._solvers import (
+    ConvexMU,
+    SignedLS,
+    fit_alternating,
+    init_codes,
+    kmeans_seed,
+    n_inner_codes,
+)
 
 
 class _SignedNMF(_BaseNMF):
@@ -14,8 +21,6 @@ class _SignedNMF(_BaseNMF):
         "init": [StrOptions({"kmeans", "random"}), None],
     }
 
-    # HALS code sweeps per pass over the data
-    _n_inner_codes = 3
     # rows drawn for the k-means initialisation
     _n_init_rows = 4096
 
@@ -95,7 +100,7 @@ class _SignedNMF(_BaseNMF):
                 update,
                 xsq=xsq,
                 code_solver="hals",
-                n_inner=self._n_inner_codes,
+                n_inner=n_inner_codes(d, self.n_concepts),
                 l1_U=l1_U,
                 l2_U=l2_U,
                 max_iter=self.max_iter,
