@@ -38,9 +38,11 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
     """Shared machinery: extractor handling, head outputs, targets, grouping.
 
     Subclasses define ``_n_evals(k)`` (head rows per sample),
-    ``_explain(space, sl, target, head, device)`` (a dict of per-sample arrays
+    ``_explain(space, sl, target, head, fit)`` (a dict of per-sample arrays
     of shape (n_chunk, k) whose key ``"importance"`` is what ``transform``
-    returns) and may extend ``_fit_aggregate``.
+    returns; ``fit`` says whether the call comes from ``fit``), may add
+    fit-only state to ``space`` in ``_prepare_fit`` and set the global
+    attributes in ``_set_global``.
     """
 
     _parameter_constraints: dict = {
@@ -210,7 +212,11 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
             yield slice(start, min(start + size, n_samples))
 
     def _n_replicate_values(self, k):
+        """Extra float64 values held per sample during fit (e.g. bootstrap)."""
         return 0
+
+    def _prepare_fit(self, space):
+        """Add fit-only state to ``space`` (overridden)."""
 
     def _iter_explanations(self, space, target, head, *, fit=False):
         n, k = space["codes"].shape
@@ -280,6 +286,7 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
         space = self._concept_space(X)
         head, out = self._head_and_outputs(X)
         n, k = space["codes"].shape
+        self._prepare_fit(space)
         self.n_concepts_ = k
         self.n_outputs_ = out.shape[1]
         target, groups, labels = self._targets(X, y, head, out)

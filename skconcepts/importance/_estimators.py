@@ -1,7 +1,6 @@
 """SobolConceptImportance and ConceptAttribution: the public meta-estimators."""
 
 import numpy as np
-from sklearn.utils import check_random_state
 
 from .._compat import Integral, Interval, Real, StrOptions
 from ._attribution import (
@@ -12,10 +11,12 @@ from ._attribution import (
 from ._base import _BaseConceptImportance, _is_power_of_two
 from ._engine import evaluate_masks
 from ._sobol import (
+    _base_ints,
     _bootstrap_estimates,
-    _bootstrap_rows,
     _estimates,
-    _percentile_interval,
+    _normal_interval,
+    _sample_shifts,
+    _shifted_designs,
     _split,
     sobol_design,
 )
@@ -67,15 +68,15 @@ class SobolConceptImportance(_BaseConceptImportance):
         Bootstrap resamples of the design rows for the confidence intervals
         (0 disables them).
     confidence_level : float, default=0.95
-        Coverage of the percentile confidence intervals.
+        Coverage of the confidence intervals.
     batch_size : int, default=None
         Maximum number of activation rows per head call (several samples x
         design rows are stacked); None sizes batches from a 64 MiB budget.
     device : str, default="auto"
         Device of a torch head ("auto": CUDA when available).
     random_state : int, RandomState instance or None, default=None
-        Seeds the Sobol' scrambling and the bootstrap. The design drawn at
-        ``fit`` is reused by ``transform`` and ``score``.
+        Seeds the Sobol' scrambling, the per-sample shifts and the bootstrap.
+        The seed drawn at ``fit`` is reused by ``transform`` and ``score``.
     verbose : int, default=0
         Print progress per chunk of samples.
 
@@ -102,9 +103,11 @@ class SobolConceptImportance(_BaseConceptImportance):
         Alias of ``total_indices_`` (the importance every estimator of the
         family exposes).
     total_indices_ci_, first_order_indices_ci_ : ndarray of shape (..., 2)
-        Bootstrap percentile intervals (lower, upper) of the means above;
-        they reflect the Monte Carlo error of the design, not the sampling
-        of ``X``. Only when ``n_bootstrap > 0``.
+        Bootstrap intervals (lower, upper) of the means above, ``mean -/+ z
+        sd`` with the standard deviation of the bootstrap replicates (design
+        rows resampled); they reflect the Monte Carlo error of the designs,
+        not the sampling of ``X`` nor the ``O(1/N)`` bias of the ratio
+        estimators. Only when ``n_bootstrap > 0``.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -125,6 +128,16 @@ class SobolConceptImportance(_BaseConceptImportance):
     code, the design is a scrambled, seeded Sobol' sequence (not an
     unscrambled Halton sequence whose first row is all zeros), ``f(B)`` is
     used, and both indices are returned.
+
+    In ``fit`` every sample gets its own random digital shift of the
+    scrambled Sobol' net, so the Monte Carlo errors of the samples are
+    independent and the per-class means (``total_indices_``, ...) are about
+    ``sqrt(n_samples_per_class)`` times more precise than with one shared
+    design (on a digits MLP, 8x lower standard deviation over seeds).
+    ``transform`` explains each row with the one shared design of
+    :func:`~skconcepts.importance.sobol_design`, so a row's indices do not
+    depend on the other rows; the mean of ``transform(X)`` over a class is
+    therefore close to, not equal to, the fitted class mean.
 
     References
     ----------
@@ -198,12 +211,21 @@ class SobolConceptImportance(_BaseConceptImportance):
         return self.n_designs * (k + 2)
 
     def _n_replicate_values(self, k):
-        return 2 * self.n_bootstrap * k
+        # bootstrap replicates and the per-sample designs of fit
+        return 2 * self.n_bootstrap * k + self._n_evals(k) * k
+
+    def _prepare_fit(self, space):
+        n, k = space["codes"].shape
+        space["base"] = _base_ints(k, self.n_designs, self._design_seed)
+        space["shifts"] = _sample_shifts(n, k, self._design_seed)
 
     def _explain(self, space, sl, target, head, fit):
         codes, W, r = self._space_slice(space, sl)
         k, N = codes.shape[1], self.n_designs
-        design = sobol_design(k, N, random_state=self._design_seed)
+        if fit:  # independent randomisations: precise class means
+            design = _shifted_designs(space["base"], space["shifts"][sl], k)
+        else:  # one design for every row: row-independent transform
+            design = sobol_design(k, N, random_state=self._design_seed)
         Y = evaluate_masks(
             head, codes, W, design, residual=r, target=target, **self._engine_kw()
         )
@@ -211,10 +233,10 @@ class SobolConceptImportance(_BaseConceptImportance):
         first, total = _estimates(fA, fB, fC)
         res = {"importance": total, "total": total, "first_order": first}
         if fit and self.n_bootstrap:
-            # same resampled rows in every chunk: seeded from the design seed
-            rows = _bootstrap_rows(
-                N, self.n_bootstrap, check_random_state(self._design_seed)
-            )
+            # each sample resamples its own design rows (its design is its
+            # own too), seeded by the design seed and the chunk's position
+            rng = np.random.default_rng([self._design_seed, 11, sl.start])
+            rows = rng.integers(0, N, size=(codes.shape[0], self.n_bootstrap, N))
             rep_first, rep_total = _bootstrap_estimates(fA, fB, fC, rows)
             res["replicates"] = {"first_order": rep_first, "total": rep_total}
         return res
@@ -228,7 +250,7 @@ class SobolConceptImportance(_BaseConceptImportance):
                 ("total", "total_indices_ci_"),
                 ("first_order", "first_order_indices_ci_"),
             ):
-                ci = _percentile_interval(rep_means[key], self.confidence_level)
+                ci = _normal_interval(means[key], rep_means[key], self.confidence_level)
                 setattr(self, name, _global(ci, single, dtype))
 
 
