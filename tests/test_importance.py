@@ -399,30 +399,19 @@ def test_per_class_importance_and_head_classes():
     pred = clf.predict(X)
     np.testing.assert_array_equal(est_pred.classes_, np.unique(pred))
     assert not hasattr(est_pred, "total_indices_ci_")
-    per = concept_sobol_indices(
-        U,
-        W,
-        clf,
-        residual=X - U @ W,
-        target=np.searchsorted(clf.classes_, pred),
-        n_designs=16,
-        random_state=est_pred._design_seed,
-        per_sample_designs=True,
-    )["total"]
+    kw = {
+        "residual": X - U @ W,
+        "target": np.searchsorted(clf.classes_, pred),
+        "n_designs": 16,
+        "random_state": est_pred._design_seed,
+    }
+    per = concept_sobol_indices(U, W, clf, per_sample_designs=True, **kw)["total"]
     for c, lab in enumerate(est_pred.classes_):
         np.testing.assert_allclose(
             est_pred.total_indices_[c], per[pred == lab].mean(0), rtol=1e-10
         )
     # transform explains each row for the arg-max with one shared design
-    shared = concept_sobol_indices(
-        U,
-        W,
-        clf,
-        residual=X - U @ W,
-        target=np.searchsorted(clf.classes_, pred),
-        n_designs=16,
-        random_state=est_pred._design_seed,
-    )["total"]
+    shared = concept_sobol_indices(U, W, clf, **kw)["total"]
     np.testing.assert_allclose(est_pred.transform(X), shared, rtol=1e-10)
     # labels the head does not know
     with pytest.raises(ValueError, match="not among the head's classes_"):
