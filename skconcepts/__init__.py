@@ -24,6 +24,10 @@ _LAZY = {
     "ConceptAttribution": "skconcepts.importance",
     # erasure
     "TaCoEraser": "skconcepts.erasure",
+    # data larger than memory, distributed training
+    "as_memmap": "skconcepts._io",
+    "fit_chunks": "skconcepts._io",
+    "iter_chunks": "skconcepts._io",
 }
 
 _SUBMODULES = [

@@ -25,6 +25,7 @@ from ._backend import (
     torch_dtype,
 )
 from ._compat import check_is_fitted, validate_data
+from ._io import as_memmap, is_chunked_array
 
 __all__ = ["ConceptExtractor", "DEVICE_CONSTRAINT"]
 
@@ -106,8 +107,12 @@ class ConceptExtractor(
     def _validate_X(self, X, *, reset):
         """Validate ``X`` (and set ``n_features_in_`` when ``reset``).
 
-        Returns a float32 or float64 array; memmaps are not copied.
+        Returns a float32 or float64 array; memmaps are not copied, and a
+        chunked on-disk array (zarr, HDF5, dask) is given a memmap face by
+        :func:`skconcepts._io.as_memmap` instead of being loaded whole.
         """
+        if is_chunked_array(X):
+            X = as_memmap(X)
         return validate_data(
             self,
             X,

@@ -51,7 +51,7 @@ class _BaseNMF(ConceptExtractor):
     def _rows(self, X, X_in, device):
         """Row access for ``fit``: streamed with ``batch_size`` or for a memmap."""
         bs = self.batch_size
-        if bs is None and is_memmap(X_in):
+        if bs is None and (is_memmap(X_in) or is_memmap(X)):
             bs = default_batch_size(X.shape[1], itemsize=X.dtype.itemsize)
         return Rows(X, device, torch_dtype(X.dtype), bs)
 
