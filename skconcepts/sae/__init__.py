@@ -7,8 +7,9 @@ the data (A-SAE / RA-SAE). Both are trained by the engine in
 interface for new SAEs.
 """
 
+from ._aligned import AlignedSAE
 from ._archetypal import ArchetypalSAE
 from ._callbacks import Checkpoint
 from ._topk import TopKSAE
 
-__all__ = ["ArchetypalSAE", "Checkpoint", "TopKSAE"]
+__all__ = ["AlignedSAE", "ArchetypalSAE", "Checkpoint", "TopKSAE"]

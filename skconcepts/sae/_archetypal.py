@@ -34,7 +34,7 @@ class ArchetypalSAE(_BaseSAE):
         Number of atoms ``k``.
     top_k : int, default=8
         Active codes per row (see :class:`TopKSAE`).
-    relaxation : float, default=0.1
+    relaxation : float, default=0.3
         Largest norm ``delta`` of each row of ``Lambda``, in units of the
         root mean squared norm of the centred data (so it does not depend on
         the scale of the activations). 0 gives the strict A-SAE.
@@ -116,7 +116,7 @@ feature_names_in_
         n_concepts=64,
         top_k=8,
         *,
-        relaxation=0.1,
+        relaxation=0.3,
         n_candidates=None,
         candidates="kmeans",
         learn_scale=True,

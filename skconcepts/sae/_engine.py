@@ -379,7 +379,11 @@ class _BaseSAE(ConceptExtractor):
         return to_tensor(X[rows], device, dtype)
 
     def _make_optimizer(self, module):
-        return torch.optim.Adam(module.parameters(), lr=self.learning_rate)
+        params = [p for p in module.parameters() if p.requires_grad]
+        try:  # one fused kernel for all parameters (CPU and CUDA, torch >= 2.4)
+            return torch.optim.Adam(params, lr=self.learning_rate, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # pragma: no cover
+            return torch.optim.Adam(params, lr=self.learning_rate, foreach=True)
 
     def _new_session(self, X, device, dtype):
         gen = make_generator(self.random_state)

@@ -495,17 +495,38 @@ def _assign(X, C, chunk):
 
 
 @torch.no_grad()
-def kmeans_torch(X, n_clusters, generator, n_iter=30, tol=1e-6):
-    """Seeded Lloyd k-means on ``X``'s device.
+def _kmeans_plusplus(X, n_clusters, generator):
+    """k-means++ seeding (D^2 sampling); the uniforms come from ``generator``."""
+    n = X.shape[0]
+    u = torch.rand(n_clusters, generator=generator, dtype=torch.float64).to(X.device)
+    first = int(torch.randint(n, (1,), generator=generator))
+    centers = [first]
+    x_sq = (X * X).sum(1)
+    dist = (x_sq - 2.0 * X @ X[first] + x_sq[first]).clamp_min(0)
+    for i in range(1, n_clusters):
+        cum = torch.cumsum(dist.double(), 0)
+        j = torch.searchsorted(cum, (u[i] * cum[-1]).reshape(1)).clamp_max(n - 1)
+        c = X[j[0]]
+        centers.append(j)
+        dist = torch.minimum(dist, (x_sq - 2.0 * X @ c + (c * c).sum()).clamp_min(0))
+    idx = torch.cat([torch.as_tensor([first], device=X.device)] + centers[1:])
+    return X[idx].clone()
 
-    Initial centroids are distinct rows drawn with ``generator`` (a CPU
-    generator); an empty cluster is re-seeded at the point farthest from its
-    centroid. Returns the ``(n_clusters, d)`` centroids.
+
+@torch.no_grad()
+def kmeans_torch(X, n_clusters, generator, n_iter=30, tol=1e-6):
+    """Seeded k-means (k-means++ seeding, then Lloyd) on ``X``'s device.
+
+    The seeding runs on at most ``max(4096, 8 n_clusters)`` rows; an empty
+    cluster is re-seeded at the point farthest from its centroid. All
+    randomness comes from ``generator`` (a CPU generator). Returns the
+    ``(n_clusters, d)`` centroids.
     """
     n = X.shape[0]
     n_clusters = min(int(n_clusters), n)
-    perm = torch.randperm(n, generator=generator)[:n_clusters].to(X.device)
-    C = X[perm].clone()
+    n_seed = min(n, max(4096, 8 * n_clusters))
+    rows = torch.randperm(n, generator=generator)[:n_seed].to(X.device)
+    C = _kmeans_plusplus(X[rows], n_clusters, generator)
     chunk = max(1, int(2**24 // max(1, n_clusters)))
     prev = math.inf
     for _ in range(n_iter):

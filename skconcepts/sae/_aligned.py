@@ -1,0 +1,514 @@
+"""Aligned sparse autoencoder for two modalities (Iso-Energy, Dhimoila et al. 2026).
+
+:class:`AlignedSAE` is a plug-in of the SAE engine (:mod:`._engine`): it adds
+the modality of each row as side information, a batch sampler that puts both
+modalities (as pairs when the data are paired) in every batch, and the
+alignment loss; the training loop is the engine's.
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._backend import iter_batches, to_numpy, torch_dtype
+from .._compat import (
+    Interval,
+    Real,
+    StrOptions,
+    _fit_context,
+    check_is_fitted,
+    validate_data,
+)
+from ._engine import _BaseSAE
+
+#: Labels of ``atom_modality_`` that are not class labels.
+_GROUPS = ("bimodal", "dead")
+
+#: ``alignment_weight=None`` for each form of the alignment term.
+DEFAULT_WEIGHTS = {"energy": 0.03, "cosine": 0.3}
+
+#: An atom whose energy is below this share of the total energy is dead.
+DEAD_ENERGY = 1e-9
+
+
+def _pair_rows(modality, pair):
+    """Rows ``(a, b)`` of the batch that form pairs (same pair id, a first).
+
+    ``modality`` is 0/1 and ``pair`` the rank of the row among the rows of its
+    modality; ``(pair, modality)`` is unique, so after sorting by
+    ``2 pair + modality`` the two rows of a pair are neighbours.
+    """
+    key = pair * 2 + modality
+    order = torch.argsort(key)
+    k = key[order]
+    same = (k[1:] // 2) == (k[:-1] // 2)
+    return order[:-1][same], order[1:][same]
+
+
+def iso_energy_loss(codes, modality, eps):
+    """``mean_k |E_a[k] - E_b[k]| / (E_a[k] + E_b[k] + eps)`` of a batch.
+
+    ``E_m[k]`` is the mean of ``codes[:, k] ** 2`` over the rows of modality
+    ``m`` (0 or 1). Zero when the batch lacks one of the modalities.
+    """
+    is_a = modality == 0
+    if not bool(is_a.any()) or bool(is_a.all()):
+        return codes.sum() * 0.0
+    sq = codes * codes
+    e_a = sq[is_a].mean(dim=0)
+    e_b = sq[~is_a].mean(dim=0)
+    return ((e_a - e_b).abs() / (e_a + e_b + eps)).mean()
+
+
+def paired_cosine_loss(codes, modality, pair):
+    """``-mean_i cos(z_a_i, z_b_i)`` over the pairs of a batch.
+
+    Each code vector has its single largest entry masked out first, so the
+    loss aligns the rest of the code rather than the dominant atom. Zero when
+    the batch holds no pair.
+    """
+    rows_a, rows_b = _pair_rows(modality, pair)
+    if rows_a.numel() == 0:
+        return codes.sum() * 0.0
+    top = codes.detach().argmax(dim=1, keepdim=True)
+    masked = codes.scatter(1, top, 0.0)
+    return -F.cosine_similarity(masked[rows_a], masked[rows_b], dim=1, eps=1e-12).mean()
+
+
+class AlignedSAE(_BaseSAE):
+    """Sparse autoencoder for two modalities with an alignment loss (Iso-Energy).
+
+    One SAE encodes the rows of both modalities (e.g. the image and the text
+    embeddings of a vision-language model), ``z = sigma(E (x - b_pre))``,
+    ``x_hat = z D + b_pre``, and is trained on the reconstruction of **both**
+    modalities plus ``alignment_weight`` times an alignment term:
+
+    - ``alignment="energy"``, the Iso-Energy penalty, computed per batch:
+      ``L_iso = mean_k |E_a[k] - E_b[k]| / (E_a[k] + E_b[k] + eps)`` with
+      ``E_m[k]`` the mean of ``z_ik^2`` over the batch's rows of modality
+      ``m``. A concept truly shared by the two modalities should carry the
+      same energy in both;
+    - ``alignment="cosine"``, the paired-code form
+      ``L_cos = -mean_i cos(z_a_i, z_b_i)`` over the pairs of the batch, each
+      code having its single largest entry masked out. It needs paired data.
+
+    ``alignment_weight=0`` is the plain SAE (:class:`TopKSAE` with the same
+    batches). Every training batch holds both modalities: when the two
+    modalities have as many rows, the ``i``-th row of ``classes_[0]`` and the
+    ``i``-th row of ``classes_[1]`` form a pair and batches are made of whole
+    pairs; otherwise each batch takes the same share of each modality.
+
+    After ``fit``, the energy of each atom in each modality over the training
+    data gives its modality score ``mu_k = E_a[k] / (E_a[k] + E_b[k])``
+    (modality ``a`` is ``classes_[0]``, ``b`` is ``classes_[1]``) and its
+    label: ``classes_[0]`` if ``mu_k > 1 - modality_threshold``,
+    ``classes_[1]`` if ``mu_k < modality_threshold``, ``"bimodal"`` otherwise,
+    ``"dead"`` when the atom carries no energy. See the user guide page
+    ``docs/guide/alignment.md``.
+
+    Parameters
+    ----------
+    n_concepts : int, default=64
+        Number of atoms ``k``.
+    top_k : int, default=8
+        Active codes per row (see :class:`TopKSAE`).
+    alignment : {"energy", "cosine"}, default="energy"
+        The alignment term: the Iso-Energy penalty, or the paired cosine of
+        the codes (needs as many rows of each modality, in pair order).
+    alignment_weight : float, default=None
+        Weight ``beta`` of the alignment term, relative to the reconstruction
+        error normalised by the data variance (``1 - R^2``). 0 gives the
+        unaligned SAE. None means 0.03 for ``"energy"`` and 0.3 for
+        ``"cosine"`` (the values chosen on the synthetic benchmark of the
+        user guide).
+    modality_threshold : float, default=0.05
+        An atom is unimodal when its modality score is within this distance
+        of 0 or 1. Only used to label the atoms after fitting.
+    activation, sparsity_coef, aux_k, aux_coef, dead_steps, max_epochs, \
+batch_size, learning_rate, max_grad_norm, early_stopping, \
+validation_fraction, n_iter_no_change, tol, callbacks, device, \
+random_state, verbose
+        As in :class:`TopKSAE`. With ``early_stopping`` the validation rows are
+        drawn from both modalities at random (a pair may be split; split
+        rows are then trained on without their partner).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        The two modalities (sorted labels of ``y``): ``classes_[0]`` is
+        modality ``a``, ``classes_[1]`` modality ``b``.
+    modality_energy_ : ndarray of shape (2, n_concepts)
+        ``E_a[k]`` and ``E_b[k]``: the mean squared code of each atom over the
+        training rows of each modality.
+    modality_scores_ : ndarray of shape (n_concepts,)
+        ``mu_k = E_a[k] / (E_a[k] + E_b[k])``; NaN for dead atoms (energy
+        ``E_a[k] + E_b[k]`` below ``1e-9`` times the total energy of all
+        atoms).
+    atom_modality_ : ndarray of shape (n_concepts,), dtype=object
+        ``"bimodal"``, ``"dead"``, or the label itself (an element of
+        ``classes_``, not its string) of the modality that owns the atom.
+    energy_share_ : dict
+        Share of the total energy ``sum_k (E_a[k] + E_b[k])`` held by the
+        bimodal atoms (key ``"bimodal"``) and by the unimodal atoms of each
+        modality (keys: the two labels of ``classes_``). Sums to 1.
+    components_, encoder_weights_, encoder_bias_, pre_bias_, threshold_, \
+history_, reconstruction_r2_, mean_l0_, dead_fraction_, n_iter_, \
+n_features_in_, feature_names_in_
+        As in :class:`TopKSAE`. ``history_`` also records the alignment term
+        (``"energy"`` or ``"cosine"``, weighted) of every epoch.
+
+    See Also
+    --------
+    TopKSAE : the unaligned SAE.
+    skconcepts.metrics.modality_gap : distance between the two clouds.
+    skconcepts.metrics.retrieval_recall_at_k : cross-modal retrieval.
+    skconcepts.plotting.plot_modality_scores : histogram of the scores.
+
+    References
+    ----------
+    V. Dhimoila, T. Fel, V. Boutin et al., "Cross-Modal Redundancy and the
+    Geometry of Vision-Language Embeddings", 2026.
+
+    Examples
+    --------
+    >>> from skconcepts.datasets import make_two_modality
+    >>> from skconcepts.metrics import modality_gap
+    >>> from skconcepts.sae import AlignedSAE
+    >>> X, y, truth = make_two_modality(
+    ...     500, 16, 4, 2, sparsity=0.7, modality_offset=3.0, random_state=0
+    ... )
+    >>> sae = AlignedSAE(n_concepts=12, top_k=3, max_epochs=20, batch_size=100,
+    ...                  device="cpu", random_state=0).fit(X, y)
+    >>> sae.classes_.tolist(), round(sum(sae.energy_share_.values()), 6)
+    ([0, 1], 1.0)
+    >>> X_nogap = sae.remove_modality_gap(X)
+    >>> bool(modality_gap(X_nogap[y == 0], X_nogap[y == 1])
+    ...      < 0.2 * modality_gap(X[y == 0], X[y == 1]))
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseSAE._parameter_constraints,
+        "alignment": [StrOptions({"energy", "cosine"})],
+        "alignment_weight": [Interval(Real, 0, None, closed="left"), None],
+        "modality_threshold": [Interval(Real, 0, 0.5, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        n_concepts=64,
+        top_k=8,
+        *,
+        alignment="energy",
+        alignment_weight=None,
+        modality_threshold=0.05,
+        activation="topk",
+        sparsity_coef=1e-2,
+        aux_k=None,
+        aux_coef=1 / 32,
+        dead_steps=50,
+        max_epochs=60,
+        batch_size=1024,
+        learning_rate=4e-3,
+        max_grad_norm=1.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        tol=1e-4,
+        callbacks=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        super().__init__(
+            n_concepts,
+            top_k,
+            activation=activation,
+            sparsity_coef=sparsity_coef,
+            aux_k=aux_k,
+            aux_coef=aux_coef,
+            dead_steps=dead_steps,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_grad_norm=max_grad_norm,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            callbacks=callbacks,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+        )
+        self.alignment = alignment
+        self.alignment_weight = alignment_weight
+        self.modality_threshold = modality_threshold
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import ClassifierTags
+
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        # ``y`` is a binary label (the modality of each row): declaring a
+        # classifier-style target that is not multi-class makes the common
+        # checks pass two-class targets, as they do for binary classifiers.
+        # The estimator type stays "transformer".
+        tags.classifier_tags = ClassifierTags(multi_class=False)
+        return tags
+
+    # ------------------------------------------------------------- public
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the SAE on the rows of both modalities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows of both modalities, in any interleaving. For paired data the
+            ``i``-th row of one modality pairs with the ``i``-th row of the
+            other (e.g. ``X = np.vstack([X_image, X_text])``).
+        y : array-like of shape (n_samples,)
+            The modality of each row: exactly two distinct labels.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, partial=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y):
+        """Train for one pass over a chunk of rows of both modalities.
+
+        See :meth:`TopKSAE.partial_fit`. The chunk must hold both modalities
+        (the same two labels on every call); the modality scores and labels
+        are measured on the last chunk.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of rows.
+        y : array-like of shape (n_samples,)
+            The modality of each row.
+
+        Returns
+        -------
+        self : object
+            The estimator.
+        """
+        return self._fit(X, y, partial=True)
+
+    def remove_modality_gap(self, X):
+        """Encode, zero every unimodal atom, decode.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows of either modality (no modality label needed).
+
+        Returns
+        -------
+        X_aligned : ndarray of shape (n_samples, n_features)
+            ``z[:, bimodal] D[bimodal] + b_pre``: what the bimodal atoms
+            explain of each row, in the dtype of ``X``.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        keep = self._bimodal_mask()
+        return self._map_codes(X, lambda z: z * keep.to(z.dtype), decode=True)
+
+    def compose(self, X_base, X_add, *, weight=1.0, bimodal_only=True):
+        """Bimodal vector arithmetic: ``X_base + weight * (bimodal part of X_add)``.
+
+        A composed query such as *image + text* ("this picture, at night")
+        adds the text's embedding to the image's. The text embedding also
+        carries the text modality's own directions (its unimodal atoms, which
+        make the modality gap) that push the sum out of the image
+        distribution; with ``bimodal_only`` only what the bimodal atoms
+        explain of ``X_add`` is added, ``z_add[:, bimodal] D[bimodal]``
+        (without ``b_pre``). Measure how far the result lies from the real
+        images with :func:`skconcepts.metrics.knn_distance`.
+
+        Parameters
+        ----------
+        X_base : array-like of shape (n_samples, n_features)
+            The base rows (e.g. image embeddings).
+        X_add : array-like of shape (n_samples, n_features)
+            The rows to add (e.g. text embeddings), one per base row.
+        weight : float, default=1.0
+            Weight of the added part.
+        bimodal_only : bool, default=True
+            Add only the bimodal atoms' part of ``X_add``; False adds
+            ``X_add`` itself (the naive sum, for comparison).
+
+        Returns
+        -------
+        X_composed : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        X_base = self._validate_X(X_base, reset=False)
+        X_add = self._validate_X(X_add, reset=False)
+        if X_base.shape != X_add.shape:
+            raise ValueError(
+                f"X_base and X_add must have the same shape; got {X_base.shape} "
+                f"and {X_add.shape}."
+            )
+        if not bimodal_only:
+            return X_base + np.asarray(weight, dtype=X_base.dtype) * X_add
+        keep = self._bimodal_mask()
+        part = self._map_codes(X_add, lambda z: z * keep.to(z.dtype), decode=True)
+        part -= self.pre_bias_.astype(part.dtype)
+        return (X_base + np.asarray(weight, dtype=X_base.dtype) * part).astype(
+            X_base.dtype, copy=False
+        )
+
+    # -------------------------------------------------------------- hooks
+    def _prepare_fit_data(self, X, y, *, reset):
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=reset)
+        classes, modality = np.unique(y, return_inverse=True)
+        if classes.shape[0] != 2:
+            raise ValueError(
+                f"{type(self).__name__} needs rows of exactly two modalities: y must "
+                f"hold exactly 2 distinct labels; got {classes.shape[0]} "
+                f"class{'es' if classes.shape[0] != 1 else ''}."
+            )
+        if any(isinstance(c, str) and c in _GROUPS for c in classes):
+            raise ValueError(
+                f"The modality labels {_GROUPS} are reserved for atom_modality_; "
+                f"rename them in y."
+            )
+        if reset:
+            self.classes_ = classes
+        elif not np.array_equal(classes, self.classes_):
+            raise ValueError(
+                f"y holds the modalities {classes.tolist()}, but the estimator was "
+                f"fitted on {self.classes_.tolist()}."
+            )
+        counts = np.bincount(modality, minlength=2)
+        if self.alignment == "cosine" and self._weight() > 0:
+            if counts[0] != counts[1]:
+                raise ValueError(
+                    f"alignment='cosine' needs paired data: as many rows of each "
+                    f"modality, the i-th row of {classes[0]!r} paired with the i-th "
+                    f"row of {classes[1]!r}; got {counts[0]} and {counts[1]} rows. "
+                    f"Use alignment='energy' for unpaired data."
+                )
+        # rank of each row among the rows of its modality = its pair id
+        pair = np.empty(modality.shape[0], dtype=np.int64)
+        for m in (0, 1):
+            rows = np.flatnonzero(modality == m)
+            pair[rows] = np.arange(rows.shape[0])
+        if counts[0] != counts[1]:
+            pair[modality == 1] += counts[0]  # unequal counts: no pairs
+        modality = modality.astype(np.int64)
+        self._fit_modality = modality
+        return X, {"modality": modality, "pair": pair}
+
+    def _batch_indices(self, n_rows, side, generator):
+        """Batches of whole pairs plus an equal share of the unpaired rows."""
+        modality = side["modality"].cpu()
+        pair = side["pair"].cpu()
+        rows_a, rows_b = _pair_rows(modality, pair)
+        paired = torch.zeros(n_rows, dtype=torch.bool)
+        paired[rows_a] = True
+        paired[rows_b] = True
+        rest = [torch.nonzero(~paired & (modality == m)).squeeze(1) for m in (0, 1)]
+        n_batches = max(1, math.ceil(n_rows / self.batch_size))
+        perm = torch.randperm(rows_a.shape[0], generator=generator)
+        pieces = [
+            list(torch.tensor_split(rows_a[perm], n_batches)),
+            list(torch.tensor_split(rows_b[perm], n_batches)),
+        ]
+        for r in rest:
+            p = torch.randperm(r.shape[0], generator=generator)
+            pieces.append(list(torch.tensor_split(r[p], n_batches)))
+        batches = [torch.cat([p[j] for p in pieces]) for j in range(n_batches)]
+        return [b for b in batches if b.numel()]
+
+    def _weight(self):
+        if self.alignment_weight is not None:
+            return float(self.alignment_weight)
+        return DEFAULT_WEIGHTS[self.alignment]
+
+    def _extra_loss(self, out, side_batch, session):
+        weight = self._weight()
+        if weight == 0:
+            return {}
+        codes, modality = out.codes, side_batch["modality"]
+        if self.alignment == "energy":
+            eps = 1e-8 * session.data_var
+            term = iso_energy_loss(codes, modality, eps)
+        else:
+            term = paired_cosine_loss(codes, modality, side_batch["pair"])
+        return {self.alignment: weight * term}
+
+    def _set_fit_metrics(self, X):
+        super()._set_fit_metrics(X)
+        modality = self.__dict__.pop("_fit_modality")
+        energy = self._modality_energy(X, modality)
+        self.modality_energy_ = energy
+        total = energy.sum(axis=0)
+        dead = total <= DEAD_ENERGY * max(float(total.sum()), np.finfo(float).tiny)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu = np.where(dead, np.nan, energy[0] / np.where(dead, 1.0, total))
+        self.modality_scores_ = mu.astype(X.dtype)
+        eps = self.modality_threshold
+        labels = np.full(mu.shape[0], "bimodal", dtype=object)
+        labels[~dead & (mu > 1.0 - eps)] = self.classes_[0]
+        labels[~dead & (mu < eps)] = self.classes_[1]
+        labels[dead] = "dead"
+        self.atom_modality_ = labels
+        grand = float(total.sum())
+        share = {}
+        for key in ("bimodal", self.classes_[0], self.classes_[1]):
+            mask = np.array([_same(lab, key) for lab in labels])
+            share[key] = float(total[mask].sum()) / grand if grand > 0 else 0.0
+        self.energy_share_ = share
+
+    # ------------------------------------------------------------ helpers
+    def _bimodal_mask(self):
+        return torch.as_tensor(
+            np.array([_same(lab, "bimodal") for lab in self.atom_modality_])
+        )
+
+    def _map_codes(self, X, fn, *, decode):
+        """Encode ``X`` in batches, apply ``fn`` to the codes, maybe decode."""
+        device = self._resolve_device()
+        dtype = torch_dtype(X.dtype)
+        state = self._state_with_offset(device, dtype)
+        width = self.n_features_in_ if decode else self.n_concepts
+        out = np.empty((X.shape[0], width), dtype=X.dtype)
+        bs = self._batch_size_for(X.shape[1], X.dtype.itemsize)
+        with torch.no_grad():
+            for sl, xb in iter_batches(X, bs, device, dtype):
+                z = fn(self._encode(xb, state))
+                if decode:
+                    z = self._decode(z, state)
+                out[sl] = to_numpy(z, X.dtype)
+        return out
+
+    def _modality_energy(self, X, modality):
+        """``(2, k)`` mean squared code of each atom per modality (float64)."""
+        device = self._resolve_device()
+        dtype = torch_dtype(X.dtype)
+        state = self._state_with_offset(device, dtype)
+        sums = torch.zeros(2, self.n_concepts, dtype=torch.float64, device=device)
+        bs = self._batch_size_for(X.shape[1], X.dtype.itemsize)
+        m_all = torch.as_tensor(modality, device=device)
+        with torch.no_grad():
+            for sl, xb in iter_batches(X, bs, device, dtype):
+                sq = self._encode(xb, state).double() ** 2
+                sums.index_add_(0, m_all[sl], sq)
+        counts = np.bincount(modality, minlength=2).astype(np.float64)
+        return to_numpy(sums) / np.maximum(counts, 1.0)[:, None]
+
+
+def _same(label, key):
+    """``label == key`` for labels that may be strings or NumPy scalars."""
+    if isinstance(label, str) != isinstance(key, str):
+        return False
+    return bool(label == key)
