@@ -16,6 +16,7 @@ __all__ = [
     "make_biographies",
     "make_biography_embeddings",
     "make_sparse_atoms",
+    "make_two_modality",
 ]
 
 # ---------------------------------------------------------------------------
@@ -330,3 +331,135 @@ def make_sparse_atoms(
     if noise:
         X += noise * rng.standard_normal(X.shape)
     return X.astype(dtype), atoms.astype(dtype), codes.astype(dtype)
+
+
+# ---------------------------------------------------------------------------
+# Two modalities with shared and modality-specific atoms (Iso-Energy SAE).
+
+
+def make_two_modality(
+    n_pairs=5000,
+    n_features=64,
+    n_shared=16,
+    n_specific=8,
+    *,
+    sparsity=0.99,
+    iso_energy=True,
+    modality_offset=2.0,
+    noise=0.01,
+    violation=3.0,
+    dtype=np.float32,
+    random_state=None,
+):
+    """Paired rows of two modalities built from shared and specific atoms.
+
+    Pair ``i`` is ``x_a_i = Phi_S z_S_i + Phi_A z_A_i + eps + offset_a`` (a row
+    of modality ``0``) and ``x_b_i = Phi_S z'_S_i + Phi_B z_B_i + eps +
+    offset_b`` (a row of modality ``1``). The atoms (rows of ``Phi_S``,
+    ``Phi_A``, ``Phi_B``) are random unit vectors; every code is zero with
+    probability ``sparsity`` and otherwise an Exp(1) magnitude. The shared
+    codes of a pair have the same support. ``offset_a`` and ``offset_b`` are
+    random directions of norm ``modality_offset`` (the modality gap) and
+    ``eps`` is Gaussian noise of standard deviation ``noise`` per feature.
+
+    When ``iso_energy`` holds, ``z'_S = z_S``: every shared atom carries the
+    same energy in both modalities. When it is violated, the shared codes of
+    each modality are rescaled per atom, ``z_S[:, k] * s_a[k]`` and
+    ``z_S[:, k] * s_b[k]``, with factors drawn log-uniformly in
+    ``[1 / violation, violation]`` independently for each modality and atom.
+
+    Parameters
+    ----------
+    n_pairs : int, default=5000
+        Number of pairs; ``X`` has ``2 * n_pairs`` rows.
+    n_features : int, default=64
+        Dimension of the rows.
+    n_shared : int, default=16
+        Number of shared (bimodal) atoms.
+    n_specific : int, default=8
+        Number of atoms specific to each modality.
+    sparsity : float, default=0.99
+        Probability that a code is zero.
+    iso_energy : bool, default=True
+        Whether the shared atoms carry the same energy in both modalities.
+    modality_offset : float, default=2.0
+        Norm of each modality's offset vector.
+    noise : float, default=0.01
+        Standard deviation of the Gaussian noise.
+    violation : float, default=3.0
+        Largest rescaling factor of a shared atom when ``iso_energy=False``.
+    dtype : dtype, default=np.float32
+        dtype of ``X`` and of the arrays of the ground truth.
+    random_state : int, RandomState instance or None, default=None
+        Seed.
+
+    Returns
+    -------
+    X : ndarray of shape (2 * n_pairs, n_features)
+        The ``n_pairs`` rows of modality 0 followed by the ``n_pairs`` rows of
+        modality 1, in the same pair order (row ``i`` pairs with row
+        ``n_pairs + i``).
+    y : ndarray of shape (2 * n_pairs,)
+        The modality of each row, 0 or 1.
+    truth : :class:`~sklearn.utils.Bunch`
+        ``atoms`` (``(n_shared + 2 n_specific, n_features)``: shared atoms,
+        then those of modality 0, then those of modality 1), ``atom_labels``
+        (object array: ``"bimodal"``, ``0`` or ``1``, the convention of
+        ``AlignedSAE.atom_modality_``), ``codes`` (``(2 n_pairs, n_atoms)``),
+        ``offsets`` (``(2, n_features)``) and ``energy_scale``
+        (``(2, n_shared)``, the factors ``s_a``, ``s_b``; ones when
+        ``iso_energy``).
+
+    Examples
+    --------
+    >>> from skconcepts.datasets import make_two_modality
+    >>> X, y, truth = make_two_modality(100, 16, 4, 2, sparsity=0.5, random_state=0)
+    >>> X.shape, y.tolist().count(1), truth.atoms.shape
+    ((200, 16), 100, (8, 16))
+    >>> truth.atom_labels.tolist()
+    ['bimodal', 'bimodal', 'bimodal', 'bimodal', 0, 0, 1, 1]
+    >>> shared_a, shared_b = truth.codes[:100, :4], truth.codes[100:, :4]
+    >>> bool(((shared_a > 0) == (shared_b > 0)).all())
+    True
+    """
+    from sklearn.utils import Bunch
+
+    rng = check_random_state(random_state)
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1); got {sparsity}.")
+    if violation < 1.0:
+        raise ValueError(f"violation must be >= 1; got {violation}.")
+    n, s, p = n_pairs, n_shared, n_specific
+    n_atoms = s + 2 * p
+    atoms = rng.standard_normal((n_atoms, n_features))
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+
+    def sparse_codes(shape):
+        active = rng.random_sample(shape) >= sparsity
+        return active * rng.exponential(1.0, size=shape)
+
+    z_shared = sparse_codes((n, s))
+    scale = np.ones((2, s))
+    if not iso_energy:
+        log_v = np.log(violation)
+        scale = np.exp(rng.uniform(-log_v, log_v, size=(2, s)))
+    codes = np.zeros((2 * n, n_atoms))
+    codes[:n, :s] = z_shared * scale[0]
+    codes[n:, :s] = z_shared * scale[1]
+    codes[:n, s : s + p] = sparse_codes((n, p))
+    codes[n:, s + p :] = sparse_codes((n, p))
+    offsets = rng.standard_normal((2, n_features))
+    offsets *= modality_offset / np.linalg.norm(offsets, axis=1, keepdims=True)
+    y = np.repeat([0, 1], n)
+    X = codes @ atoms + offsets[y]
+    if noise:
+        X += noise * rng.standard_normal(X.shape)
+    labels = np.array(["bimodal"] * s + [0] * p + [1] * p, dtype=object)
+    truth = Bunch(
+        atoms=atoms.astype(dtype),
+        atom_labels=labels,
+        codes=codes.astype(dtype),
+        offsets=offsets.astype(dtype),
+        energy_scale=scale.astype(dtype),
+    )
+    return X.astype(dtype), y, truth

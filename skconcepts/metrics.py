@@ -7,13 +7,17 @@ __all__ = [
     "c_deletion",
     "c_insertion",
     "c_mufidelity",
+    "atom_label_accuracy",
     "atom_recovery",
     "dead_fraction",
     "dictionary_stability",
+    "knn_distance",
     "mean_l0",
     "leakage",
+    "modality_gap",
     "reconstruction_r2",
     "relative_error",
+    "retrieval_recall_at_k",
 ]
 
 
@@ -664,3 +668,232 @@ def atom_recovery(true_atoms, D, *, threshold=None):
     if threshold is not None:
         return float(np.mean(best >= threshold))
     return float(best.mean())
+
+
+# ---------------------------------------------------------------------------
+# Two modalities: modality gap, cross-modal retrieval, in-distribution distance
+
+
+def _two_clouds(X_a, X_b, name_a="X_a", name_b="X_b"):
+    X_a = check_array(X_a, dtype=[np.float64, np.float32], input_name=name_a)
+    X_b = check_array(X_b, dtype=[np.float64, np.float32], input_name=name_b)
+    if X_a.shape[1] != X_b.shape[1]:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same number of features; got "
+            f"{X_a.shape[1]} and {X_b.shape[1]}."
+        )
+    return X_a.astype(np.float64, copy=False), X_b.astype(np.float64, copy=False)
+
+
+def modality_gap(X_a, X_b, *, method="mean", max_samples=1000, random_state=None):
+    """Distance between the clouds of two modalities (the modality gap).
+
+    ``method="mean"``: ``||mean(X_a) - mean(X_b)||_2``, the distance between
+    the two centroids (Liang et al. 2022).
+
+    ``method="ot"``: the optimal transport (2-Wasserstein) cost between the
+    two clouds, ``sqrt(min_sigma mean_i ||a_i - b_sigma(i)||^2)``. Both
+    clouds are subsampled to the same size ``m = min(len(X_a), len(X_b),
+    max_samples)`` (without replacement, seeded by ``random_state``) and the
+    best one-to-one matching is found exactly with
+    :func:`scipy.optimize.linear_sum_assignment` (cubic in ``m``). Stricter
+    than the mean: it is zero only when the two (sub)samples coincide as
+    sets, so it also counts differences of shape, and it is not zero for two
+    finite samples of the same distribution.
+
+    Parameters
+    ----------
+    X_a : array-like of shape (n_a, n_features)
+        Rows of the first modality.
+    X_b : array-like of shape (n_b, n_features)
+        Rows of the second modality.
+    method : {"mean", "ot"}, default="mean"
+        Distance of the means, or optimal transport cost.
+    max_samples : int, default=1000
+        Largest subsample size for ``method="ot"``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the subsamples of ``method="ot"``.
+
+    Returns
+    -------
+    gap : float
+
+    References
+    ----------
+    W. Liang et al., "Mind the Gap: Understanding the Modality Gap in
+    Multi-modal Contrastive Representation Learning", NeurIPS 2022.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.metrics import modality_gap
+    >>> A = np.array([[0.0, 0.0], [2.0, 0.0]])
+    >>> modality_gap(A, A + [0.0, 3.0])
+    3.0
+    >>> modality_gap(A, A[::-1] + [0.0, 3.0], method="ot")
+    3.0
+    """
+    from sklearn.utils import check_random_state
+
+    X_a, X_b = _two_clouds(X_a, X_b)
+    if method == "mean":
+        return float(np.linalg.norm(X_a.mean(axis=0) - X_b.mean(axis=0)))
+    if method != "ot":
+        raise ValueError(f"method must be 'mean' or 'ot'; got {method!r}.")
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    rng = check_random_state(random_state)
+    m = min(X_a.shape[0], X_b.shape[0], int(max_samples))
+    if X_a.shape[0] > m:
+        X_a = X_a[np.sort(rng.choice(X_a.shape[0], m, replace=False))]
+    if X_b.shape[0] > m:
+        X_b = X_b[np.sort(rng.choice(X_b.shape[0], m, replace=False))]
+    cost = cdist(X_a, X_b, "sqeuclidean")
+    rows, cols = linear_sum_assignment(cost)
+    return float(np.sqrt(cost[rows, cols].mean()))
+
+
+def _unit(X):
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(norms > 0, norms, 1.0)
+
+
+def retrieval_recall_at_k(Q, G, k=1, *, batch_size=4096):
+    """Share of queries whose match is among their ``k`` nearest gallery items.
+
+    The match of query ``Q[i]`` is gallery item ``G[i]`` (e.g. the text of
+    image ``i``); items are ranked by cosine similarity. The rank of the
+    match counts every other item at least as similar (ties count against
+    the query), so a constant embedding scores at most ``k / n``.
+
+    Parameters
+    ----------
+    Q : array-like of shape (n, n_features)
+        Queries (e.g. image embeddings).
+    G : array-like of shape (n, n_features)
+        Gallery, in the order of the queries (e.g. text embeddings).
+    k : int, default=1
+        Cut-off rank.
+    batch_size : int, default=4096
+        Queries compared with the gallery at once.
+
+    Returns
+    -------
+    recall : float
+        In ``[0, 1]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.metrics import retrieval_recall_at_k
+    >>> Q = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    >>> retrieval_recall_at_k(Q, Q)
+    1.0
+    >>> retrieval_recall_at_k(Q, Q[[1, 0, 2]])  # queries 0 and 1 swapped
+    0.3333333333333333
+    >>> retrieval_recall_at_k(Q, Q[[1, 0, 2]], k=2)
+    1.0
+    """
+    Q, G = _two_clouds(Q, G, "Q", "G")
+    if Q.shape[0] != G.shape[0]:
+        raise ValueError(
+            f"Q and G must have the same number of rows (query i matches gallery "
+            f"item i); got {Q.shape[0]} and {G.shape[0]}."
+        )
+    if int(k) < 1:
+        raise ValueError(f"k must be >= 1; got {k}.")
+    Qn, Gn = _unit(Q), _unit(G)
+    hits = 0
+    for s in range(0, Q.shape[0], batch_size):
+        S = Qn[s : s + batch_size] @ Gn.T
+        rows = np.arange(S.shape[0])
+        true = S[rows, s + rows]
+        rank = (S >= true[:, None]).sum(axis=1) - 1  # others at least as close
+        hits += int(np.sum(rank < k))
+    return hits / Q.shape[0]
+
+
+def knn_distance(Q, reference, k=10):
+    """Distance from each query to its ``k``-th nearest reference row.
+
+    An in-distribution measure: a composed query (e.g. image + text) that
+    stays among the real images is close to its ``k``-th nearest real image;
+    one pushed off the image cloud (e.g. by the text's modality offset) is
+    far from it. Euclidean distance, exact search.
+
+    Parameters
+    ----------
+    Q : array-like of shape (n_queries, n_features)
+        Queries.
+    reference : array-like of shape (n_reference, n_features)
+        The reference distribution (e.g. real image embeddings).
+    k : int, default=10
+        Which neighbour; ``k <= n_reference``.
+
+    Returns
+    -------
+    distances : ndarray of shape (n_queries,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.metrics import knn_distance
+    >>> ref = np.array([[0.0], [1.0], [3.0]])
+    >>> knn_distance([[0.0], [10.0]], ref, k=2).tolist()
+    [1.0, 9.0]
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    Q, R = _two_clouds(Q, reference, "Q", "reference")
+    if not 1 <= int(k) <= R.shape[0]:
+        raise ValueError(f"k must be in [1, {R.shape[0]}]; got {k}.")
+    nn = NearestNeighbors(n_neighbors=int(k)).fit(R)
+    dist, _ = nn.kneighbors(Q)
+    return dist[:, -1]
+
+
+def atom_label_accuracy(true_atoms, true_labels, D, labels):
+    """Share of true atoms whose best-matching learned atom has the right label.
+
+    For every true atom the learned atom of largest cosine is found (as in
+    :func:`atom_recovery`) and its label (e.g. ``AlignedSAE.atom_modality_``:
+    ``"bimodal"`` or the modality that owns it) is compared with the true
+    one (e.g. ``truth.atom_labels`` of
+    :func:`skconcepts.datasets.make_two_modality`).
+
+    Parameters
+    ----------
+    true_atoms : array-like of shape (n_true, n_features)
+        Ground-truth atoms.
+    true_labels : array-like of shape (n_true,)
+        Their labels.
+    D : array-like of shape (n_atoms, n_features)
+        Learned dictionary.
+    labels : array-like of shape (n_atoms,)
+        Labels of the learned atoms.
+
+    Returns
+    -------
+    accuracy : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.metrics import atom_label_accuracy
+    >>> true = np.eye(2)
+    >>> D = np.array([[0.0, 2.0], [1.0, 0.1]])
+    >>> atom_label_accuracy(true, ["bimodal", 0], D, [0, "bimodal"])
+    1.0
+    """
+    true_labels = np.asarray(true_labels, dtype=object)
+    labels = np.asarray(labels, dtype=object)
+    cos = _cosines(true_atoms, D)
+    if true_labels.shape[0] != cos.shape[0] or labels.shape[0] != cos.shape[1]:
+        raise ValueError("One label per atom is needed in true_labels and labels.")
+    best = cos.argmax(axis=1)
+    hits = [
+        isinstance(t, str) == isinstance(p, str) and t == p
+        for t, p in zip(true_labels, labels[best], strict=True)
+    ]
+    return float(np.mean(hits))

@@ -34,6 +34,15 @@ def _sae_instances(name):
     return [cls(**common)] + [cls(**common, **e) for e in extra]
 
 
+def _aligned_instances():
+    # the Iso-Energy form (the checks' targets are not paired data) with the
+    # TopK and the learned-threshold rules
+    from skconcepts.sae import AlignedSAE
+
+    common = dict(n_concepts=4, top_k=2, max_epochs=4, batch_size=16)
+    return [AlignedSAE(**common), AlignedSAE(activation="batchtopk", **common)]
+
+
 def _taco_instances():
     # a tiny probe and few Sobol' designs; both the automatic stopping rule
     # (residual dropped) and a fixed number of removed concepts (residual kept)
@@ -80,6 +89,7 @@ CHECK_FACTORIES["ConceptAttribution"] = lambda: _importance_instances(
 )
 CHECK_FACTORIES["TopKSAE"] = lambda: _sae_instances("TopKSAE")
 CHECK_FACTORIES["ArchetypalSAE"] = lambda: _sae_instances("ArchetypalSAE")
+CHECK_FACTORIES["AlignedSAE"] = lambda: _aligned_instances()
 
 # class name -> {check name: reason a reviewer would accept}
 EXPECTED_FAILED_CHECKS = {}
