@@ -547,7 +547,7 @@ class ConvexMU(ConceptUpdate):
     ``Gm <- Gm * sqrt((P+ + UtU Gm K-) / (P- + UtU Gm K+ + l1 + l2 Gm))``.
     """
 
-    def __init__(self, Gm, C, cand_idx, l1=0.0, l2=0.0, n_inner=3):
+    def __init__(self, Gm, C, cand_idx, l1=0.0, l2=0.0, n_inner=10):
         self.Gm, self.C, self.cand_idx = Gm, C, cand_idx
         K = C @ C.T
         self.Kp, self.Kn = K.clamp(min=0), (-K).clamp(min=0)
@@ -618,7 +618,10 @@ def fit_alternating(
 
     Stopping: ``stop="violation"`` is scikit-learn's coordinate-descent rule
     (projected-gradient violation relative to the first iteration below
-    ``tol``), evaluated every ``check_every`` iterations; ``stop="error"``
+    ``tol``), evaluated every ``check_every`` iterations, together with a
+    decrease of the relative error below ``tol`` times the first error since
+    the previous check (several code sweeps per pass shrink the gradient
+    faster than the error); ``stop="error"``
     checks every 10 iterations whether the relative error decreased by less
     than ``tol`` times the first error (scikit-learn's multiplicative-update
     rule). ``guard`` re-seeds atoms whose code column or
@@ -678,8 +681,15 @@ def fit_alternating(
         if check:
             v = float(viol) + (float(v_w) if v_w is not None else 0.0)
             if viol_init is None:
-                viol_init = v
-            if viol_init == 0 or v / viol_init <= tol:
+                viol_init, err_init, prev_err = v, err, err
+                if v == 0:
+                    break
+                continue
+            # the inner sweeps shrink the gradient faster than the error: also
+            # ask that the error stopped decreasing since the last check
+            stalled = (prev_err - err) <= tol * err_init
+            prev_err = err
+            if v / viol_init <= tol and stalled:
                 break
         else:
             if err_init is None:

@@ -1,0 +1,323 @@
+"""NMF family: accuracy against scikit-learn, ground truth, guards, streaming."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+from sklearn.decomposition import NMF
+from sklearn.exceptions import ConvergenceWarning
+
+from skconcepts import ConvexNMFConcepts, NMFConcepts, SemiNMFConcepts
+from skconcepts.decomposition._solvers import NonnegHALS, Rows, fit_alternating
+
+
+def _rel(X, U, W):
+    return np.linalg.norm(X - U @ W) / np.linalg.norm(X)
+
+
+def _lowrank(n=200, d=40, k=6, noise=0.02, seed=0, dtype=np.float64):
+    rng = np.random.RandomState(seed)
+    U = rng.rand(n, k) ** 3
+    W = rng.rand(k, d)
+    X = U @ W + noise * rng.rand(n, d)
+    return X.astype(dtype)
+
+
+def _matched_cosine(A, B):
+    A = A / np.linalg.norm(A, axis=1, keepdims=True)
+    B = B / np.linalg.norm(B, axis=1, keepdims=True)
+    C = A @ B.T
+    r, c = linear_sum_assignment(-C)
+    return C[r, c].mean()
+
+
+pytestmark = pytest.mark.filterwarnings("ignore", category=ConvergenceWarning)
+
+# ---------------------------------------------------------------- accuracy
+
+
+@pytest.mark.parametrize("init", ["nndsvd", "nndsvda", "nndsvdar", "random"])
+def test_hals_matches_sklearn_cd(init):
+    X = _lowrank(300, 50, 8)
+    kw = dict(init=init, max_iter=200, random_state=0)
+    sk = NMF(8, solver="cd", **kw).fit(X)
+    ours = NMFConcepts(8, solver="hals", device="cpu", **kw).fit(X)
+    e_sk = sk.reconstruction_err_ / np.linalg.norm(X)
+    e_ours = ours.reconstruction_err_ / np.linalg.norm(X)
+    assert e_ours <= 1.01 * e_sk
+    assert ours.n_iter_ <= 200
+    # reconstruction_err_ is the Frobenius norm of the fit, as scikit-learn's
+    U = ours.transform(X)
+    assert _rel(X, U, ours.components_) <= e_ours * 1.001
+
+
+def test_mu_matches_sklearn_mu():
+    X = _lowrank(300, 50, 8)
+    kw = dict(init="nndsvda", max_iter=200, random_state=0, tol=0)
+    sk = NMF(8, solver="mu", **kw).fit(X)
+    ours = NMFConcepts(8, solver="mu", device="cpu", **kw).fit(X)
+    e_sk = sk.reconstruction_err_ / np.linalg.norm(X)
+    e_ours = ours.reconstruction_err_ / np.linalg.norm(X)
+    # the same algorithm from (almost) the same init: equal within 1%
+    assert abs(e_ours - e_sk) <= 0.01 * e_sk
+
+
+def test_regularization_matches_sklearn_scaling():
+    """Same alpha_W / alpha_H / l1_ratio scaling as scikit-learn: same objective."""
+    X = _lowrank(200, 30, 5)
+    kw = dict(init="nndsvda", max_iter=300, random_state=0, alpha_W=0.01, l1_ratio=0.5)
+    sk = NMF(5, solver="cd", **kw).fit(X)
+    ours = NMFConcepts(5, device="cpu", **kw).fit(X)
+    n, d = X.shape
+
+    def objective(U, W):
+        a, r = 0.01, 0.5
+        return (
+            0.5 * np.sum((X - U @ W) ** 2)
+            + d * a * r * U.sum()
+            + 0.5 * d * a * (1 - r) * np.sum(U**2)
+            + n * a * r * W.sum()
+            + 0.5 * n * a * (1 - r) * np.sum(W**2)
+        )
+
+    f_sk = objective(sk.transform(X), sk.components_)
+    f_ours = objective(ours.transform(X), ours.components_)
+    assert f_ours <= 1.01 * f_sk
+
+
+def test_l1_gives_sparser_codes():
+    X = _lowrank(200, 30, 5)
+    plain = NMFConcepts(5, device="cpu", random_state=0).fit(X)
+    sparse = NMFConcepts(
+        5, device="cpu", random_state=0, alpha_W=0.2, alpha_H=0.0, l1_ratio=1.0
+    ).fit(X)
+    z_plain = np.mean(plain.transform(X) == 0)
+    z_sparse = np.mean(sparse.transform(X) == 0)
+    assert z_sparse > z_plain + 0.1
+
+
+def test_ground_truth_recovery():
+    # separable non-negative data: every concept appears pure in some rows
+    rng = np.random.RandomState(1)
+    k, d = 5, 40
+    W = rng.rand(k, d) * (rng.rand(k, d) < 0.5)
+    U = rng.rand(300, k) * (rng.rand(300, k) < 0.4)
+    U[:k] = np.eye(k)
+    X = U @ W
+    est = NMFConcepts(k, device="cpu", random_state=0, max_iter=500, tol=1e-8).fit(X)
+    assert est.reconstruction_err_ / np.linalg.norm(X) < 1e-3
+    assert _matched_cosine(est.components_, W) > 0.99
+
+
+# ----------------------------------------------------------- dead atoms
+
+
+def test_dead_atom_guard_revives_zero_atoms():
+    """An atom with a zero code column and a zero concept row is re-seeded.
+
+    scikit-learn's cd (and overcomplete's HALS) keep such an atom at zero for
+    good; our HALS gives it back a concept and a lower error.
+    """
+    X = _lowrank(200, 30, 6, noise=0.05)
+    from sklearn.decomposition._nmf import _initialize_nmf
+
+    U0, W0 = _initialize_nmf(X, 6, init="nndsvda", random_state=0)
+    U0[:, [1, 4]] = 0.0
+    W0[[1, 4]] = 0.0
+    sk = NMF(6, init="custom", solver="cd", max_iter=200).fit(
+        X, W=U0.copy(), H=W0.copy()
+    )
+    assert np.sum(sk.components_.max(1) == 0) == 2  # stays dead
+
+    rows = Rows(X, torch.device("cpu"), torch.float64)
+    Ut = torch.from_numpy(U0.T.copy())
+    update = NonnegHALS(torch.from_numpy(W0.copy()))
+    fit_alternating(rows, Ut, update, xsq=float(np.sum(X**2)), max_iter=200)
+    W = update.W.numpy()
+    assert np.all(W.max(1) > 0)
+    assert np.all(Ut.numpy().max(1) > 0)
+    assert _rel(X, Ut.numpy().T, W) < 0.9 * sk.reconstruction_err_ / np.linalg.norm(X)
+
+
+def _bench_like(n, d, rank, noise=0.05, seed=0):
+    # the data of benchmarks/bench_nmf.py, small
+    rng = np.random.RandomState(seed)
+    X = (rng.rand(n, rank) ** 4) @ rng.rand(rank, d)
+    return (X + noise * X.mean() * rng.rand(n, d)).astype(np.float32)
+
+
+def test_guard_where_plain_hals_kills_atoms():
+    """overcomplete's failure case, in small.
+
+    On the benchmark's data with the nndsvda init, the first HALS code update
+    sets 8 of 16 code columns to zero (overcomplete then zeroes the matching
+    concepts for good: 19-20 of 32 dead atoms on the benchmark). The guard
+    re-seeds them at once, and the fit ends with every atom alive.
+    """
+    from sklearn.decomposition._nmf import _initialize_nmf
+
+    X = _bench_like(500, 64, 16)
+    U0, W0 = _initialize_nmf(X, 16, init="nndsvda", random_state=0)
+    dead = {}
+    for guard in (False, True):
+        rows = Rows(X, torch.device("cpu"), torch.float32)
+        Ut = torch.from_numpy(U0.T.copy())
+        update = NonnegHALS(torch.from_numpy(W0.copy()))
+        xsq = float(np.sum(X.astype(np.float64) ** 2))
+        fit_alternating(rows, Ut, update, xsq=xsq, max_iter=1, guard=guard)
+        dead[guard] = int(np.sum(Ut.numpy().max(1) == 0))
+    assert dead[False] >= 5
+    assert dead[True] == 0
+    est = NMFConcepts(16, device="cpu", random_state=0).fit(X)
+    assert np.all(est.components_.max(1) > 0)
+    assert np.all(est.transform(X).max(0) > 0)
+
+
+# ------------------------------------------------------------- transform
+
+
+@pytest.mark.parametrize("Est", [NMFConcepts, SemiNMFConcepts, ConvexNMFConcepts])
+def test_transform_is_row_independent(Est):
+    rng = np.random.RandomState(0)
+    X = _lowrank(120, 20, 4)
+    if Est is not NMFConcepts:
+        X = X - X.mean(0)
+    est = Est(4, device="cpu", random_state=0).fit(X)
+    U = est.transform(X)
+    for i in (0, 7, 53):
+        np.testing.assert_allclose(est.transform(X[i : i + 1])[0], U[i], atol=1e-10)
+    perm = rng.permutation(len(X))
+    np.testing.assert_allclose(est.transform(X[perm]), U[perm], atol=1e-10)
+    # fit_transform is fit then transform
+    np.testing.assert_allclose(est.fit_transform(X), U, atol=1e-12)
+    assert U.min() >= 0
+
+
+def test_partial_fit_streams_to_a_good_error():
+    from sklearn.decomposition import MiniBatchNMF
+
+    X = _lowrank(600, 40, 5, noise=0.02)
+    full = NMFConcepts(5, device="cpu", random_state=0).fit(X)
+    e_full = _rel(X, full.transform(X), full.components_)
+    online = NMFConcepts(5, device="cpu", random_state=0)
+    ref = MiniBatchNMF(5, random_state=0)
+    rng = np.random.RandomState(0)
+    for _ in range(20):
+        for chunk in np.array_split(X[rng.permutation(len(X))], 6):
+            online.partial_fit(chunk)
+            ref.partial_fit(chunk)
+    e_online = _rel(X, online.transform(X), online.components_)
+    e_ref = _rel(X, ref.transform(X), ref.components_)
+    assert online.n_steps_ == 120
+    assert e_online < 1.5 * e_full
+    assert e_online < e_ref  # scikit-learn's MiniBatchNMF on the same stream
+    assert online.components_.min() >= 0
+    # partial_fit after fit continues from the fitted concepts
+    cont = NMFConcepts(5, device="cpu", random_state=0).fit(X).partial_fit(X[:100])
+    assert _rel(X, cont.transform(X), cont.components_) < 1.5 * e_full
+
+
+def test_memmap_fit_equals_in_memory_fit(tmp_path):
+    X = _lowrank(500, 24, 4)
+    mm = np.memmap(tmp_path / "x.dat", dtype=np.float64, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    ro = np.memmap(tmp_path / "x.dat", dtype=np.float64, mode="r", shape=X.shape)
+    kw = dict(device="cpu", random_state=0, max_iter=50)
+    a = NMFConcepts(4, **kw).fit(X)
+    b = NMFConcepts(4, batch_size=64, **kw).fit(ro)
+    np.testing.assert_allclose(b.components_, a.components_, rtol=1e-6, atol=1e-9)
+    assert b.n_iter_ == a.n_iter_
+    np.testing.assert_allclose(b.transform(ro), a.transform(X), rtol=1e-6, atol=1e-9)
+
+
+# ---------------------------------------------------- randomness, dtypes
+
+
+@pytest.mark.parametrize("init", ["random", "nndsvdar", "nndsvda"])
+def test_random_state_is_reproducible_and_global_rng_untouched(init):
+    X = _lowrank(100, 20, 4)
+    state = torch.get_rng_state()
+    a = NMFConcepts(4, init=init, device="cpu", random_state=3).fit(X)
+    b = NMFConcepts(4, init=init, device="cpu", random_state=3).fit(X)
+    assert torch.equal(state, torch.get_rng_state())
+    np.testing.assert_array_equal(a.components_, b.components_)
+    s1 = SemiNMFConcepts(4, device="cpu", random_state=3).fit(X - 0.5)
+    s2 = SemiNMFConcepts(4, device="cpu", random_state=3).fit(X - 0.5)
+    np.testing.assert_array_equal(s1.components_, s2.components_)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("Est", [NMFConcepts, SemiNMFConcepts, ConvexNMFConcepts])
+def test_float32_preserved(Est):
+    X = _lowrank(80, 12, 3, dtype=np.float32)
+    est = Est(3, device="cpu", random_state=0).fit(X)
+    assert est.components_.dtype == np.float32
+    assert est.transform(X).dtype == np.float32
+    assert est.inverse_transform(est.transform(X)).dtype == np.float32
+
+
+# ------------------------------------------------------------ signed data
+
+
+def _signed(n=300, d=20, k=4, seed=0, pure=True):
+    rng = np.random.RandomState(seed)
+    W = rng.randn(k, d)
+    U = rng.exponential(size=(n, k)) * (rng.rand(n, k) < 0.5)
+    if pure:
+        U[: 3 * k] = np.kron(np.eye(k), np.ones((3, 1))) * rng.uniform(
+            0.5, 2, size=(3 * k, 1)
+        )
+    return U @ W + 0.01 * rng.randn(n, d), W
+
+
+def _svd_bound(X, k):
+    s = np.linalg.svd(X, compute_uv=False)
+    return np.sqrt(np.sum(s[k:] ** 2)) / np.linalg.norm(X)
+
+
+def test_semi_nmf_reaches_svd_bound_and_recovers_atoms():
+    X, W = _signed()
+    assert X.min() < 0
+    est = SemiNMFConcepts(4, device="cpu", random_state=0).fit(X)
+    U = est.transform(X)
+    assert U.min() >= 0
+    assert _rel(X, U, est.components_) < 1.05 * _svd_bound(X, 4)
+    assert _matched_cosine(est.components_, W) > 0.99
+
+
+def test_convex_nmf_atoms_in_the_cone_of_the_data():
+    X, W = _signed()
+    est = ConvexNMFConcepts(4, device="cpu", random_state=0).fit(X)
+    G = est.convex_weights_
+    assert G.min() >= 0
+    np.testing.assert_allclose(
+        G @ X[est.candidate_indices_], est.components_, rtol=1e-8, atol=1e-8
+    )
+    U = est.transform(X)
+    assert U.min() >= 0
+    err = _rel(X, U, est.components_)
+    # Convex-NMF is constrained and converges slowly: a few times the SVD
+    # bound, far below a rank-one or mean-only fit.
+    assert err < 5 * _svd_bound(X, 4)
+    assert err < 0.5 * _svd_bound(X, 1)
+    assert _matched_cosine(est.components_, W) > 0.95
+
+
+def test_convex_nmf_subsamples_candidates():
+    X, _ = _signed(n=300)
+    est = ConvexNMFConcepts(4, max_candidates=50, device="cpu", random_state=0).fit(X)
+    assert est.candidate_indices_.shape == (50,)
+    assert len(np.unique(est.candidate_indices_)) == 50
+    assert est.convex_weights_.shape == (4, 50)
+
+
+def test_nndsvd_needs_fewer_concepts_than_features():
+    X = _lowrank(50, 5, 2)
+    with pytest.raises(ValueError, match="n_concepts <= min"):
+        NMFConcepts(8, init="nndsvd", device="cpu").fit(X)
+    # the automatic init falls back to random, like scikit-learn
+    assert NMFConcepts(8, device="cpu", random_state=0).fit(X).components_.shape == (
+        8,
+        5,
+    )
