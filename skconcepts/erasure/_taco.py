@@ -119,11 +119,15 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     n_remove : "auto" or int, default="auto"
         Number of top-ranked concepts to remove. ``"auto"``: the smallest
-        number after which the cross-validated balanced accuracy of a fresh
-        probe (a clone of ``probe``), trained and tested on erased training
-        data, is at most ``1 / n_classes + tolerance`` (``1 / n_classes`` is
-        the balanced accuracy of the majority-class guess). An int removes
-        exactly that many (at most ``n_concepts_``).
+        number ``r`` for which the cross-validated balanced accuracy of a
+        fresh probe (a clone of ``probe``), trained and tested on the training
+        data with the top ``r`` concepts erased, is at most
+        ``1 / n_classes + tolerance`` (``1 / n_classes`` is the balanced
+        accuracy of the majority-class guess). ``r`` is searched by galloping
+        (0, 1, 2, 4, ...) then bisection, so about ``2 log2(n_concepts_)``
+        probes are cross-validated instead of up to ``n_concepts_ + 1``; the
+        chosen ``r`` passes and ``r - 1`` fails. An int removes exactly that
+        many (at most ``n_concepts_``).
 
     decomposition : {"pca", "svd", "ica", "nmf"} or estimator, default="pca"
         How ``X`` is split into concepts, fitted on the training data only.
@@ -226,10 +230,10 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     removed_concepts_ : ndarray of shape (n_remove_,)
         ``ranking_[:n_remove_]``.
 
-    recoverability_ : ndarray
-        With ``n_remove="auto"``: the cross-validated balanced accuracy of
-        the fresh probe after removing 0, 1, ... concepts, up to the value
-        that stopped the search.
+    recoverability_ : ndarray of shape (n_concepts_ + 1,)
+        With ``n_remove="auto"``: ``recoverability_[r]`` is the
+        cross-validated balanced accuracy of the fresh probe after removing
+        the top ``r`` concepts, NaN where the search did not evaluate it.
 
     n_features_in_ : int
         Number of features seen during fit.
@@ -403,11 +407,11 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         # 2. probes, fitted on the raw activations
         template = self._probe_template(seeds[1])
         with _quiet():
-            self.probe_ = seeded_clone(template, seeds[1]).fit(X, y_enc)
+            self.probe_ = seeded_clone(template, seeds[1]).fit(X, y)
         heads = {"protected": margin_head(self.probe_, d, X.dtype)}
         if task_enc is not None:
             with _quiet():
-                self.task_probe_ = seeded_clone(template, seeds[2]).fit(X, task_enc)
+                self.task_probe_ = seeded_clone(template, seeds[2]).fit(X, task)
             heads["task"] = margin_head(self.task_probe_, d, X.dtype)
         elif self.task_head is not None:
             heads["task"] = margin_head(self.task_head, d, X.dtype)
@@ -466,9 +470,11 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if isinstance(cv, Integral):
             cv = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
         cv = check_cv(cv, y_enc, classifier=True)
-        chance = 1.0 / len(self.classes_)
-        scores = []
-        for r in range(self.n_concepts_ + 1):
+        threshold = 1.0 / len(self.classes_) + self.tolerance
+        k = self.n_concepts_
+        scores = np.full(k + 1, np.nan)
+
+        def erased_enough(r):
             Xe = self._erase(X, U, self.ranking_[:r])
             with _quiet():
                 s = cross_val_score(
@@ -478,18 +484,33 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     cv=cv,
                     scoring="balanced_accuracy",
                 )
-            scores.append(float(np.mean(s)))
-            if scores[-1] <= chance + self.tolerance:
-                return r, np.asarray(scores)
-        warnings.warn(
-            f"Removing all {self.n_concepts_} concepts leaves a cross-validated "
-            f"balanced accuracy of {scores[-1]:.3f} (chance {chance:.3f} + "
-            f"tolerance {self.tolerance}); the attribute is still recoverable, "
-            "probably from the residual or from more concepts. Raise n_concepts "
-            "or use residual=False.",
-            UserWarning,
-        )
-        return self.n_concepts_, np.asarray(scores)
+            scores[r] = float(np.mean(s))
+            return scores[r] <= threshold
+
+        # galloping search over r = 0, 1, 2, 4, ..., k, then bisection in the
+        # bracket: the smallest r that passes, given that r - 1 fails.
+        lo, r = -1, 0  # lo: largest r known to fail
+        while not erased_enough(r):
+            lo = r
+            if r == k:
+                warnings.warn(
+                    f"Removing all {k} concepts leaves a cross-validated "
+                    f"balanced accuracy of {scores[k]:.3f} (chance + tolerance "
+                    f"{threshold:.3f}); the attribute is still recoverable, "
+                    "probably from the residual or from more concepts. Raise "
+                    "n_concepts or use residual=False.",
+                    UserWarning,
+                )
+                return k, scores
+            r = min(k, max(1, 2 * r))
+        hi = r
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if erased_enough(mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi, scores
 
     # ----------------------------------------------------------- transform
     def _erase(self, X, U, removed):

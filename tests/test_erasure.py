@@ -1,0 +1,383 @@
+"""TaCoEraser and metrics.leakage against ground truth.
+
+The synthetic embeddings have known latent factors: eight independent
+Gaussian factors with decreasing variances (so PCA recovers them one per
+concept), mapped to 32 dimensions by an orthonormal map, plus a little noise.
+The protected attribute is the XOR of the signs of factors 0 and 1 (no linear
+information at all), the task is the sign of factor 2.
+"""
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skconcepts.erasure import TaCoEraser
+from skconcepts.metrics import leakage
+
+SCALES = np.array([3.0, 2.6, 2.2, 1.8, 1.5, 1.3, 1.1, 0.9])
+MAP = np.linalg.qr(np.random.RandomState(42).normal(size=(32, 8)))[0].T  # (8, 32)
+
+
+def make_xor(n, random_state):
+    rng = np.random.RandomState(random_state)
+    Z = rng.normal(size=(n, 8)) * SCALES
+    X = Z @ MAP + 0.05 * rng.normal(size=(n, 32)) + 1.5  # non-zero mean
+    protected = ((Z[:, 0] > 0) ^ (Z[:, 1] > 0)).astype(int)
+    task = (Z[:, 2] > 0).astype(int)
+    return X, protected, task, Z
+
+
+def small_probe(seed=0):
+    return MLPClassifier(
+        hidden_layer_sizes=(32,), max_iter=300, early_stopping=True, random_state=seed
+    )
+
+
+# the evaluation probes: fresh linear and MLP classifiers (early stopping keeps
+# the MLP fast on erased data, where there is nothing left to learn)
+PROBES = (
+    "linear",
+    (
+        "mlp",
+        make_pipeline(
+            StandardScaler(),
+            MLPClassifier(
+                hidden_layer_sizes=(64,),
+                max_iter=500,
+                early_stopping=True,
+                n_iter_no_change=20,
+                random_state=0,
+            ),
+        ),
+    ),
+)
+
+
+def linear_probe():
+    # for the tests of the reconstruction algebra: any probe will do
+    return LogisticRegression()
+
+
+@pytest.fixture(scope="module")
+def xor_data():
+    X, g, t, Z = make_xor(2400, 0)
+    return X[:1200], g[:1200], t[:1200], X[1200:], g[1200:], t[1200:]
+
+
+@pytest.fixture(scope="module")
+def xor_fitted(xor_data):
+    X_tr, g_tr, t_tr, *_ = xor_data
+    eraser = TaCoEraser(n_concepts=8, n_designs=16, probe=small_probe(), random_state=0)
+    return eraser.fit(X_tr, g_tr)
+
+
+def test_xor_erased_for_mlp_task_kept_leace_fails(xor_data, xor_fitted):
+    """The non-linear attribute is gone for a fresh MLP, LEACE leaves it."""
+    import torch
+    from concept_erasure import LeaceEraser
+
+    X_tr, g_tr, t_tr, X_te, g_te, t_te = xor_data
+    eraser = xor_fitted
+    # the probe's total Sobol' indices single out the two XOR factors
+    # (PCA concepts 0 and 1: the largest variances)
+    assert set(eraser.ranking_[:2]) == {0, 1}
+    assert eraser.protected_importances_[[0, 1]].min() > 5 * np.max(
+        eraser.protected_importances_[2:]
+    )
+    # removing one of the two factors already makes the XOR unrecoverable
+    assert 1 <= eraser.n_remove_ <= 2
+
+    before = leakage(X_te, g_te, probes=PROBES, random_state=0)
+    assert before["mlp"] > 0.85  # recoverable, non-linearly only
+    assert before["linear"] < 0.6
+
+    X_taco = eraser.transform(X_te)
+    after = leakage(X_taco, g_te, probes=PROBES, random_state=0)
+    assert after["mlp"] < 0.6 and after["linear"] < 0.6
+
+    task_before = leakage(X_te, t_te, probes=PROBES[1:], random_state=0)["mlp"]
+    task_after = leakage(X_taco, t_te, probes=PROBES[1:], random_state=0)["mlp"]
+    assert task_before > 0.9
+    assert task_after >= task_before - 0.05
+
+    leace = LeaceEraser.fit(torch.as_tensor(X_tr), torch.as_tensor(g_tr))
+    X_leace = leace(torch.as_tensor(X_te)).numpy()
+    after_leace = leakage(X_leace, g_te, probes=PROBES, random_state=0)
+    assert after_leace["mlp"] > 0.8  # LEACE only removes linear information
+
+    # score: fresh probes on a held-out split, 1 = nothing recoverable
+    assert eraser.score(X_te, g_te) > 0.75
+
+
+def test_task_angle_ranking(xor_data):
+    X_tr, g_tr, t_tr, *_ = xor_data
+    eraser = TaCoEraser(
+        n_concepts=8, n_remove=2, n_designs=16, probe=small_probe(), random_state=0
+    )
+    eraser.fit(X_tr, g_tr, task=t_tr)
+    assert hasattr(eraser, "task_probe_")
+    # the task lives in factor 2: most important for the task, ranked last-ish
+    assert np.argmax(eraser.task_importances_) == 2
+    np.testing.assert_allclose(
+        eraser.angles_,
+        np.arctan2(eraser.task_importances_, eraser.protected_importances_),
+    )
+    assert np.all(np.diff(eraser.angles_[eraser.ranking_]) >= 0)
+    assert set(eraser.removed_concepts_) == {0, 1}
+    assert eraser.ranking_[-1] == 2
+
+    # the same ranking from a task head instead of task labels
+    head = eraser.task_probe_
+    by_head = TaCoEraser(
+        n_concepts=8,
+        n_remove=2,
+        n_designs=16,
+        probe=small_probe(),
+        task_head=head,
+        random_state=0,
+    ).fit(X_tr, g_tr)
+    # (task labels weight the task classes equally, a head gives a plain mean)
+    np.testing.assert_allclose(
+        by_head.task_importances_, eraser.task_importances_, rtol=0.02, atol=1e-3
+    )
+    np.testing.assert_array_equal(by_head.removed_concepts_, eraser.removed_concepts_)
+
+
+def test_reconstruction_keeps_codes_and_concepts_aligned():
+    """Erasing concept j zeroes its code and leaves every other code unchanged.
+
+    The reference multiplies the kept codes, ordered by concept index, with
+    the kept concepts, ordered by importance; that reconstruction is checked
+    to differ here, so this test fails on the reference's bug.
+    """
+    X, g, _, Z = make_xor(600, 1)
+    y = (Z[:, 3] > 0).astype(int)  # lives in the 4th concept
+    eraser = TaCoEraser(
+        n_concepts=6, n_remove=2, n_designs=16, probe=linear_probe(), random_state=0
+    )
+    eraser.fit(X, y)
+    assert eraser.ranking_[0] == 3
+    removed = eraser.removed_concepts_
+    kept_by_importance = eraser.ranking_[2:]
+    kept_by_index = np.sort(kept_by_importance)
+    assert not np.array_equal(kept_by_importance, kept_by_index)  # precondition
+
+    pca = eraser.extractor_
+    U = pca.transform(X)
+    X_erased = eraser.transform(X)
+    U_erased = pca.transform(X_erased)  # PCA concepts are orthonormal
+    np.testing.assert_allclose(U_erased[:, removed], 0.0, atol=1e-9)
+    np.testing.assert_allclose(U_erased[:, kept_by_index], U[:, kept_by_index])
+
+    W, b = eraser.components_, eraser.mean_
+    buggy = U[:, kept_by_index] @ W[kept_by_importance] + b
+    assert not np.allclose(X_erased, buggy)
+    np.testing.assert_allclose(X_erased, U[:, kept_by_index] @ W[kept_by_index] + b)
+
+
+def test_mean_added_back_and_residual():
+    X, g, _, _ = make_xor(300, 2)
+    # nothing removed, residual kept: the identity
+    keep_all = TaCoEraser(
+        n_concepts=4, n_remove=0, residual=True, n_designs=4, probe=linear_probe()
+    )
+    np.testing.assert_allclose(keep_all.fit(X, g).transform(X), X, atol=1e-12)
+    # nothing removed, residual dropped: the rank-4 PCA reconstruction, mean included
+    pca = PCA(n_components=4).fit(X)
+    no_res = TaCoEraser(
+        n_concepts=4, n_remove=0, n_designs=4, probe=linear_probe()
+    ).fit(X, g)
+    np.testing.assert_allclose(
+        no_res.transform(X), pca.inverse_transform(pca.transform(X)), atol=1e-9
+    )
+    # everything removed, residual dropped: the training mean on every row
+    all_out = TaCoEraser(
+        n_concepts=4, n_remove=4, n_designs=4, probe=linear_probe()
+    ).fit(X, g)
+    np.testing.assert_allclose(
+        all_out.transform(X[:5]), np.tile(X.mean(0), (5, 1)), atol=1e-9
+    )
+    # everything removed, residual kept: x minus its projection on the concepts
+    res = TaCoEraser(
+        n_concepts=4, n_remove=4, residual=True, n_designs=4, probe=linear_probe()
+    ).fit(X, g)
+    U = pca.transform(X)
+    np.testing.assert_allclose(res.transform(X), X - U @ pca.components_, atol=1e-9)
+
+
+def test_decomposition_fitted_on_training_data_only(xor_data, xor_fitted):
+    X_tr, _, _, X_te, _, _ = xor_data
+    eraser = xor_fitted
+    np.testing.assert_allclose(eraser.mean_, X_tr.mean(axis=0))
+    ref = PCA(n_components=8).fit(X_tr)
+    np.testing.assert_allclose(
+        np.abs(eraser.components_), np.abs(ref.components_), atol=1e-8
+    )
+    # transform uses the fitted concepts, row by row (no refit on the test set)
+    X_out = eraser.transform(X_te)
+    U = ref.transform(X_te)
+    kept = np.setdiff1d(np.arange(8), eraser.removed_concepts_)
+    np.testing.assert_allclose(
+        X_out, U[:, kept] @ ref.components_[kept] + ref.mean_, atol=1e-8
+    )
+    np.testing.assert_allclose(eraser.transform(X_te[:1]), X_out[:1])
+
+
+def test_integer_n_remove(xor_data):
+    X_tr, g_tr, *_ = xor_data
+    for n in (0, 3):
+        eraser = TaCoEraser(
+            n_concepts=8, n_remove=n, n_designs=4, probe=linear_probe(), random_state=0
+        )
+        eraser.fit(X_tr[:300], g_tr[:300])
+        assert eraser.n_remove_ == n
+        np.testing.assert_array_equal(eraser.removed_concepts_, eraser.ranking_[:n])
+        assert not hasattr(eraser, "recoverability_")
+    with pytest.raises(ValueError, match="larger than the number of concepts"):
+        TaCoEraser(n_concepts=4, n_remove=5).fit(X_tr[:50], g_tr[:50])
+
+
+def test_multiclass_protected_attribute():
+    rng = np.random.RandomState(3)
+    Z = rng.normal(size=(1500, 5)) * np.array([3.0, 2.5, 2.0, 1.5, 1.0])
+    # three classes: how many of factors 0 and 1 are positive (the middle
+    # class is an XOR, so not linearly separable)
+    labels = np.array(["a", "b", "c"])[(Z[:, 0] > 0).astype(int) + (Z[:, 1] > 0)]
+    X = Z @ np.linalg.qr(rng.normal(size=(12, 5)))[0].T
+    eraser = TaCoEraser(n_concepts=5, n_designs=16, probe=small_probe(), random_state=0)
+    eraser.fit(X[:600], labels[:600])
+    np.testing.assert_array_equal(eraser.classes_, ["a", "b", "c"])
+    np.testing.assert_array_equal(eraser.probe_.classes_, ["a", "b", "c"])
+    assert set(eraser.ranking_[:2]) == {0, 1}
+    r = eraser.n_remove_
+    assert r >= 1 and set(eraser.removed_concepts_) <= {0, 1}
+    assert eraser.recoverability_[0] > 0.6  # recoverable before erasure
+    assert eraser.recoverability_[r] <= 1 / 3 + eraser.tolerance
+    assert eraser.recoverability_[r - 1] > 1 / 3 + eraser.tolerance
+    before = leakage(X[600:], labels[600:], probes=PROBES, random_state=0)
+    assert before["mlp"] > 0.85
+    after = leakage(
+        eraser.transform(X[600:]), labels[600:], probes=PROBES, random_state=0
+    )
+    assert max(after.values()) < 1 / 3 + 0.06
+
+
+@pytest.mark.parametrize("decomposition", ["svd", "ica", "nmf", "instance"])
+def test_other_decompositions(decomposition):
+    X, g, _, _ = make_xor(200, 4)
+    if decomposition == "nmf":
+        X = np.abs(X)
+    if decomposition == "instance":
+        decomposition = PCA(n_components=3, whiten=True)
+    kw = dict(
+        n_designs=4, n_remove=0, residual=True, probe=linear_probe(), random_state=0
+    )
+    eraser = TaCoEraser(n_concepts=3, decomposition=decomposition, **kw).fit(X, g)
+    assert eraser.components_.shape == (3, 32)
+    np.testing.assert_allclose(eraser.transform(X), X, atol=1e-6)
+    # removing a concept subtracts exactly its decoded part
+    one = TaCoEraser(
+        n_concepts=3, decomposition=decomposition, **{**kw, "n_remove": 1}
+    ).fit(X, g)
+    U = np.asarray(one.extractor_.transform(X))
+    j = one.removed_concepts_[0]
+    np.testing.assert_allclose(
+        one.transform(X), X - np.outer(U[:, j], one.components_[j]), atol=1e-6
+    )
+
+
+def test_errors():
+    X, g, t, _ = make_xor(60, 5)
+    with pytest.raises(ValueError, match="1 class"):
+        TaCoEraser(n_concepts=2).fit(X, np.zeros(60))
+    with pytest.raises(ValueError, match="Negative values"):
+        TaCoEraser(n_concepts=2, decomposition="nmf").fit(X - 10, g)
+    with pytest.raises(ValueError, match="not both"):
+        TaCoEraser(n_concepts=2, task_head=lambda z: z[:, 0]).fit(X, g, task=t)
+    with pytest.raises(ValueError, match="task has 1 class"):
+        TaCoEraser(n_concepts=2).fit(X, g, task=np.ones(60))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        TaCoEraser(n_concepts=2).fit(X, g, task=t[:10])
+
+
+def test_dtype_and_probe_heads(xor_data):
+    """float32 stays float32; linear probes go through decision_function."""
+    X_tr, g_tr, t_tr, *_ = xor_data
+    X32 = X_tr[:300].astype(np.float32)
+    eraser = TaCoEraser(
+        n_concepts=4,
+        n_remove=1,
+        n_designs=8,
+        probe=LogisticRegression(),
+        random_state=0,
+    ).fit(X32, t_tr[:300])
+    assert eraser.transform(X32).dtype == np.float32
+    assert eraser.components_.dtype == np.float32
+    # the linear task lives in factor 2 only
+    assert eraser.removed_concepts_[0] == 2
+
+
+def test_margin_head_matches_mlp():
+    """The torch head reproduces the fitted MLP's margin (scaler folded in)."""
+    import torch
+
+    from skconcepts.erasure._probes import make_probe, margin_head
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(120, 5)) * 3 + 1
+    y3 = rng.randint(0, 3, 120)
+    for y in (y3, y3 % 2):
+        probe = make_probe("mlp", random_state=0).set_params(mlpclassifier__max_iter=50)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe.fit(X, y)
+        head = margin_head(probe, 5)
+        got = head(torch.as_tensor(X)).numpy()
+        p = probe.predict_proba(X)
+        if p.shape[1] == 2:
+            expected = np.log(p[:, 1]) - np.log(p[:, 0])  # the logit
+        else:
+            top = np.sort(np.log(p), axis=1)  # log-softmax: same gaps as logits
+            expected = top[:, -1] - top[:, -2]
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_leakage():
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 2, 400)
+    X = np.c_[y + 0.2 * rng.normal(size=400), rng.normal(size=(400, 3))]
+    s = leakage(X, y, random_state=0)
+    assert set(s) == {"linear", "mlp"} and min(s.values()) > 0.95
+    s = leakage(X[:, 1:], y, probes=[("lr", LogisticRegression())], random_state=0)
+    assert set(s) == {"lr"} and abs(s["lr"] - 0.5) < 0.12
+    s = leakage(X, y, probes=[LogisticRegression()], random_state=0)
+    assert set(s) == {"LogisticRegression"}
+    with pytest.raises(ValueError, match="1 class"):
+        leakage(X, np.zeros(400))
+    with pytest.raises(ValueError, match="probe must be"):
+        leakage(X, y, probes=[3])
+
+
+def test_biographies_text_only():
+    from skconcepts.datasets import BIOGRAPHY_OCCUPATIONS, make_biographies
+
+    texts, gender, occupation = make_biographies(200, random_state=0)
+    assert len(texts) == 200
+    again = make_biographies(200, random_state=0)
+    assert again[0] == texts
+    for text, gen, occ in zip(texts, gender, occupation, strict=True):
+        assert BIOGRAPHY_OCCUPATIONS[occ] in text
+        words = set(text.replace(",", " ").replace(".", " ").replace(";", " ").split())
+        if gen == 0:
+            assert {"she", "She", "her"} & words and not {"he", "He", "his"} & words
+        else:
+            assert {"he", "He", "his"} & words and not {"she", "She", "her"} & words
+    # gender and occupation drawn independently, all classes present
+    assert set(np.unique(occupation)) == set(range(len(BIOGRAPHY_OCCUPATIONS)))
+    assert 0.35 < gender.mean() < 0.65
