@@ -763,3 +763,20 @@ def test_vectorised_bootstrap_equals_explicit_resampling():
             )
             np.testing.assert_allclose(first[b, i], f_b[0], atol=1e-12)
             np.testing.assert_allclose(total[b, i], t_b[0], atol=1e-12)
+
+
+def test_memmap_input_gives_the_same_result(tmp_path):
+    from sklearn.decomposition import PCA
+
+    X = _pca_data(n=40, d=4)
+    path = tmp_path / "acts.dat"
+    mm = np.memmap(path, dtype=np.float64, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    ro = np.memmap(path, dtype=np.float64, mode="r", shape=X.shape)
+    kw = {"n_designs": 8, "n_bootstrap": 10, "random_state": 0}
+    a = SobolConceptImportance(PCA(3), _nonlinear_head, **kw).fit(X)
+    b = SobolConceptImportance(PCA(3), _nonlinear_head, **kw).fit(ro)
+    np.testing.assert_allclose(b.total_indices_, a.total_indices_, rtol=1e-12)
+    np.testing.assert_allclose(b.transform(ro), a.transform(X), rtol=1e-12)
+    assert b.score(ro) == pytest.approx(a.score(X))

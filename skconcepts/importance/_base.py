@@ -14,7 +14,6 @@ import sys
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from .._backend import resolve_device, seed_from
@@ -26,6 +25,7 @@ from .._compat import (
     check_is_fitted,
     validate_data,
 )
+from .._io import as_memmap, is_chunked_array
 from ..base import DEVICE_CONSTRAINT
 from ._engine import affine_decoder, head_outputs
 from ._heads import as_head
@@ -91,6 +91,10 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------ concept space
     def _validate_X(self, X, *, reset):
+        # chunked on-disk arrays (zarr, HDF5, dask) get a memmap face, as in
+        # ConceptExtractor; memmaps are not copied
+        if is_chunked_array(X):
+            X = as_memmap(X)
         return validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
 
     def _fit_extractor(self, X):
@@ -130,11 +134,9 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
                 f"The extractor decodes to {W.shape[1]} features but X has "
                 f"{X.shape[1]}."
             )
-        if self.residual:
-            resid = X - codes @ W
-        else:
-            resid = b
-        return {"codes": codes, "W": W, "residual": resid}
+        # the residual rows x - u W are computed chunk by chunk (see
+        # _space_slice), so a memmap X is never copied whole
+        return {"codes": codes, "W": W, "X": X if self.residual else None, "b": b}
 
     # ------------------------------------------------------------ targets
     def _head_and_outputs(self, X):
@@ -233,10 +235,12 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
         return {"batch_size": self.batch_size, "device": self._device_arg()}
 
     def _space_slice(self, space, sl):
-        r = space["residual"]
-        if r is not None and r.ndim == 2:
-            r = r[sl]
-        return space["codes"][sl], space["W"], r
+        """(codes, W, residual rows) of the samples in slice ``sl``."""
+        codes, W = space["codes"][sl], space["W"]
+        if space["X"] is None:
+            return codes, W, space["b"]
+        Xs = np.asarray(space["X"][sl])
+        return codes, W, Xs - codes @ W
 
     def _per_sample(self, X, y=None):
         """Validated X -> (per-sample importances, space, target, head)."""
@@ -370,17 +374,23 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
             y = column_or_1d(y, warn=True)
             check_consistent_length(X, y)
         imp, space, target, head = self._per_sample(X, y)
-        codes, W, r = self._space_slice(space, slice(None))
-        return c_mufidelity(
-            head,
-            codes,
-            W,
-            imp,
-            residual=r,
-            target=target,
-            random_state=check_random_state(self._design_seed),
-            **self._engine_kw(),
-        )
+        n, k = imp.shape
+        per_sample = np.empty(n)
+        for sl in self._chunks(n, k, False):
+            codes, W, r = self._space_slice(space, sl)
+            # same seed in every chunk: the same random subsets for all samples
+            _, per_sample[sl] = c_mufidelity(
+                head,
+                codes,
+                W,
+                imp[sl],
+                residual=r,
+                target=target[sl],
+                random_state=self._design_seed,
+                return_per_sample=True,
+                **self._engine_kw(),
+            )
+        return float(np.mean(per_sample))
 
 
 def _is_power_of_two(n):

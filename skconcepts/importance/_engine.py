@@ -64,6 +64,14 @@ def head_outputs(head, X, *, batch_size=None, device=None):
     Returns
     -------
     out : ndarray of shape (n_samples, n_outputs), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.importance import head_outputs
+    >>> head_outputs(lambda x: x.sum(axis=1), np.ones((2, 3)))
+    array([[3.],
+           [3.]])
     """
     head = as_head(head)
     X = np.asarray(X)
@@ -139,6 +147,15 @@ def evaluate_masks(
     values : ndarray of shape (n_samples, n_masks), float64
     grads : ndarray of shape (n_samples, n_masks, n_concepts), float64
         Only when ``grad=True``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.importance import evaluate_masks
+    >>> codes = np.array([[1.0, 2.0]])
+    >>> masks = np.array([[1.0, 1.0], [0.0, 1.0], [0.5, 0.0]])
+    >>> evaluate_masks(lambda x: x.sum(axis=1), codes, np.eye(2), masks)
+    array([[3. , 2. , 0.5]])
     """
     head = as_head(head)
     torch = _torch() if head.is_torch else None
@@ -275,6 +292,17 @@ def affine_decoder(extractor, n_concepts, dtype=np.float64, *, check_codes=None)
     W : ndarray of shape (n_concepts, n_features)
     b : ndarray of shape (n_features,) or None
         None when the offset is exactly zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.decomposition import PCA
+    >>> from skconcepts.importance import affine_decoder
+    >>> X = np.random.RandomState(0).normal(size=(20, 3)) + 5.0
+    >>> pca = PCA(2).fit(X)
+    >>> W, b = affine_decoder(pca, 2)
+    >>> bool(np.allclose(b, pca.mean_)), W.shape
+    (True, (2, 3))
     """
     if not hasattr(extractor, "inverse_transform"):
         return np.asarray(extractor.components_, dtype=dtype), None
