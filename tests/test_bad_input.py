@@ -1,0 +1,223 @@
+"""Bad inputs and parameters raise clear errors, for every public estimator.
+
+The estimators are the ones the common checks run on
+(:func:`skconcepts.utils.all_estimators` with the instances of
+``check_instances``), so estimators added later are covered automatically.
+Every error must be a ``ValueError``/``TypeError``/``NotFittedError`` whose
+message names the problem, and the caller's array must be left unmodified.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from skconcepts.base import ConceptExtractor
+from skconcepts.utils import all_estimators
+from skconcepts.utils._test_common import check_instances
+
+
+def _collect():
+    params = []
+    for name, cls in all_estimators():
+        try:
+            instances = check_instances(name, cls)
+        except Exception as exc:  # surface a broken factory as one failure
+            params.append(pytest.param(exc, id=f"{name}-factory"))
+            continue
+        for i, est in enumerate(instances):
+            params.append(pytest.param(est, id=f"{name}-{i}"))
+    return params
+
+
+ESTIMATORS = _collect()
+
+
+def _subset(pred):
+    """The estimators a check applies to (a broken factory always fails)."""
+    out = []
+    for p in ESTIMATORS:
+        est = p.values[0]
+        if isinstance(est, Exception) or pred(est):
+            out.append(p)
+    return out
+
+
+TRANSFORMERS = _subset(lambda e: hasattr(e, "transform"))
+SUPERVISED = _subset(lambda e: e.__sklearn_tags__().target_tags.required)
+WITH_N_CONCEPTS = _subset(lambda e: "n_concepts" in e.get_params())
+WITH_DEVICE = _subset(lambda e: "device" in e.get_params())
+POSITIVE_ONLY = _subset(lambda e: e.__sklearn_tags__().input_tags.positive_only)
+
+_FITTED = {}
+
+
+def _est(est):
+    if isinstance(est, Exception):
+        raise est
+    return clone(est)
+
+
+def _fitted(estimator):
+    """A fitted clone, fitted once per instance and shared by the tests."""
+    key = id(estimator)
+    if key not in _FITTED:
+        est = _est(estimator)
+        X, y = _Xy(est)
+        _FITTED[key] = _fit(est, X, y)
+    return _FITTED[key]
+
+
+def _tags(est):
+    return est.__sklearn_tags__()
+
+
+def _Xy(est, n=30, d=5, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.rand(n, d) + 0.1  # positive: valid for every estimator
+    y = np.arange(n) % 2 if _tags(est).target_tags.required else None
+    return X, y
+
+
+def _fit(est, X, y):
+    return est.fit(X) if y is None else est.fit(X, y)
+
+
+def _raises_and_unmodified(fn, X, exc, match):
+    """``fn(X)`` raises ``exc`` matching ``match`` and leaves ``X`` unchanged."""
+    X_copy = np.array(X, copy=True)
+    with pytest.raises(exc, match=match):
+        fn(X)
+    if X_copy.dtype.kind in "fc":
+        np.testing.assert_array_equal(np.asarray(X), X_copy)
+    else:
+        assert np.all(np.asarray(X) == X_copy)
+
+
+def _fit_fn(est, y):
+    return lambda X: _fit(clone(est), X, y)
+
+
+# ------------------------------------------------------------------ values
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_nan_and_inf_rejected(estimator):
+    est = _est(estimator)
+    X, y = _Xy(est)
+    for bad, match in ((np.nan, "NaN"), (np.inf, "infinity")):
+        Xb = X.copy()
+        Xb[3, 2] = bad
+        _raises_and_unmodified(_fit_fn(est, y), Xb, ValueError, match)
+    if hasattr(est, "transform"):
+        Xb = X.copy()
+        Xb[0, 0] = np.nan
+        _raises_and_unmodified(_fitted(estimator).transform, Xb, ValueError, "NaN")
+
+
+@pytest.mark.parametrize("estimator", POSITIVE_ONLY)
+def test_negative_values_rejected_when_positive_only(estimator):
+    est = _est(estimator)
+    X, y = _Xy(est)
+    Xn = X.copy()
+    Xn[1, 1] = -1.0
+    _raises_and_unmodified(_fit_fn(est, y), Xn, ValueError, "Negative values")
+    fitted = _fitted(estimator)
+    _raises_and_unmodified(fitted.transform, Xn, ValueError, "Negative values")
+
+
+# ------------------------------------------------------------------ shapes
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_bad_shapes_rejected(estimator):
+    est = _est(estimator)
+    X, y = _Xy(est)
+    fit = _fit_fn(est, y)
+    empty_y = None if y is None else y[:0]
+    _raises_and_unmodified(
+        lambda A: _fit(clone(est), A, empty_y), X[:0], ValueError, "0 sample"
+    )
+    _raises_and_unmodified(fit, X[:, 0], ValueError, "Expected 2D array")
+    _raises_and_unmodified(fit, X[:, :, None], ValueError, "dim 3")
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_strings_rejected(estimator):
+    est = _est(estimator)
+    X, y = _Xy(est)
+    Xs = X.astype(str)
+    Xs[0, 0] = "a"
+    _raises_and_unmodified(_fit_fn(est, y), Xs, ValueError, "convert|string")
+
+
+@pytest.mark.parametrize("estimator", TRANSFORMERS)
+def test_wrong_n_features_and_not_fitted(estimator):
+    est = _est(estimator)
+    X, _ = _Xy(est)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        est.transform(X)
+    fitted = _fitted(estimator)
+    _raises_and_unmodified(fitted.transform, X[:, :3], ValueError, "features")
+
+
+@pytest.mark.parametrize("estimator", SUPERVISED)
+def test_y_of_wrong_length_rejected(estimator):
+    est = _est(estimator)
+    X, y = _Xy(est)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        est.fit(X, y[:-3])
+
+
+# -------------------------------------------------------------- parameters
+
+
+@pytest.mark.parametrize("estimator", WITH_N_CONCEPTS)
+def test_bad_n_concepts_rejected(estimator):
+    est = _est(estimator)
+    X, y = _Xy(est)
+    for bad in (0, -2, 2.5, "3"):
+        with pytest.raises((ValueError, TypeError), match="n_concepts"):
+            _fit(clone(est).set_params(n_concepts=bad), X, y)
+
+
+@pytest.mark.parametrize("estimator", WITH_DEVICE)
+def test_absent_device_rejected(estimator):
+    est = _est(estimator)
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present: cuda:7 may exist")
+    X, y = _Xy(est)
+    X_copy = X.copy()
+    with pytest.raises(ValueError, match="cuda:7"):
+        _fit(clone(est).set_params(device="cuda:7"), X, y)
+    with pytest.raises(ValueError, match="device"):
+        _fit(clone(est).set_params(device="gpu-please"), X, y)
+    np.testing.assert_array_equal(X, X_copy)
+    # a concept extractor resolves its device at transform time as well
+    if isinstance(est, ConceptExtractor):
+        fitted = copy.deepcopy(_fitted(estimator)).set_params(device="cuda:7")
+        with pytest.raises(ValueError, match="cuda:7"):
+            fitted.transform(X)
+
+
+# ------------------------------------------------------ valid input intact
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_valid_input_left_unmodified(estimator):
+    est = _est(estimator)
+    X, y = _Xy(est)
+    X32 = X.astype(np.float32)
+    X32_copy = X32.copy()
+    fitted = _fit(est, X32, y)
+    if hasattr(fitted, "transform"):
+        fitted.transform(X32)
+    np.testing.assert_array_equal(X32, X32_copy)
+    fitted = _fitted(estimator)
+    if hasattr(fitted, "transform"):
+        X_copy = X.copy()
+        fitted.transform(X)
+        np.testing.assert_array_equal(X, X_copy)
