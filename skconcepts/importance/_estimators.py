@@ -211,8 +211,9 @@ class SobolConceptImportance(_BaseConceptImportance):
         return self.n_designs * (k + 2)
 
     def _n_replicate_values(self, k):
-        # bootstrap replicates and the per-sample designs of fit
-        return 2 * self.n_bootstrap * k + self._n_evals(k) * k
+        # bootstrap replicates, resampled rows and weights, per-sample designs
+        n_boot, N = self.n_bootstrap, self.n_designs
+        return 2 * n_boot * k + 3 * n_boot * N + self._n_evals(k) * k
 
     def _prepare_fit(self, space):
         n, k = space["codes"].shape
