@@ -131,6 +131,7 @@ class _Session:
         self.dtype = dtype
         self.step = 0
         self.epoch = 0
+        self.dp = None  # skconcepts.distributed context, set by _train
         self.total_steps = None
         self.warmup_steps = STREAM_WARMUP_STEPS
         self.base_lr = optimizer.param_groups[0]["lr"]
@@ -485,6 +486,8 @@ class _BaseSAE(ConceptExtractor):
                 sd_l, n_rows = sd, Xd.shape[0]
             for idx in self._batch_indices(n_rows, sd_l, session.generator):
                 idx = idx.to(dev)
+                if session.dp is not None:  # this rank's share of the batch
+                    idx = session.dp.shard(idx)
                 rows = idx if local is None else local[idx]
                 yield Xd[rows], {k: v[idx] for k, v in sd_l.items()}
 
@@ -527,6 +530,11 @@ class _BaseSAE(ConceptExtractor):
 
     # ------------------------------------------------------------- train
     def _train(self, X, side, session, *, partial):
+        from ..distributed import current as _data_parallel
+
+        # data-parallel training (skconcepts.distributed): sharded batches,
+        # gradients summed over ranks, synchronised statistics
+        session.dp = dp = _data_parallel()
         module, opt = session.module, session.optimizer
         device = session.device
         n = X.shape[0]
@@ -571,11 +579,17 @@ class _BaseSAE(ConceptExtractor):
                 )
                 for group in opt.param_groups:
                     group["lr"] = lr
-                out = module(xb, sparse_ok=self._sparse_path)
-                terms = self._loss_terms(out, sb, session)
-                loss = sum(terms.values())
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                out, terms = None, {}
+                if dp is None or xb.shape[0]:  # (a rank's share may be empty)
+                    out = module(xb, sparse_ok=self._sparse_path)
+                    terms = self._loss_terms(out, sb, session)
+                    loss = sum(terms.values())
+                    if dp is not None:
+                        loss = loss * dp.weight(xb.shape[0])
+                    loss.backward()
+                if dp is not None:
+                    dp.all_reduce_grads(module)
                 if self.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(
                         module.parameters(), self.max_grad_norm
@@ -583,7 +597,9 @@ class _BaseSAE(ConceptExtractor):
                 opt.step()
                 module.project_()
                 with torch.no_grad():
-                    fired = out.fired()
+                    fired = out.fired() if out is not None else fired_epoch & False
+                    if dp is not None:
+                        fired = dp.any(fired)
                     fired_epoch |= fired
                     session.steps_since_fired += 1
                     session.steps_since_fired[fired] = 0
@@ -591,12 +607,17 @@ class _BaseSAE(ConceptExtractor):
                         sums[name] = (
                             sums.get(name, 0.0) + v.detach().double() * xb.shape[0]
                         )
-                    sse += terms["mse"].detach().double() * xb.shape[0]
-                    l0 += out.l0_sum()
+                    if out is not None:
+                        sse += terms["mse"].detach().double() * xb.shape[0]
+                        l0 += out.l0_sum()
                 session.step += 1
                 n_seen += xb.shape[0]
                 n_steps += 1
             session.epoch += 1
+            if dp is not None:
+                n_seen, sse, l0, sums, fired_epoch = dp.reduce_epoch(
+                    n_seen, sse, l0, sums, fired_epoch
+                )
             denom = max(1, n_seen)
             record = {
                 "epoch": session.epoch,
@@ -623,7 +644,7 @@ class _BaseSAE(ConceptExtractor):
                         stop = True
             record["time"] = time.perf_counter() - t0
             session.history.append(record)
-            if self.verbose:
+            if self.verbose and (dp is None or dp.rank == 0):
                 extra = f", val R2 {record['val_r2']:.4f}" if "val_r2" in record else ""
                 print(
                     f"[{type(self).__name__}] epoch {session.epoch}: loss "

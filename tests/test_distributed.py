@@ -1,0 +1,131 @@
+"""Distributed training (torch.distributed, gloo) and distributed search (Dask)."""
+
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from sklearn.base import clone
+
+from skconcepts import ArchetypalSAE, NMFConcepts, TopKSAE
+from skconcepts.distributed import data_parallel, fit_distributed
+
+# A batch remainder of one row: with two ranks the second rank's share of the
+# last batch of every epoch is empty.
+N_ROWS, BATCH = 385, 64
+
+
+def _data():
+    rng = np.random.RandomState(0)
+    atoms = rng.randn(12, 16)
+    codes = rng.rand(N_ROWS, 12) * (rng.rand(N_ROWS, 12) < 0.3)
+    return codes @ atoms + 0.01 * rng.randn(N_ROWS, 16)
+
+
+def _estimators():
+    common = dict(batch_size=BATCH, device="cpu", random_state=0)
+    return {
+        # float64 data: the comparison is at float64 rounding
+        "topk": TopKSAE(24, 3, max_epochs=3, **common),
+        "archetypal": ArchetypalSAE(
+            24, 3, relaxation=0.1, n_candidates=48, max_epochs=2, **common
+        ),
+        "relu": TopKSAE(24, 3, activation="relu", max_epochs=2, **common),
+    }
+
+
+def _fitted_state(est):
+    keys = ["components_", "encoder_weights_", "encoder_bias_", "pre_bias_"]
+    return {k: np.asarray(getattr(est, k)) for k in keys}
+
+
+def _worker(rank, world_size, port, out_dir):
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world_size,
+    )
+    try:
+        X = _data()
+        results = {}
+        for name, est in _estimators().items():
+            fit_distributed(est, X)
+            for k, v in _fitted_state(est).items():
+                results[f"{name}.{k}"] = v
+            results[f"{name}.loss"] = np.array([r["loss"] for r in est.history_])
+            results[f"{name}.l0"] = np.array([r["l0"] for r in est.history_])
+        # streaming: two partial_fit calls in the data-parallel context
+        est = TopKSAE(24, 3, batch_size=BATCH, device="cpu", random_state=0)
+        with data_parallel() as ctx:
+            assert ctx.world_size == world_size
+            est.partial_fit(X[:200])
+            est.partial_fit(X[200:])
+        for k, v in _fitted_state(est).items():
+            results[f"partial.{k}"] = v
+        np.savez(os.path.join(out_dir, f"rank{rank}.npz"), **results)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    # fork: the workers start with torch already imported (spawn re-imports
+    # it, which takes most of the time of this test on small machines)
+    mp.start_processes(
+        _worker,
+        args=(2, _free_port(), str(out)),
+        nprocs=2,
+        join=True,
+        start_method="fork",
+    )
+    return [dict(np.load(out / f"rank{r}.npz")) for r in range(2)]
+
+
+def test_two_ranks_equal_single_process_full_batches(ddp_results):
+    X = _data()
+    rank0, rank1 = ddp_results
+    for name, est in _estimators().items():
+        ref = clone(est).fit(X)
+        for k, v in _fitted_state(ref).items():
+            # both ranks hold the same model ...
+            np.testing.assert_array_equal(rank0[f"{name}.{k}"], rank1[f"{name}.{k}"])
+            # ... which is the single-process model (full batches of 64 rows)
+            np.testing.assert_allclose(
+                rank0[f"{name}.{k}"], v, rtol=1e-9, atol=1e-10, err_msg=name
+            )
+        # the history is of the global batches, not of one rank's share
+        ref_loss = [r["loss"] for r in ref.history_]
+        np.testing.assert_allclose(rank0[f"{name}.loss"], ref_loss, rtol=1e-9)
+        ref_l0 = [r["l0"] for r in ref.history_]
+        np.testing.assert_allclose(rank0[f"{name}.l0"], ref_l0, rtol=1e-9)
+
+
+def test_two_ranks_partial_fit_equals_single_process(ddp_results):
+    X = _data()
+    ref = TopKSAE(24, 3, batch_size=BATCH, device="cpu", random_state=0)
+    ref.partial_fit(X[:200]).partial_fit(X[200:])
+    for k, v in _fitted_state(ref).items():
+        np.testing.assert_allclose(ddp_results[0][f"partial.{k}"], v, rtol=1e-9)
+
+
+def test_fit_distributed_errors():
+    X = _data()
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        fit_distributed(TopKSAE(8, 2, random_state=0), X)
+    with pytest.raises(ValueError, match="int random_state"):
+        fit_distributed(TopKSAE(8, 2), X)
+    with pytest.raises(ValueError, match="trains the SAEs"):
+        fit_distributed(NMFConcepts(2, random_state=0), np.abs(X))
