@@ -272,7 +272,9 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
             ``classes_`` when it has one, else taken as a column index).
             When None, a head with several outputs is explained for its
             arg-max on each sample and the importances are averaged per
-            predicted class.
+            predicted class. For a single-output head (a regression or a
+            binary decision function) ``y`` only groups the samples; call
+            ``fit(X)`` for one global importance.
 
         Returns
         -------
@@ -325,7 +327,9 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
         """Per-sample concept importances.
 
         Each sample is explained for the head's single output, or its
-        arg-max output when the head has several.
+        arg-max output when the head has several (for chosen outputs, call
+        :func:`~skconcepts.importance.concept_sobol_indices` or the
+        attribution functions with ``target=``).
 
         Parameters
         ----------
