@@ -505,13 +505,14 @@ def plot_modality_scores(
         Modality scores, or a fitted :class:`~skconcepts.AlignedSAE` (any
         object with ``modality_scores_``).
     threshold : float, default=None
-        Unimodal threshold in (0, 0.5); the estimator's ``threshold`` (or
-        ``modality_threshold``) parameter if it has one, else 0.05.
+        Unimodal threshold in (0, 0.5); the estimator's
+        ``modality_threshold`` parameter if it has one, else 0.05.
     bins : int, default=20
         Number of equal bins over [0, 1].
     modality_names : tuple of (str, str), default=None
-        Names of the modalities that own the atoms near 0 and near 1; read
-        from the estimator's ``atom_modality_`` when possible.
+        Names of the modalities that own the atoms near 0 and near 1; from
+        the estimator's ``classes_`` (``mu_k`` is the share of
+        ``classes_[0]``) or its ``atom_modality_`` when possible.
     ax : matplotlib Axes, default=None
         Where to draw; a new figure when None.
 
@@ -537,10 +538,14 @@ def plot_modality_scores(
         est = scores
         scores = est.modality_scores_
         if threshold is None:
-            for attr in ("threshold", "modality_threshold", "unimodal_threshold"):
+            for attr in ("modality_threshold", "threshold"):
                 if isinstance(getattr(est, attr, None), numbers.Real):
                     threshold = float(getattr(est, attr))
                     break
+        classes = getattr(est, "classes_", None)
+        if names is None and classes is not None and len(classes) == 2:
+            # mu_k is the share of classes_[0]: 1 means classes_[0] only
+            names = (str(classes[1]), str(classes[0]))
         if names is None and hasattr(est, "atom_modality_"):
             names = _infer_modality_names(
                 np.asarray(scores, dtype=float),

@@ -230,7 +230,20 @@ class FittedAligned:
             ["text", "text", "bimodal", "bimodal", "image", "dead", "bimodal"],
             dtype=object,
         )
-        self.threshold = 0.1
+        self.modality_threshold = 0.1
+
+
+class FittedAlignedSAE:
+    """The attributes of a fitted skconcepts.AlignedSAE, as it sets them."""
+
+    def __init__(self):
+        self.classes_ = np.array([0, 1])
+        self.modality_threshold = 0.05
+        self.modality_scores_ = np.array([0.99, 0.0, 0.44, np.nan, 0.53, 0.01])
+        self.atom_modality_ = np.array(
+            [np.int64(0), np.int64(1), "bimodal", "dead", "bimodal", np.int64(1)],
+            dtype=object,
+        )
 
 
 def test_modality_histogram_counts_and_thresholds():
@@ -260,6 +273,11 @@ def test_modality_histogram_from_fitted_estimator():
     assert "0: text only" in ax.get_xlabel() and "1: image only" in ax.get_xlabel()
     with pytest.raises(ValueError, match="threshold"):
         plot_modality_scores(est, threshold=0.7)
+    # classes_ names the two ends: mu is the share of classes_[0]
+    ax = plot_modality_scores(FittedAlignedSAE(), bins=2)
+    np.testing.assert_array_equal(_bars(ax), [3, 2])
+    assert "0: 1 only" in ax.get_xlabel() and "1: 0 only" in ax.get_xlabel()
+    assert ax.get_title() == "2 bimodal, 3 unimodal, 1 dead atoms"
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         plot_modality_scores([0.2, 1.5])
 
