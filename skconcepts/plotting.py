@@ -585,7 +585,7 @@ def _infer_modality_names(mu, labels, threshold):
 
 def plot_taco_tradeoff(
     n_removed,
-    protected,
+    protected=None,
     task=None,
     *,
     leace=None,
@@ -598,12 +598,17 @@ def plot_taco_tradeoff(
 
     Parameters
     ----------
-    n_removed : array-like of shape (n_points,)
-        Numbers of removed concepts.
-    protected : array-like of shape (n_points,)
+    n_removed : array-like of shape (n_points,) or fitted estimator
+        Numbers of removed concepts; or a fitted
+        :class:`~skconcepts.TaCoEraser` with ``n_remove="auto"``, whose
+        ``recoverability_`` (cross-validated probe accuracy after removing the
+        top ``r`` concepts, NaN where not evaluated) gives the protected curve
+        and whose ``n_remove_`` is drawn as a vertical line.
+    protected : array-like of shape (n_points,), default=None
         Recoverability of the protected attribute after each erasure (e.g. the
         balanced accuracy of a fresh probe, see
-        :func:`skconcepts.metrics.leakage`).
+        :func:`skconcepts.metrics.leakage`). Required unless ``n_removed`` is
+        a fitted estimator.
     task : array-like of shape (n_points,), default=None
         Task accuracy after each erasure.
     leace : tuple of (float, float), default=None
@@ -622,7 +627,8 @@ def plot_taco_tradeoff(
     -------
     ax : matplotlib Axes
         The lines, in order: protected, task (when given), then LEACE and
-        chance lines (when given); each has a label.
+        chance lines (when given), then the estimator's chosen ``n_remove_``;
+        each has a label.
 
     See Also
     --------
@@ -638,6 +644,22 @@ def plot_taco_tradeoff(
     ['protected (TaCo)', 'task (TaCo)', 'protected (LEACE)', 'task (LEACE)', 'chance']
     >>> plt.close("all")
     """
+    chosen = None
+    if hasattr(n_removed, "recoverability_"):
+        est = n_removed
+        curve = np.asarray(est.recoverability_, dtype=float)
+        evaluated = ~np.isnan(curve)
+        n_removed = np.flatnonzero(evaluated)
+        if protected is None:
+            protected = curve[evaluated]
+        if task is not None and len(task) == curve.shape[0]:
+            task = np.asarray(task, dtype=float)[evaluated]
+        chosen = getattr(est, "n_remove_", None)
+    if protected is None:
+        raise ValueError(
+            "protected is required: the recoverability of the protected attribute "
+            "after each erasure (or pass a fitted TaCoEraser as n_removed)."
+        )
     x = np.asarray(n_removed, dtype=float)
     series = [("protected (TaCo)", protected, "C3", "o")]
     if task is not None:
@@ -670,6 +692,8 @@ def plot_taco_tradeoff(
                 )
     if chance is not None:
         ax.axhline(float(chance), color="0.5", linestyle="--", label="chance")
+    if chosen is not None:
+        ax.axvline(float(chosen), color="k", linestyle=":", label="n_remove_")
     ax.set_xlabel("concepts removed")
     ax.set_ylabel("accuracy")
     ax.set_title("Erasure trade-off")

@@ -314,6 +314,23 @@ def test_taco_tradeoff_leace_as_reference_lines_and_errors():
         plot_taco_tradeoff([0, 1], [0.9, 0.5, 0.4])
 
 
+def test_taco_tradeoff_from_fitted_eraser():
+    class Eraser:  # the attributes a fitted TaCoEraser(n_remove="auto") sets
+        recoverability_ = np.array([0.95, np.nan, 0.6, 0.5, np.nan])
+        n_remove_ = 3
+
+    ax = plot_taco_tradeoff(Eraser(), task=[0.9, 0.0, 0.88, 0.87, 0.0], chance=0.5)
+    prot, task, chance, chosen = ax.get_lines()
+    np.testing.assert_allclose(prot.get_xdata(), [0, 2, 3])
+    np.testing.assert_allclose(prot.get_ydata(), [0.95, 0.6, 0.5])
+    # a task curve over all n_removed is taken where the search evaluated
+    np.testing.assert_allclose(task.get_ydata(), [0.9, 0.88, 0.87])
+    np.testing.assert_allclose(chosen.get_xdata(), [3, 3])
+    assert chosen.get_label() == "n_remove_"
+    with pytest.raises(ValueError, match="protected is required"):
+        plot_taco_tradeoff([0, 1])
+
+
 # --------------------------------------------------------- optional extra
 def test_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
