@@ -129,3 +129,129 @@ def test_fit_distributed_errors():
         fit_distributed(TopKSAE(8, 2), X)
     with pytest.raises(ValueError, match="trains the SAEs"):
         fit_distributed(NMFConcepts(2, random_state=0), np.abs(X))
+
+
+# ------------------------------------------------ distributed hyper-parameter search
+def _search_data():
+    rng = np.random.RandomState(1)
+    return rng.rand(240, 6) @ rng.rand(6, 20) + 0.05 * rng.rand(240, 20)
+
+
+def recon_and_sparsity():
+    """Multi-metric scoring of a concept extractor (the scale guide's recipe)."""
+    from skconcepts.metrics import mean_l0
+
+    def sparsity(est, X, y=None):
+        codes = est.transform(X)
+        return 1.0 - mean_l0(codes) / codes.shape[1]  # fraction of zero codes
+
+    return {"r2": lambda est, X, y=None: est.score(X), "sparsity": sparsity}
+
+
+def smallest_within(tol):
+    """``refit`` callable: the fewest concepts whose mean R^2 is within ``tol``."""
+
+    def refit(cv_results):
+        r2 = np.asarray(cv_results["mean_test_r2"])
+        k = np.asarray(cv_results["param_n_concepts"], dtype=float)
+        ok = np.flatnonzero(r2 >= r2.max() - tol)
+        return int(ok[np.argmin(k[ok])])
+
+    return refit
+
+
+def _searches():
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+
+    nmf = NMFConcepts(max_iter=50, device="cpu", random_state=0)
+    sae = TopKSAE(top_k=2, max_epochs=3, batch_size=32, device="cpu", random_state=0)
+    return {
+        "grid": GridSearchCV(nmf, {"n_concepts": [2, 6, 10]}, cv=2),
+        "multi": GridSearchCV(
+            nmf,
+            {"n_concepts": [2, 4, 6, 8]},
+            scoring=recon_and_sparsity(),
+            refit=smallest_within(0.01),
+            cv=3,
+        ),
+        "random": RandomizedSearchCV(
+            sae,
+            {"n_concepts": [4, 8, 16], "learning_rate": [1e-3, 4e-3, 1e-2]},
+            n_iter=3,
+            cv=2,
+            random_state=0,
+        ),
+    }
+
+
+def _run_searches(backend=None, **backend_kw):
+    from joblib import parallel_backend
+
+    X = _search_data()
+    out = {}
+    for name, search in _searches().items():
+        if backend is None:
+            search.fit(X)
+        else:
+            search.set_params(n_jobs=2)
+            with parallel_backend(backend, **backend_kw):
+                search.fit(X)
+        out[name] = search
+    return out
+
+
+@pytest.fixture(scope="module")
+def sequential_searches():
+    return _run_searches()
+
+
+def _assert_same_search(got, ref):
+    for name in ref:
+        g, r = got[name], ref[name]
+        assert g.best_params_ == r.best_params_, name
+        assert g.best_index_ == r.best_index_, name
+        for key in r.cv_results_:
+            if key.startswith(("mean_test", "split")):
+                np.testing.assert_allclose(
+                    g.cv_results_[key], r.cv_results_[key], rtol=1e-6, err_msg=key
+                )
+        np.testing.assert_allclose(
+            g.best_estimator_.components_, r.best_estimator_.components_, rtol=1e-5
+        )
+
+
+def test_multi_metric_refit_picks_the_smallest_good_dictionary(sequential_searches):
+    multi = sequential_searches["multi"]
+    r2 = multi.cv_results_["mean_test_r2"]
+    # R^2 alone prefers the largest dictionary; the refit callable does not
+    assert multi.cv_results_["params"][int(np.argmax(r2))]["n_concepts"] >= 6
+    assert multi.best_params_["n_concepts"] == 6  # 6 true components
+    assert r2[multi.best_index_] >= r2.max() - 0.01
+    assert multi.best_estimator_.n_concepts == 6
+
+
+def test_threading_backend_search_equals_sequential(sequential_searches):
+    _assert_same_search(_run_searches("threading"), sequential_searches)
+
+
+def test_dask_local_cluster_search_equals_sequential(sequential_searches):
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    # fork: the workers start with torch imported (spawn, the default, is
+    # also fine but re-imports it in every worker)
+    with (
+        dask.config.set({"distributed.worker.multiprocessing-method": "fork"}),
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            worker_dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        got = _run_searches("dask")
+        # the fits ran in the worker processes
+        assert len(client.scheduler_info()["workers"]) == 2
+    _assert_same_search(got, sequential_searches)
