@@ -52,6 +52,13 @@ SECTIONS = [
         [("", "skconcepts.plotting")],
     ),
     (
+        "distributed",
+        "Distributed training",
+        "Data-parallel training of the sparse autoencoders over several "
+        "processes (``torch.distributed``).",
+        [("", "skconcepts.distributed")],
+    ),
+    (
         "utils",
         "Utilities",
         "Helpers for developers and the test suite.",
@@ -135,6 +142,27 @@ def missing_names():
                 if not hasattr(module, name):
                     missing.append(f"{module_name}.{name}")
     return missing
+
+
+def uncovered_modules():
+    """Public top-level modules of skconcepts that no API section lists.
+
+    Returns
+    -------
+    modules : list of str
+        ``skconcepts.<name>`` for every public (no leading underscore)
+        module or subpackage that is in no entry of :data:`SECTIONS`.
+    """
+    import pkgutil
+
+    import skconcepts
+
+    covered = {m for _, _, _, subs in SECTIONS for _, m in subs}
+    return [
+        f"skconcepts.{info.name}"
+        for info in pkgutil.iter_modules(skconcepts.__path__)
+        if not info.name.startswith("_") and f"skconcepts.{info.name}" not in covered
+    ]
 
 
 def _autosummary(names):

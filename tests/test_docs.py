@@ -155,6 +155,15 @@ def test_public_names_resolve():
     assert api_reference.missing_names() == []
 
 
+def test_every_public_module_is_in_the_api_reference():
+    # a new public module needs its section in docs/api_reference.py
+    assert api_reference.uncovered_modules() == []
+    sections = [s for s, _, _, _ in api_reference.SECTIONS]
+    listed = (DOCS / "api.rst").read_text()
+    for section in sections:
+        assert f"api/generated/{section}" in listed, section
+
+
 # ---------------------------------------------------------------- docstrings
 # numpydoc validation codes that must not occur
 # GL08 no docstring, PR01 parameter not documented, PR02 documented parameter
