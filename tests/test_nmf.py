@@ -36,6 +36,27 @@ pytestmark = pytest.mark.filterwarnings("ignore", category=ConvergenceWarning)
 # ---------------------------------------------------------------- accuracy
 
 
+@pytest.mark.parametrize("init", ["nndsvd", "nndsvda"])
+def test_nndsvd_init_is_sklearns(init, monkeypatch):
+    """Given the same SVD, our NNDSVD init is scikit-learn's, to rounding."""
+    import sklearn.decomposition._nmf as sk_nmf
+
+    from skconcepts._backend import make_generator
+    from skconcepts.decomposition._solvers import nmf_init
+
+    def exact_svd(X, k, random_state=None):
+        P, S, Vt = np.linalg.svd(X, full_matrices=False)
+        return P[:, :k], S[:k], Vt[:k]
+
+    monkeypatch.setattr(sk_nmf, "_randomized_svd", exact_svd)
+    X = _lowrank(60, 20, 5)
+    U_sk, W_sk = sk_nmf._initialize_nmf(X, 5, init=init)
+    rows = Rows(X, torch.device("cpu"), torch.float64)  # small: exact SVD
+    Ut, W = nmf_init(rows, 5, init, make_generator(0), X.mean())
+    np.testing.assert_allclose(Ut.numpy().T, U_sk, atol=1e-10)
+    np.testing.assert_allclose(W.numpy(), W_sk, atol=1e-10)
+
+
 @pytest.mark.parametrize("init", ["nndsvd", "nndsvda", "nndsvdar", "random"])
 def test_hals_matches_sklearn_cd(init):
     X = _lowrank(300, 50, 8)
@@ -321,3 +342,49 @@ def test_nndsvd_needs_fewer_concepts_than_features():
         8,
         5,
     )
+
+
+def _rss_anon_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no RssAnon")
+
+
+def test_memmap_fit_keeps_anonymous_memory_bounded(tmp_path):
+    """A 50 MB memmap is streamed: the peak extra RssAnon stays far below it.
+
+    (The > 1 GB version is ``benchmarks/bench_memory.py``.)
+    """
+    import threading
+    import time
+
+    n, d = 51_200, 256  # 50 MiB of float32
+    path = tmp_path / "x.f32"
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, d))
+    rng = np.random.RandomState(0)
+    for s in range(0, n, 10_000):
+        mm[s : s + 10_000] = rng.rand(min(10_000, n - s), d)
+    mm.flush()
+    del mm
+    X = np.memmap(path, dtype=np.float32, mode="r", shape=(n, d))
+    est = NMFConcepts(8, max_iter=3, batch_size=2048, device="cpu", random_state=0)
+    est.fit(X[:500])  # warm-up: torch and LAPACK allocate their buffers once
+    before = _rss_anon_mb()
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_anon_mb())
+            time.sleep(0.005)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    est.fit(X)
+    done.set()
+    th.join()
+    extra = max(peak[0], _rss_anon_mb()) - before
+    assert extra < 0.4 * 50, f"peak extra RssAnon {extra:.1f} MiB for a 50 MiB memmap"
+    assert est.components_.shape == (8, d)

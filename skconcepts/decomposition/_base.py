@@ -52,7 +52,10 @@ class _BaseNMF(ConceptExtractor):
         """Row access for ``fit``: streamed with ``batch_size`` or for a memmap."""
         bs = self.batch_size
         if bs is None and (is_memmap(X_in) or is_memmap(X)):
-            bs = default_batch_size(X.shape[1], itemsize=X.dtype.itemsize)
+            # batches of about 16 MB, read into one reusable buffer
+            bs = default_batch_size(
+                X.shape[1], budget_bytes=16 * 2**20, itemsize=X.dtype.itemsize
+            )
         return Rows(X, device, torch_dtype(X.dtype), bs)
 
     def _set_fit_result(self, rows, Ut, W, n_iter, X_dtype):

@@ -68,7 +68,7 @@ class NMFConcepts(_BaseNMF):
 
     batch_size : int or None, default=None
         Rows per batch. None keeps ``X`` whole on the device during ``fit``,
-        except for a memmap which is then streamed in batches of about 256 MB.
+        except for a memmap which is then streamed in batches of about 16 MB.
         With an int, every pass of ``fit`` reads ``X`` in batches of this many
         rows, so memory stays bounded (the codes, ``n_samples x n_concepts``,
         are kept).

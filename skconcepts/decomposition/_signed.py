@@ -143,7 +143,7 @@ _SIGNED_PARAMS_DOC = """
 
     batch_size : int or None, default=None
         Rows per batch; None keeps ``X`` whole on the device except for a
-        memmap, which is streamed in batches of about 256 MB.
+        memmap, which is streamed in batches of about 16 MB.
 
     device : str, default="auto"
         Torch device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.

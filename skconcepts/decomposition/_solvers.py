@@ -63,6 +63,7 @@ class Rows:
             self._tensor = None
             self._array = X
         self.batch_size = batch_size
+        self._buf = None
 
     @property
     def streamed(self):
@@ -78,8 +79,16 @@ class Rows:
             for sl in gen_batches_idx(self.n, max_rows):
                 yield sl, self._tensor[sl]
             return
+        # one reusable host buffer per Rows: repeated batch-sized allocations
+        # fragment the heap and grow the resident memory
+        if self._buf is None:
+            self._buf = np.empty(
+                (min(self.batch_size, self.n), self.d), dtype=self._array.dtype
+            )
         for sl in gen_batches_idx(self.n, self.batch_size):
-            yield sl, to_tensor(self._array[sl], self.device, self.dtype)
+            view = self._buf[: sl.stop - sl.start]
+            np.copyto(view, self._array[sl])
+            yield sl, to_tensor(view, self.device, self.dtype)
 
     @property
     def _chunk(self):
@@ -127,44 +136,74 @@ class Rows:
         """``||X - U W||_F^2`` from the residual itself (one pass)."""
         torch = _torch()
         tot = torch.zeros((), dtype=torch.float64, device=self.device)
+        r = None
         for sl, xb in self.batches(self._chunk):
-            r = torch.addmm(xb, Ut[:, sl].T, W, alpha=-1)
-            tot += torch.linalg.vector_norm(r).double() ** 2
+            if r is None:
+                r = torch.empty_like(xb)
+            m = sl.stop - sl.start
+            torch.addmm(xb, Ut[:, sl].T, W, alpha=-1, out=r[:m])
+            tot += torch.linalg.vector_norm(r[:m]).double() ** 2
         return float(tot)
 
 
 # --------------------------------------------------------------------- SVD
 
 
-def randomized_svd(rows, k, gen, n_oversamples=10, n_iter="auto"):
-    """Truncated SVD ``X ~ P diag(S) Vt`` of rank ``k`` in torch.
+def _orthonormalize(Y):
+    """Orthonormal basis of the columns of ``Y`` (``n x l``), in place.
 
-    Halko, Martinsson & Tropp's randomized range finder with QR-normalised
+    CholeskyQR2 (two rounds of ``Y <- Y R^{-1}`` with ``R^T R = Y^T Y``),
+    applied in row blocks so that no second ``n x l`` matrix is allocated;
+    falls back to a Householder QR when ``Y`` is (numerically) rank
+    deficient.
+    """
+    torch = _torch()
+    step = max(1, (16 * 2**20) // (Y.element_size() * max(1, Y.shape[1])))
+    for _ in range(2):
+        L, info = torch.linalg.cholesky_ex(Y.T @ Y)
+        if int(info) != 0 or not bool(torch.isfinite(L).all()):
+            return torch.linalg.qr(Y).Q
+        Rinv = torch.linalg.solve_triangular(
+            L.T, torch.eye(L.shape[0], dtype=L.dtype, device=L.device), upper=True
+        )
+        for start in range(0, Y.shape[0], step):
+            blk = Y[start : start + step]
+            blk.copy_(blk @ Rinv)
+    return Y
+
+
+def randomized_svd(rows, k, gen, n_oversamples=10, n_iter="auto"):
+    """Truncated SVD ``X ~ (Q M) diag(S) Vt`` of rank ``k`` in torch.
+
+    Halko, Martinsson & Tropp's randomized range finder with orthonormalised
     power iterations (``n_iter="auto"``: 7 when ``k < 0.1 min(n, d)``, else 4,
     as scikit-learn's ``randomized_svd``). Every product with ``X`` is a pass
-    over its rows, so a streamed memmap is never loaded whole. The Gaussian
-    test matrix is drawn from ``gen`` (a CPU generator). Small in-memory
-    matrices get an exact SVD.
+    over its rows, so a streamed memmap is never loaded whole, and the left
+    singular vectors are returned factored as ``Q @ M`` (``Q`` is
+    ``n x (k + n_oversamples)``, ``M`` is small) so that no further ``n x k``
+    matrix is formed. The Gaussian test matrix is drawn from ``gen`` (a CPU
+    generator). Small in-memory matrices get an exact SVD.
     """
     torch = _torch()
     n, d = rows.n, rows.d
     ell = min(k + n_oversamples, n, d)
     if not rows.streamed and (min(n, d) <= 2 * ell or n * d <= 50_000):
         P, S, Vt = torch.linalg.svd(rows._tensor, full_matrices=False)
-        return P[:, :k], S[:k], Vt[:k]
+        eye = torch.eye(k, dtype=P.dtype, device=P.device)
+        return P[:, :k], eye, S[:k], Vt[:k]
     if n_iter == "auto":
         n_iter = 7 if k < 0.1 * min(n, d) else 4
     omega = torch.randn((d, ell), generator=gen, dtype=torch.float64)
     Y = rows.matmul(omega.to(device=rows.device, dtype=rows.dtype))
     for _ in range(n_iter):
-        Q = torch.linalg.qr(Y).Q
-        Z = torch.linalg.qr(rows.rmatmul(Q).T).Q  # (d, ell)
+        Y = _orthonormalize(Y)
+        Z = torch.linalg.qr(rows.rmatmul(Y).T).Q  # (d, ell)
+        del Y
         Y = rows.matmul(Z)
-    Q = torch.linalg.qr(Y).Q
+    Q = _orthonormalize(Y)
     B = rows.rmatmul(Q)  # (ell, d)
     Pb, S, Vt = torch.linalg.svd(B, full_matrices=False)
-    P = Q @ Pb
-    return P[:, :k], S[:k], Vt[:k]
+    return Q, Pb[:, :k], S[:k], Vt[:k]
 
 
 # -------------------------------------------------------------------- inits
@@ -182,36 +221,42 @@ def nmf_init(rows, k, init, gen, mean, eps=1e-6, svd_n_iter="auto"):
     dev, dt = rows.device, rows.dtype
     if init == "random":
         avg = math.sqrt(mean / k)
-        W = avg * torch.randn((k, d), generator=gen, dtype=torch.float64).abs()
-        Ut = avg * torch.randn((k, n), generator=gen, dtype=torch.float64).abs()
-        return Ut.to(dev, dt), W.to(dev, dt)
-    P, S, Vt = randomized_svd(rows, k, gen, n_iter=svd_n_iter)
+        W = torch.randn((k, d), generator=gen, dtype=dt).abs_().mul_(avg)
+        Ut = torch.randn((k, n), generator=gen, dtype=dt).abs_().mul_(avg)
+        return Ut.to(dev), W.to(dev)
+    Q, M, S, Vt = randomized_svd(rows, k, gen, n_iter=svd_n_iter)
     # Boutsidis & Gallopoulos: keep, for every singular pair, the sign whose
     # positive parts carry more mass (pairs with a flipped sign give the same).
-    Pp, Pn = P.clamp(min=0), (-P).clamp(min=0)
+    # Column by column, so that only one n-vector temporary exists at a time.
+    tiny = torch.finfo(dt).tiny
     Vp, Vn = Vt.clamp(min=0), (-Vt).clamp(min=0)
-    pp, pn = torch.linalg.norm(Pp, dim=0), torch.linalg.norm(Pn, dim=0)
     vp, vn = torch.linalg.norm(Vp, dim=1), torch.linalg.norm(Vn, dim=1)
-    mp, mn = pp * vp, pn * vn
-    use_p = mp > mn
-    use_p[0] = True  # the leading pair is taken in absolute value
-    u = torch.where(use_p, Pp / pp.clamp(min=1e-300), Pn / pn.clamp(min=1e-300))
-    v = torch.where(
-        use_p[:, None],
-        Vp / vp[:, None].clamp(min=1e-300),
-        Vn / vn[:, None].clamp(min=1e-300),
-    )
-    sigma = torch.where(use_p, mp, mn)
-    u[:, 0], v[0] = P[:, 0].abs(), Vt[0].abs()
-    sigma[0] = 1.0
-    lbd = torch.sqrt(S * sigma)
-    Ut = (u * lbd).T.contiguous()
-    W = v * lbd[:, None]
-    Ut[Ut < eps] = 0
-    W[W < eps] = 0
+    Ut = torch.empty((k, n), dtype=dt, device=dev)
+    W = torch.empty((k, d), dtype=dt, device=dev)
+    for j in range(k):
+        x = Q @ M[:, j]  # left singular vector j
+        if j == 0:  # the leading pair is non-negative: taken in absolute value
+            torch.abs(x, out=Ut[0])
+            Ut[0] *= math.sqrt(float(S[0]))
+            W[0] = Vt[0].abs() * math.sqrt(float(S[0]))
+            continue
+        xp = x.clamp(min=0)
+        xp_n = float(torch.linalg.norm(xp))
+        xn_n = float(torch.linalg.norm(x.clamp(max=0)))
+        mp, mn = xp_n * float(vp[j]), xn_n * float(vn[j])
+        if mp > mn:
+            u, un, v, vnrm, sigma = xp, xp_n, Vp[j], float(vp[j]), mp
+        else:
+            u, un, v, vnrm, sigma = (-x).clamp(min=0), xn_n, Vn[j], float(vn[j]), mn
+        lbd = math.sqrt(float(S[j]) * sigma)
+        torch.mul(u, lbd / max(un, tiny), out=Ut[j])
+        W[j] = v * (lbd / max(vnrm, tiny))
+    del Q
+    Ut.masked_fill_(Ut < eps, 0)
+    W.masked_fill_(W < eps, 0)
     if init == "nndsvda":
-        Ut[Ut == 0] = mean
-        W[W == 0] = mean
+        Ut.masked_fill_(Ut == 0, mean)
+        W.masked_fill_(W == 0, mean)
     elif init == "nndsvdar":
         for M in (Ut, W):
             mask = M == 0
