@@ -12,28 +12,13 @@ import copy
 import numpy as np
 import pytest
 import torch
+from _instances import estimator_params
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from skconcepts.base import ConceptExtractor
-from skconcepts.utils import all_estimators
-from skconcepts.utils._test_common import check_instances
 
-
-def _collect():
-    params = []
-    for name, cls in all_estimators():
-        try:
-            instances = check_instances(name, cls)
-        except Exception as exc:  # surface a broken factory as one failure
-            params.append(pytest.param(exc, id=f"{name}-factory"))
-            continue
-        for i, est in enumerate(instances):
-            params.append(pytest.param(est, id=f"{name}-{i}"))
-    return params
-
-
-ESTIMATORS = _collect()
+ESTIMATORS = estimator_params()
 
 
 def _subset(pred):

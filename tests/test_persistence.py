@@ -11,26 +11,10 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from _instances import estimator_params
 from sklearn.base import BaseEstimator, clone
 
-from skconcepts.utils import all_estimators
-from skconcepts.utils._test_common import check_instances
-
-
-def _collect():
-    params = []
-    for name, cls in all_estimators():
-        try:
-            instances = check_instances(name, cls)
-        except Exception as exc:  # surface a broken factory as one failure
-            params.append(pytest.param(exc, id=f"{name}-factory"))
-            continue
-        for i, est in enumerate(instances):
-            params.append(pytest.param(est, id=f"{name}-{i}"))
-    return params
-
-
-ESTIMATORS = _collect()
+ESTIMATORS = estimator_params()
 
 
 def _fitted(estimator, n=40, d=6):
@@ -64,7 +48,13 @@ def _outputs(est, X, y):
 def test_joblib_round_trip(estimator, tmp_path):
     est, X, y = _fitted(estimator)
     before = _outputs(est, X, y)
-    assert before, "the estimator has no method to compare"
+    # compare the outputs that are a deterministic function of the fitted
+    # state (a score that trains fresh probes may draw new random numbers)
+    again = _outputs(est, X, y)
+    before = {
+        k: v for k, v in before.items() if np.array_equal(np.asarray(v), again[k])
+    }
+    assert before, "the estimator has no reproducible output to compare"
     path = tmp_path / "model.joblib"
     joblib.dump(est, path)
     loaded = joblib.load(path)
