@@ -311,6 +311,33 @@ def test_fit_chunks_from_zarr_is_bounded_by_the_chunk(
     assert sae.n_steps_ == 60 and nmf.n_steps_ == 15
 
 
+def test_taco_with_a_streaming_decomposition_is_bounded(big_memmap):
+    from sklearn.linear_model import LogisticRegression
+
+    from skconcepts import TaCoEraser
+
+    X = big_memmap[:20480]  # a memmap too
+    y = (X[:, 0] > np.median(X[:, 0])).astype(int)
+    taco = TaCoEraser(
+        6,
+        n_remove=2,
+        decomposition=SemiNMFConcepts(6, max_iter=5, batch_size=2048),
+        probe=LogisticRegression(max_iter=20),
+        n_designs=4,
+        max_samples=128,
+        batch_size=64,
+        device="cpu",
+        random_state=0,
+    )
+    clone(taco).fit(X[:4096], y[:4096])  # warm-up of the same code path
+    with AnonMemorySampler() as mem:
+        taco.fit(X, y)
+    assert mem.growth < 0.25 * X.nbytes, mem.growth / MB
+    ref = clone(taco).fit(np.array(X), y)
+    np.testing.assert_array_equal(taco.components_, ref.components_)
+    np.testing.assert_array_equal(taco.removed_concepts_, ref.removed_concepts_)
+
+
 # ------------------------------------------------------------ device logic
 def test_device_logic_fitted_state_is_numpy(low_rank):
     for est in (
