@@ -245,6 +245,17 @@ def test_partial_fit_streams_chunks(data, tmp_path):
         est.partial_fit(X[:10, :5])
 
 
+def test_partial_fit_after_fit_continues_training(data):
+    X = data[0][:2000]
+    est = TopKSAE(max_epochs=2, random_state=0, **SMALL).fit(X)
+    steps, before = est.n_steps_, est.components_.copy()
+    est.partial_fit(X)
+    assert est.n_steps_ == steps + 4  # 2000 rows = 4 batches of 512
+    # the cosine schedule of fit is over: streaming continues at learning_rate
+    assert est.history_[-1]["lr"] == pytest.approx(est.learning_rate)
+    assert not np.array_equal(before, est.components_)
+
+
 def test_memmap_fit_equals_array_fit_and_streams(data, tmp_path, monkeypatch):
     X = data[0][:2000]
     path = tmp_path / "X.npy"

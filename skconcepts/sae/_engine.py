@@ -550,7 +550,10 @@ class _BaseSAE(ConceptExtractor):
                 X_val = to_tensor(X[val_rows], device, session.dtype)
         n_train = n if train_mask is None else int(train_mask.sum())
         if partial:
+            # streaming: constant learning rate after the warm-up (also when
+            # partial_fit continues the session of a previous fit)
             epochs = 1
+            session.total_steps = None
         else:
             epochs = self.max_epochs
             steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
