@@ -27,7 +27,7 @@ from ._engine import _BaseSAE
 _GROUPS = ("bimodal", "dead")
 
 #: ``alignment_weight=None`` for each form of the alignment term.
-DEFAULT_WEIGHTS = {"energy": 0.03, "cosine": 0.3}
+DEFAULT_WEIGHTS = {"energy": 0.03, "cosine": 0.1}
 
 #: An atom whose energy is below this share of the total energy is dead.
 DEAD_ENERGY = 1e-9
@@ -120,7 +120,7 @@ class AlignedSAE(_BaseSAE):
     alignment_weight : float, default=None
         Weight ``beta`` of the alignment term, relative to the reconstruction
         error normalised by the data variance (``1 - R^2``). 0 gives the
-        unaligned SAE. None means 0.03 for ``"energy"`` and 0.3 for
+        unaligned SAE. None means 0.03 for ``"energy"`` and 0.1 for
         ``"cosine"`` (the values chosen on the synthetic benchmark of the
         user guide).
     modality_threshold : float, default=0.05
