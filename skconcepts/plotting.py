@@ -591,6 +591,8 @@ def plot_taco_tradeoff(
     leace=None,
     leace_at=None,
     chance=None,
+    label="TaCo",
+    colors=("C3", "C0"),
     ax=None,
 ):
     """The erasure trade-off: protected-attribute recoverability and task
@@ -617,9 +619,16 @@ def plot_taco_tradeoff(
         Where to draw the LEACE point on the x axis. When None, LEACE is drawn
         as two dotted horizontal lines (it removes a subspace, not a number of
         concepts).
-    chance : float, default=None
+    chance : float or tuple of (float, float), default=None
         Chance level of the protected attribute (the majority-class rate),
-        drawn as a grey horizontal line.
+        drawn as a grey horizontal line; a pair gives the chance levels of the
+        protected attribute and of the task (two lines).
+    label : str, default="TaCo"
+        Name of the erasure in the legend (``"protected (label)"``, ...), so
+        that several rankings can be drawn on one Axes.
+    colors : tuple of (color, color), default=("C3", "C0")
+        Colours of the protected and the task curves (and of the LEACE
+        marks).
     ax : matplotlib Axes, default=None
         Where to draw; a new figure when None.
 
@@ -661,25 +670,26 @@ def plot_taco_tradeoff(
             "after each erasure (or pass a fitted TaCoEraser as n_removed)."
         )
     x = np.asarray(n_removed, dtype=float)
-    series = [("protected (TaCo)", protected, "C3", "o")]
+    c_prot, c_task = colors
+    series = [(f"protected ({label})", protected, c_prot, "o")]
     if task is not None:
-        series.append(("task (TaCo)", task, "C0", "s"))
+        series.append((f"task ({label})", task, c_task, "s"))
     ax = _new_ax(ax)
-    for label, y, color, marker in series:
+    for name, y, color, marker in series:
         y = np.asarray(y, dtype=float)
         if y.shape != x.shape:
             raise ValueError(
-                f"{label.split()[0]} has shape {y.shape}; n_removed has {x.shape}."
+                f"{name.split()[0]} has shape {y.shape}; n_removed has {x.shape}."
             )
-        ax.plot(x, y, color=color, marker=marker, label=label)
+        ax.plot(x, y, color=color, marker=marker, label=name)
     if leace is not None:
         p, t = (float(v) for v in leace)
-        for label, y, color in (
-            ("protected (LEACE)", p, "C3"),
-            ("task (LEACE)", t, "C0"),
+        for name, y, color in (
+            ("protected (LEACE)", p, c_prot),
+            ("task (LEACE)", t, c_task),
         ):
             if leace_at is None:
-                ax.axhline(y, color=color, linestyle=":", label=label)
+                ax.axhline(y, color=color, linestyle=":", label=name)
             else:
                 ax.plot(
                     [float(leace_at)],
@@ -688,10 +698,17 @@ def plot_taco_tradeoff(
                     marker="*",
                     markersize=12,
                     linestyle="none",
-                    label=label,
+                    label=name,
                 )
     if chance is not None:
-        ax.axhline(float(chance), color="0.5", linestyle="--", label="chance")
+        if np.ndim(chance) == 0:
+            ax.axhline(float(chance), color="0.5", linestyle="--", label="chance")
+        else:
+            p_chance, t_chance = (float(v) for v in chance)
+            ax.axhline(
+                p_chance, color="0.5", linestyle="--", label="chance (protected)"
+            )
+            ax.axhline(t_chance, color="0.5", linestyle="-.", label="chance (task)")
     if chosen is not None:
         ax.axvline(float(chosen), color="k", linestyle=":", label="n_remove_")
     ax.set_xlabel("concepts removed")

@@ -314,6 +314,32 @@ def test_taco_tradeoff_leace_as_reference_lines_and_errors():
         plot_taco_tradeoff([0, 1], [0.9, 0.5, 0.4])
 
 
+def test_taco_tradeoff_two_rankings_on_one_axes():
+    _, ax = plt.subplots()
+    plot_taco_tradeoff([0, 2], [0.9, 0.5], [0.8, 0.7], label="task-aware", ax=ax)
+    plot_taco_tradeoff(
+        [0, 2],
+        [0.9, 0.6],
+        [0.8, 0.4],
+        label="protected only",
+        colors=("C1", "C2"),
+        chance=(0.5, 1 / 6),
+        ax=ax,
+    )
+    lines = ax.get_lines()
+    assert [ln.get_label() for ln in lines] == [
+        "protected (task-aware)",
+        "task (task-aware)",
+        "protected (protected only)",
+        "task (protected only)",
+        "chance (protected)",
+        "chance (task)",
+    ]
+    assert lines[2].get_color() == "C1" and lines[3].get_color() == "C2"
+    np.testing.assert_allclose(lines[3].get_ydata(), [0.8, 0.4])
+    np.testing.assert_allclose(lines[5].get_ydata(), [1 / 6, 1 / 6])
+
+
 def test_taco_tradeoff_from_fitted_eraser():
     class Eraser:  # the attributes a fitted TaCoEraser(n_remove="auto") sets
         recoverability_ = np.array([0.95, np.nan, 0.6, 0.5, np.nan])
