@@ -42,9 +42,34 @@ class Checkpoint:
         self.every = every
 
     def on_train_begin(self, estimator, session):
+        """Reset the list of saved files.
+
+        Parameters
+        ----------
+        estimator : estimator instance
+            The SAE being trained.
+        session : object
+            The engine's training session.
+        """
         self.saved_ = []
 
     def on_epoch_end(self, estimator, session, record):
+        """Export the fitted state and save the estimator every ``every`` epochs.
+
+        Parameters
+        ----------
+        estimator : estimator instance
+            The SAE being trained.
+        session : object
+            The engine's training session (``session.epoch`` counts epochs).
+        record : dict
+            The epoch's entry of ``history_``.
+
+        Returns
+        -------
+        stop : bool
+            Always False: a checkpoint never stops training.
+        """
         if session.epoch % self.every:
             return False
         estimator._export_state(session)
