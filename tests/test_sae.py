@@ -124,6 +124,23 @@ def test_fewer_candidates_than_concepts(data):
     assert est.history_[-1]["train_r2"] > est.history_[0]["train_r2"] + 0.05
 
 
+def test_kmeans_seed_controls_the_shared_start(data):
+    # the stability protocols vary the k-means seed apart from the training
+    # seed: the same kmeans_random_state gives the same candidates (and the
+    # same initial dictionary, W = identity), whatever random_state is
+    X = data[0][:2000]
+    params = dict(SMALL, max_epochs=1)
+    a = ArchetypalSAE(random_state=1, kmeans_random_state=0, **params).fit(X)
+    b = ArchetypalSAE(random_state=2, kmeans_random_state=0, **params).fit(X)
+    c = ArchetypalSAE(random_state=1, kmeans_random_state=5, **params).fit(X)
+    np.testing.assert_array_equal(a.candidates_, b.candidates_)
+    assert not np.array_equal(a.candidates_, c.candidates_)
+    assert not np.array_equal(a.components_, b.components_)  # training differs
+    assert dictionary_stability(a.components_, b.components_) > dictionary_stability(
+        a.components_, c.components_
+    )
+
+
 def test_candidates_given_and_validated(data):
     X = data[0][:500]
     C = X[:20]
