@@ -366,3 +366,23 @@ def test_retrieval_and_knn_match_brute_force():
     np.testing.assert_allclose(knn_distance(Q, ref, k=5), dist)
     with pytest.raises(ValueError, match="same number of rows"):
         retrieval_recall_at_k(Q, G[:5])
+
+
+def test_early_stopping_and_streamed_chunks(holds, tmp_path, monkeypatch):
+    from skconcepts.sae import _engine
+
+    X, y, _, _ = holds
+    # interleave the modalities so that chunks hold both
+    order = np.argsort(np.r_[np.arange(N_PAIRS), np.arange(N_PAIRS)], kind="stable")
+    X, y = X[order], y[order]
+    params = dict(SMALL, max_epochs=3)
+    est = AlignedSAE(early_stopping=True, random_state=0, **params).fit(X, y)
+    assert all("val_r2" in h and "energy" in h for h in est.history_)
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    mm = np.load(path, mmap_mode="r")
+    # larger than the device budget: streamed in chunks of whole batches
+    monkeypatch.setattr(_engine, "DEVICE_BUDGET_BYTES", 700 * X.shape[1] * 4)
+    est = AlignedSAE(random_state=0, **params).fit(mm, y)
+    assert est.history_[0]["steps"] == 12  # 6 chunks of 512 rows (last: 440), 2 each
+    assert est.reconstruction_r2_ > 0.5
