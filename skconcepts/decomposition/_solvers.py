@@ -736,7 +736,7 @@ def fit_alternating(
             prev_err = err
             if v / viol_init <= tol and stalled:
                 break
-        else:
+        elif stop == "error":
             if err_init is None:
                 err_init = prev_err = err
             elif tol > 0 and n_iter % 10 == 0:
