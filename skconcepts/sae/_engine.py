@@ -333,7 +333,10 @@ class _BaseSAE(ConceptExtractor):
         first steps of the session and then stays at ``learning_rate``.
         The fitted NumPy state is exported after every call;
         ``reconstruction_r2_``, ``mean_l0_`` and ``dead_fraction_`` are
-        measured on the last chunk.
+        measured on the last chunk, and each call adds one record to
+        ``history_``. After ``fit``, ``partial_fit`` continues that session
+        at the constant ``learning_rate``; after unpickling (the session is
+        not pickled) it restarts Adam from the fitted weights.
 
         Parameters
         ----------
