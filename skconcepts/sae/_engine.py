@@ -66,6 +66,15 @@ Subclass :class:`_BaseSAE`, add the new constructor parameters to
 ``_init_pre_bias(self, X_init) -> tensor (d,)``
     Initial ``b_pre`` (default: the mean of ``X_init``).
 
+``_set_fit_metrics(self, X)``
+    Called after training with the validated ``X``; the default sets
+    ``reconstruction_r2_``, ``mean_l0_`` and ``dead_fraction_`` (one batched
+    pass, :func:`_evaluate`). Override to add diagnostics (call ``super()``).
+
+``fit``/``partial_fit`` signatures: a plug-in that needs ``y`` (e.g. a
+modality label) may override them to change the docstring and signature,
+decorated with ``_fit_context``, and call ``self._fit(X, y, partial=...)``.
+
 The ``session`` (:class:`_Session`) passed to hooks and callbacks holds the
 torch ``module``, the ``optimizer``, the ``generator``, ``step``, ``epoch``,
 ``history`` and ``data_var`` (the variance used to normalise the MSE).
