@@ -30,7 +30,12 @@ Measures (mean and spread over the seeds):
   transport gap (1000-point subsamples);
 - recall@1 of the cross-modal retrieval (modality 0 -> modality 1, cosine),
   on the raw rows and after gap removal;
-- reconstruction R^2 of each modality.
+- reconstruction R^2 of each modality;
+- compose: bimodal vector arithmetic. 500 rows of modality 0 plus 500 other
+  rows of modality 1, either naively (``x_a + x_b``) or with only the bimodal
+  part of ``x_b`` (``compose``); the ratio of the median distance to the 10th
+  nearest real row of modality 0 (``metrics.knn_distance``), bimodal / naive
+  (below 1: the composed query stays closer to modality 0's distribution).
 """
 
 import argparse
@@ -44,6 +49,7 @@ from skconcepts.datasets import make_two_modality
 from skconcepts.metrics import (
     atom_label_accuracy,
     atom_recovery,
+    knn_distance,
     modality_gap,
     reconstruction_r2,
     retrieval_recall_at_k,
@@ -70,6 +76,7 @@ COLUMNS = (
     "R@1 no gap",
     "R2 a",
     "R2 b",
+    "compose kNN ratio",
     "fit s",
 )
 
@@ -94,7 +101,17 @@ def evaluate(est, X, y, truth):
         "R@1 no gap": retrieval_recall_at_k(Za, Zb),
         "R2 a": rec[0],
         "R2 b": rec[1],
+        "compose kNN ratio": _compose_ratio(est, Xa, Xb),
     }
+
+
+def _compose_ratio(est, Xa, Xb, n=500):
+    rng = np.random.RandomState(0)
+    i, j = rng.permutation(len(Xa))[:n], rng.permutation(len(Xb))[:n]
+    ref = np.delete(Xa, i, axis=0)
+    naive = knn_distance(est.compose(Xa[i], Xb[j], bimodal_only=False), ref, k=10)
+    bimodal = knn_distance(est.compose(Xa[i], Xb[j]), ref, k=10)
+    return float(np.median(bimodal) / np.median(naive))
 
 
 def run(n_pairs, seeds):
