@@ -145,10 +145,7 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             f.write("# NMF memory benchmark\n\n")
-            f.write(
-                "Command: `python benchmarks/bench_memory.py --out "
-                "benchmarks/results/nmf_memory.md`\n\n"
-            )
+            f.write(f"Command: `python {' '.join(sys.argv)}`\n\n")
             f.write(text)
 
 

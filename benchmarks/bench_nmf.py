@@ -244,7 +244,7 @@ def main():
     print(text)
     if args.out:
         with open(args.out, "w") as f:
-            f.write("# NMF benchmark\n\nCommand: `python benchmarks/bench_nmf.py`\n\n")
+            f.write(f"# NMF benchmark\n\nCommand: `python {' '.join(sys.argv)}`\n\n")
             f.write(text)
 
 
