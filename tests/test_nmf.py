@@ -238,18 +238,31 @@ def test_partial_fit_streams_to_a_good_error():
     assert _rel(X, cont.transform(X), cont.components_) < 1.5 * e_full
 
 
-def test_memmap_fit_equals_in_memory_fit(tmp_path):
+@pytest.mark.parametrize("Est", [NMFConcepts, SemiNMFConcepts, ConvexNMFConcepts])
+def test_memmap_fit_equals_in_memory_fit(Est, tmp_path):
     X = _lowrank(500, 24, 4)
+    if Est is not NMFConcepts:
+        X = X - X.mean(0)
     mm = np.memmap(tmp_path / "x.dat", dtype=np.float64, mode="w+", shape=X.shape)
     mm[:] = X
     mm.flush()
     ro = np.memmap(tmp_path / "x.dat", dtype=np.float64, mode="r", shape=X.shape)
     kw = dict(device="cpu", random_state=0, max_iter=50)
-    a = NMFConcepts(4, **kw).fit(X)
-    b = NMFConcepts(4, batch_size=64, **kw).fit(ro)
+    a = Est(4, **kw).fit(X)
+    b = Est(4, batch_size=64, **kw).fit(ro)
     np.testing.assert_allclose(b.components_, a.components_, rtol=1e-6, atol=1e-9)
     assert b.n_iter_ == a.n_iter_
     np.testing.assert_allclose(b.transform(ro), a.transform(X), rtol=1e-6, atol=1e-9)
+    # a memmap without batch_size is streamed too (batches of about 16 MB)
+    c = Est(4, **kw).fit(ro)
+    np.testing.assert_allclose(c.components_, a.components_, rtol=1e-6, atol=1e-9)
+
+
+def test_verbose_reports_progress(capsys):
+    NMFConcepts(2, max_iter=10, tol=0, verbose=1, device="cpu").fit(_lowrank(40, 6, 2))
+    out = capsys.readouterr().out
+    assert "iteration    1: relative error" in out
+    assert "iteration   10: relative error" in out
 
 
 # ---------------------------------------------------- randomness, dtypes
