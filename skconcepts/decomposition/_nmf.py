@@ -1,5 +1,7 @@
 """Non-negative matrix factorisation concepts (CRAFT, COCKATIEL)."""
 
+import numpy as np
+
 from .._backend import make_generator, to_numpy, to_tensor, torch_dtype
 from .._compat import Interval, Real, StrOptions, _fit_context
 from ._base import _BaseNMF
@@ -320,9 +322,10 @@ class NMFConcepts(_BaseNMF):
                 B = torch.zeros((k, d), dtype=dtype, device=device)
                 n_eff, rho = 0.0, 0.0
             else:
-                W = to_tensor(self.components_, device, dtype)
-                A = to_tensor(self._stat_UtU, device, dtype)
-                B = to_tensor(self._stat_UtX, device, dtype)
+                # copies: the updates below work in place
+                W = to_tensor(np.array(self.components_), device, dtype)
+                A = to_tensor(np.array(self._stat_UtU), device, dtype)
+                B = to_tensor(np.array(self._stat_UtX), device, dtype)
                 n_eff, rho = self._stat_n, float(self.forget_factor)
             l1_U, l2_U, _, _ = self._regularization(n, d)
             G = gram_reg(W, l2_U)
