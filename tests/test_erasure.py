@@ -147,6 +147,17 @@ def test_task_angle_ranking(xor_data):
     np.testing.assert_array_equal(by_head.removed_concepts_, eraser.removed_concepts_)
 
 
+def test_task_labels_through_a_pipeline():
+    X, _, t, Z = make_xor(300, 6)
+    g = (Z[:, 0] > 0).astype(int)  # linear, in the first concept
+    eraser = TaCoEraser(
+        n_concepts=4, n_remove=1, n_designs=8, probe=linear_probe(), random_state=0
+    )
+    pipe = make_pipeline(eraser, LogisticRegression()).fit(X, g, tacoeraser__task=t)
+    assert np.argmax(pipe[0].task_importances_) == 2
+    np.testing.assert_array_equal(pipe[0].removed_concepts_, [0])
+
+
 def test_reconstruction_keeps_codes_and_concepts_aligned():
     """Erasing concept j zeroes its code and leaves every other code unchanged.
 

@@ -126,8 +126,10 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         accuracy of the majority-class guess). ``r`` is searched by galloping
         (0, 1, 2, 4, ...) then bisection, so about ``2 log2(n_concepts_)``
         probes are cross-validated instead of up to ``n_concepts_ + 1``; the
-        chosen ``r`` passes and ``r - 1`` fails. An int removes exactly that
-        many (at most ``n_concepts_``).
+        chosen ``r`` passes and ``r - 1`` fails. The search holds the erased
+        training data in memory (the probe needs it); for data larger than
+        memory pass an int or fit on a subsample. An int removes exactly
+        that many (at most ``n_concepts_``).
 
     decomposition : {"pca", "svd", "ica", "nmf"} or estimator, default="pca"
         How ``X`` is split into concepts, fitted on the training data only.
