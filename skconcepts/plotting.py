@@ -80,6 +80,7 @@ def plot_concept_importance(
     ncols=None,
     ax=None,
     color="C0",
+    ylabel=None,
 ):
     """Bar chart of concept importances with their confidence intervals.
 
@@ -118,6 +119,9 @@ def plot_concept_importance(
         2-D ones. A new figure when None.
     color : color, default="C0"
         Bar colour.
+    ylabel : str, default=None
+        Label of the y axis; the kind of Sobol' index by default
+        (``"importance"`` for an estimator's ``importances_``).
 
     Returns
     -------
@@ -149,7 +153,13 @@ def plot_concept_importance(
     attr = f"{which}_indices_"
     if not hasattr(importances, attr) and which == "total":
         attr = "importances_"  # e.g. ConceptAttribution
+    if ylabel is None:
+        ylabel = (
+            "total Sobol' index" if which == "total" else "first-order Sobol' index"
+        )
     if hasattr(importances, attr):
+        if attr == "importances_":
+            ylabel = "importance"
         est = importances
         importances = getattr(est, attr)
         if ci is None:
@@ -178,9 +188,7 @@ def plot_concept_importance(
             a.vlines(x, bounds[order, 0], bounds[order, 1], color="k", linewidth=1.5)
         a.set_xticks(x, [labels[i] for i in order])
         a.set_xlabel("concept")
-        a.set_ylabel(
-            "total Sobol' index" if which == "total" else "first-order Sobol' index"
-        )
+        a.set_ylabel(ylabel)
         a.axhline(0.0, color="0.5", linewidth=0.8)
         if title is not None:
             a.set_title(title)

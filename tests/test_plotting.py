@@ -112,6 +112,9 @@ def test_importance_from_attribution_estimator():
     ax = plot_concept_importance(Attribution())
     np.testing.assert_allclose(_bars(ax), [0.2, -0.1, 0.6])
     assert len(ax.collections) == 0
+    assert ax.get_ylabel() == "importance"
+    ax = plot_concept_importance([0.1, 0.2], ylabel="occlusion")
+    assert ax.get_ylabel() == "occlusion"
 
 
 def test_importance_sorted_top_n_and_given_axes():
