@@ -3,6 +3,12 @@
 Run (about 4 minutes on 2 CPU cores)::
 
     python benchmarks/bench_aligned.py            # -> benchmarks/results/aligned.md
+    python benchmarks/bench_aligned.py --n-concepts 192 \
+        --out benchmarks/results/aligned_overcomplete.md
+
+The second run gives the SAEs four times as many atoms as there are true
+atoms, a regime where an unaligned SAE is freer to split a shared concept
+into one atom per modality.
 
 Data: :func:`skconcepts.datasets.make_two_modality` with 4000 pairs in 64
 dimensions, 24 shared atoms and 12 atoms specific to each modality (48 true
@@ -58,6 +64,7 @@ from skconcepts.sae import AlignedSAE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
+DEFAULT_OUT = os.path.join(RESULTS, "aligned.md")
 
 DATA = dict(n_features=64, n_shared=24, n_specific=12, sparsity=0.92)
 DATA.update(modality_offset=4.0, noise=0.01)
@@ -114,7 +121,7 @@ def _compose_ratio(est, Xa, Xb, n=500):
     return float(np.median(bimodal) / np.median(naive))
 
 
-def run(n_pairs, seeds):
+def run(n_pairs, seeds, model):
     rows = {}
     for iso in (True, False):
         for seed in seeds:
@@ -123,7 +130,7 @@ def run(n_pairs, seeds):
             )
             for name, params in METHODS.items():
                 t0 = time.perf_counter()
-                est = AlignedSAE(random_state=seed, **MODEL, **params).fit(X, y)
+                est = AlignedSAE(random_state=seed, **model, **params).fit(X, y)
                 res = evaluate(est, X, y, truth)
                 res["fit s"] = time.perf_counter() - t0
                 rows.setdefault((iso, name), []).append(res)
@@ -157,18 +164,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-pairs", type=int, default=4000)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", default=os.path.join(RESULTS, "aligned.md"))
+    parser.add_argument("--n-concepts", type=int, default=MODEL["n_concepts"])
+    parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)  # the machine is shared; one thread is fastest here
     seeds = list(range(args.seeds))
     t0 = time.perf_counter()
-    rows = run(args.n_pairs, seeds)
+    model = dict(MODEL, n_concepts=args.n_concepts)
+    rows = run(args.n_pairs, seeds, model)
     md = table(rows, seeds)
-    params = ", ".join(f"{k}={v}" for k, v in {**DATA, **MODEL}.items())
+    params = ", ".join(f"{k}={v}" for k, v in {**DATA, **model}.items())
     text = (
         "# AlignedSAE on the synthetic two-modality problem\n\n"
         f"Command: `python benchmarks/bench_aligned.py --n-pairs {args.n_pairs} "
-        f"--seeds {args.seeds}` ({time.perf_counter() - t0:.0f} s, "
+        f"--seeds {args.seeds} --n-concepts {args.n_concepts}"
+        + (f" --out {os.path.relpath(args.out)}" if args.out != DEFAULT_OUT else "")
+        + f"` ({time.perf_counter() - t0:.0f} s, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads).\n\n"
         f"n_pairs={args.n_pairs}, {params}; mean ± std over seeds {seeds} "
         "(the seed draws both the data and the model).\n\n" + md + "\n"

@@ -160,11 +160,7 @@ def test_modality_scores_and_labels(holds):
             if mu[k] < eps
             else "bimodal"
         )
-        assert (
-            lab[k] == expected
-            and type(lab[k]) is type(expected)
-            or (not isinstance(expected, str) and lab[k] == expected)
-        )
+        assert lab[k] == expected and type(lab[k]) is type(expected)
     share = est.energy_share_
     assert set(share) == {"bimodal", 0, 1}
     assert sum(share.values()) == pytest.approx(1.0)

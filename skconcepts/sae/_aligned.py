@@ -148,7 +148,8 @@ random_state, verbose
         atoms).
     atom_modality_ : ndarray of shape (n_concepts,), dtype=object
         ``"bimodal"``, ``"dead"``, or the label itself (an element of
-        ``classes_``, not its string) of the modality that owns the atom.
+        ``classes_`` as a Python scalar, e.g. ``0`` or ``"image"``, not its
+        string) of the modality that owns the atom.
     energy_share_ : dict
         Share of the total energy ``sum_k (E_a[k] + E_b[k])`` held by the
         bimodal atoms (key ``"bimodal"``) and by the unimodal atoms of each
@@ -246,6 +247,11 @@ n_features_in_, feature_names_in_
         self.alignment = alignment
         self.alignment_weight = alignment_weight
         self.modality_threshold = modality_threshold
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_fit_modality", None)  # only lives during a fit
+        return state
 
     def __sklearn_tags__(self):
         from sklearn.utils import ClassifierTags
@@ -457,14 +463,15 @@ n_features_in_, feature_names_in_
             mu = np.where(dead, np.nan, energy[0] / np.where(dead, 1.0, total))
         self.modality_scores_ = mu.astype(X.dtype)
         eps = self.modality_threshold
+        class_a, class_b = self.classes_.tolist()  # Python scalars, not NumPy's
         labels = np.full(mu.shape[0], "bimodal", dtype=object)
-        labels[~dead & (mu > 1.0 - eps)] = self.classes_[0]
-        labels[~dead & (mu < eps)] = self.classes_[1]
+        labels[~dead & (mu > 1.0 - eps)] = class_a
+        labels[~dead & (mu < eps)] = class_b
         labels[dead] = "dead"
         self.atom_modality_ = labels
         grand = float(total.sum())
         share = {}
-        for key in ("bimodal", self.classes_[0], self.classes_[1]):
+        for key in ("bimodal", class_a, class_b):
             mask = np.array([_same(lab, key) for lab in labels])
             share[key] = float(total[mask].sum()) / grand if grand > 0 else 0.0
         self.energy_share_ = share
