@@ -424,11 +424,11 @@ def test_minilm_biographies():
     # the probe of the ranking and of the stopping rule must be as strong as
     # the attacker: an early-stopped MLP stops too soon here
     probe = MLPClassifier(hidden_layer_sizes=(32,), max_iter=200, random_state=0)
-    eraser = TaCoEraser(probe=probe, random_state=0)
+    eraser = TaCoEraser(probe=probe, decomposition="ica", random_state=0)
     eraser.fit(X[tr], gender[tr], task=occupation[tr])
     X_taco = eraser.transform(X[te])
     assert X_taco.dtype == np.float32
     after = leakage(X_taco, gender[te], probes=PROBES, random_state=0)
-    assert max(after.values()) < 0.62
+    assert max(after.values()) < 0.6
     occ = leakage(X_taco, occupation[te], probes=("linear",), random_state=0)
-    assert occ["linear"] > 0.7  # chance is 1/6
+    assert occ["linear"] > 0.85  # chance is 1/6
