@@ -68,6 +68,9 @@ def test_labels_match_truth_when_iso_energy_holds(holds):
     }
     assert acc[0.03] >= 0.85
     assert acc[0.03] >= acc[0.0]
+    # alignment_weight=0 is the plain SAE: no alignment term in the loss
+    assert "energy" not in fits[0.0].history_[-1]
+    assert 0 < fits[0.03].history_[-1]["energy"] <= 0.03
     assert atom_recovery(truth.atoms, fits[0.03].components_) >= 0.9
 
 
