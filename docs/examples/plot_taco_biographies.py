@@ -41,6 +41,7 @@ from skconcepts.datasets import (
     make_biography_embeddings,
 )
 from skconcepts.metrics import leakage
+from skconcepts.plotting import plot_taco_tradeoff
 
 torch.set_num_threads(1)
 texts, _, _ = make_biographies(2, random_state=0)
@@ -103,22 +104,23 @@ curves = {
     for name, est in [("TaCo, task-aware ranking", taco), ("TaCo, gender only", naive)]
 }
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
-for (name, c), color in zip(curves.items(), ["C0", "C1"], strict=True):
-    axes[0].plot(steps, c[:, 1], "-o", color=color, label=f"{name}, MLP probe")
-    axes[0].plot(steps, c[:, 0], ":", color=color, label=f"{name}, linear probe")
-    axes[1].plot(steps, c[:, 2], "-o", color=color, label=name)
-axes[0].axhline(leace_scores[1], color="C3", ls="--", label="LEACE, MLP probe")
-axes[0].axhline(0.5, color="k", lw=0.8, label="chance")
-axes[1].axhline(leace_scores[2], color="C3", ls="--", label="LEACE")
-axes[1].axhline(1 / len(BIOGRAPHY_OCCUPATIONS), color="k", lw=0.8, label="chance")
-for ax in axes:
-    ax.axvline(taco.n_remove_, color="C0", lw=0.8, ls="-.")
-    ax.set_xlabel("concepts removed")
-axes[0].set_ylabel("gender, balanced accuracy (held out)")
-axes[1].set_ylabel("occupation, balanced accuracy (held out)")
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+chance = (0.5, 1 / len(BIOGRAPHY_OCCUPATIONS))
+for ax, (name, c) in zip(axes, curves.items(), strict=True):
+    plot_taco_tradeoff(
+        steps,
+        c[:, 1],  # gender, fresh MLP probe
+        c[:, 2],  # occupation, fresh linear probe
+        leace=(leace_scores[1], leace_scores[2]),
+        chance=chance,
+        label=name.split(", ")[1],
+        ax=ax,
+    )
+    ax.set_title(name)
+    ax.set_ylabel("balanced accuracy, held out")
+axes[0].axvline(taco.n_remove_, color="k", ls=":", label='n_remove="auto"')
 axes[0].legend(fontsize=7)
 axes[1].legend(fontsize=7)
-fig.suptitle('MiniLM biographies; dash-dot: TaCo n_remove="auto"')
+fig.suptitle("Gender (protected, MLP probe) and occupation (task) after erasure")
 fig.tight_layout()
 plt.show()
