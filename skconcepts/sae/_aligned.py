@@ -98,7 +98,8 @@ class AlignedSAE(_BaseSAE):
     batches). Every training batch holds both modalities: when the two
     modalities have as many rows, the ``i``-th row of ``classes_[0]`` and the
     ``i``-th row of ``classes_[1]`` form a pair and batches are made of whole
-    pairs; otherwise each batch takes the same share of each modality.
+    pairs; otherwise each batch takes the same fraction of the rows of each
+    modality.
 
     After ``fit``, the energy of each atom in each modality over the training
     data gives its modality score ``mu_k = E_a[k] / (E_a[k] + E_b[k])``
