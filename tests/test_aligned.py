@@ -303,6 +303,14 @@ def test_compose_stays_in_image_distribution(holds):
     d_naive = np.median(knn_distance(naive, ref, k=10))
     d_bimodal = np.median(knn_distance(bimodal, ref, k=10))
     assert d_bimodal < 0.5 * d_naive
+    # ground truth: the ideal composed row is row i of modality 0 plus the
+    # shared content of row j of modality 1 (no offset, no specific atoms)
+    _, _, truth = _data(True)
+    S = slice(0, N_SHARED)
+    ideal = Xa[i] + truth.codes[N_PAIRS + j, S] @ truth.atoms[S]
+    err_naive = np.median(np.linalg.norm(naive - ideal, axis=1))
+    err_bimodal = np.median(np.linalg.norm(bimodal - ideal, axis=1))
+    assert err_bimodal < 0.25 * err_naive
     with pytest.raises(ValueError, match="same shape"):
         est.compose(Xa[:3], Xb[:4])
 
