@@ -683,6 +683,9 @@ def fit_alternating(
     viol_init = None
     err_init = prev_err = None
     xnorm = math.sqrt(max(xsq, 1e-300))
+    # the error from the statistics carries a cancellation noise of about
+    # sqrt(eps) ||X||: below ten times that, X counts as reconstructed
+    reseed_floor = 10 * math.sqrt(float(torch.finfo(dt).eps) * max(xsq, 0.0))
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         W = update.W
@@ -714,7 +717,9 @@ def fit_alternating(
             callback(n_iter, err / xnorm)
         if verbose and (n_iter % 10 == 0 or n_iter == 1):
             print(f"iteration {n_iter:4d}: relative error {err / xnorm:.6f}")
-        if guard:
+        # re-seed dead atoms, unless X is already reconstructed to rounding;
+        # never at the last pass (no code update would follow)
+        if guard and err > reseed_floor and n_iter < max_iter:
             dead = update.dead(UtU)
             if bool(dead.any()):
                 if verbose:
