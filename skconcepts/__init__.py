@@ -34,6 +34,7 @@ _SUBMODULES = [
     "base",
     "datasets",
     "decomposition",
+    "distributed",
     "erasure",
     "importance",
     "metrics",

