@@ -58,11 +58,23 @@ def _taco_instances():
 
 
 # --- importance family: a head that takes any number of features (picklable)
-def _importance_check_head(X):
-    """Head for the common checks: one non-linear output, any n_features."""
-    import numpy as np
+class _ImportanceCheckHead:
+    """Head for the common checks: one non-linear output, any n_features.
 
-    return np.tanh(X).sum(axis=1)
+    A class with a fixed ``repr`` rather than a function, so that the test ids
+    (built from the estimator's repr) are the same in every pytest-xdist worker.
+    """
+
+    def __call__(self, X):
+        import numpy as np
+
+        return np.tanh(X).sum(axis=1)
+
+    def __repr__(self):
+        return "_ImportanceCheckHead()"
+
+
+_importance_check_head = _ImportanceCheckHead()
 
 
 def _importance_instances(name):
