@@ -41,6 +41,15 @@ def _fitted_state(est):
     return {k: np.asarray(getattr(est, k)) for k in keys}
 
 
+def _linear():
+    lin = torch.nn.Linear(16, 4).double()
+    rng = np.random.RandomState(3)
+    with torch.no_grad():
+        lin.weight.copy_(torch.as_tensor(rng.randn(4, 16)))
+        lin.bias.copy_(torch.as_tensor(rng.randn(4)))
+    return lin
+
+
 def _worker(rank, world_size, port, out_dir):
     torch.set_num_threads(1)
     import torch.distributed as dist
@@ -52,14 +61,39 @@ def _worker(rank, world_size, port, out_dir):
         world_size=world_size,
     )
     try:
+        from skconcepts import distributed
+
+        shares = []  # rows of every batch share this rank trained on
+        shard = distributed._DataParallel.shard
+
+        def counting_shard(self, idx):
+            out = shard(self, idx)
+            shares.append(int(out.numel()))
+            return out
+
+        distributed._DataParallel.shard = counting_shard
         X = _data()
         results = {}
         for name, est in _estimators().items():
+            shares.clear()
             fit_distributed(est, X)
+            results[f"{name}.shares"] = np.array(shares)
             for k, v in _fitted_state(est).items():
                 results[f"{name}.{k}"] = v
             results[f"{name}.loss"] = np.array([r["loss"] for r in est.history_])
             results[f"{name}.l0"] = np.array([r["l0"] for r in est.history_])
+        # the all-reduced gradient of the weighted share losses is the
+        # full-batch gradient (a direct check, independent of Adam's scale
+        # invariance), here for a batch of 7 rows: shares of 3 and 4
+        lin = _linear()
+        ctx = distributed._DataParallel()
+        idx = ctx.shard(torch.arange(7))
+        xb = torch.as_tensor(X[:7])[idx]
+        loss = (lin(xb) ** 2).sum(1).mean() * ctx.weight(xb.shape[0])
+        loss.backward()
+        ctx.all_reduce_grads(lin)
+        results["grad.weight"] = lin.weight.grad.numpy()
+        results["grad.bias"] = lin.bias.grad.numpy()
         # streaming: two partial_fit calls in the data-parallel context
         est = TopKSAE(24, 3, batch_size=BATCH, device="cpu", random_state=0)
         with data_parallel() as ctx:
@@ -106,11 +140,27 @@ def test_two_ranks_equal_single_process_full_batches(ddp_results):
             np.testing.assert_allclose(
                 rank0[f"{name}.{k}"], v, rtol=1e-9, atol=1e-10, err_msg=name
             )
+        # each rank trained on its half of every batch, and on nothing else
+        shares = rank0[f"{name}.shares"] + rank1[f"{name}.shares"]
+        steps = ref.n_steps_
+        assert len(shares) == steps
+        assert shares.sum() == N_ROWS * ref.n_iter_
+        assert rank0[f"{name}.shares"][0] == rank1[f"{name}.shares"][0] == BATCH // 2
+        assert 0 in rank0[f"{name}.shares"]  # the 1-row last batch: rank 1 only
         # the history is of the global batches, not of one rank's share
         ref_loss = [r["loss"] for r in ref.history_]
         np.testing.assert_allclose(rank0[f"{name}.loss"], ref_loss, rtol=1e-9)
         ref_l0 = [r["l0"] for r in ref.history_]
         np.testing.assert_allclose(rank0[f"{name}.l0"], ref_l0, rtol=1e-9)
+
+
+def test_all_reduced_gradient_is_the_full_batch_gradient(ddp_results):
+    lin = _linear()
+    xb = torch.as_tensor(_data()[:7])
+    (lin(xb) ** 2).sum(1).mean().backward()
+    for rank in ddp_results:
+        np.testing.assert_allclose(rank["grad.weight"], lin.weight.grad, rtol=1e-12)
+        np.testing.assert_allclose(rank["grad.bias"], lin.bias.grad, rtol=1e-12)
 
 
 def test_two_ranks_partial_fit_equals_single_process(ddp_results):
