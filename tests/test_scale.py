@@ -12,6 +12,7 @@ from sklearn.decomposition import IncrementalPCA
 
 from skconcepts import (
     ArchetypalSAE,
+    ConvexNMFConcepts,
     NMFConcepts,
     SemiNMFConcepts,
     TopKSAE,
@@ -134,6 +135,13 @@ def test_memmap_fit_equals_in_memory_fit(low_rank, tmp_path):
         (NMFConcepts(4, max_iter=20, device="cpu", random_state=0), mm, low_rank),
         (
             SemiNMFConcepts(4, max_iter=20, device="cpu", random_state=0),
+            signed,
+            np.asarray(signed).copy(),
+        ),
+        (
+            ConvexNMFConcepts(
+                4, max_iter=10, batch_size=256, device="cpu", random_state=0
+            ),
             signed,
             np.asarray(signed).copy(),
         ),
