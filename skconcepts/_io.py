@@ -51,9 +51,10 @@ def is_chunked_array(X):
     """Whether ``X`` is an on-disk or lazy 2-D array that ``np.asarray`` loads whole.
 
     True for zarr arrays, h5py datasets, dask arrays and any object that is
-    not a NumPy array but has ``shape``, ``dtype``, ``chunks`` and
-    ``__getitem__``. NumPy arrays (memmaps included), lists and data frames
-    are not chunked arrays.
+    not a NumPy array but has ``shape``, ``dtype``, ``__getitem__`` and a
+    ``chunks`` attribute that is not None (an in-memory xarray is not).
+    NumPy arrays (memmaps included), lists and data frames are not chunked
+    arrays.
     """
     if isinstance(X, np.ndarray) or not hasattr(X, "__getitem__"):
         return False
@@ -63,7 +64,7 @@ def is_chunked_array(X):
     if hasattr(X, "iloc") or hasattr(X, "columns"):  # pandas / polars frames
         return False
     module = type(X).__module__.split(".")[0]
-    return module in ("zarr", "h5py", "dask") or hasattr(X, "chunks")
+    return module in ("zarr", "h5py", "dask") or getattr(X, "chunks", None) is not None
 
 
 def _default_chunk_rows(source, n_features, itemsize):
