@@ -108,6 +108,14 @@ def test_as_memmap(low_rank, stores):
     assert is_chunked_array(stores["zarr"]) and is_chunked_array(stores["h5"])
     assert not is_chunked_array(low_rank) and not is_chunked_array([[1.0]])
 
+    class InMemory:  # e.g. an xarray DataArray without dask: chunks is None
+        shape, dtype, chunks = (2, 2), np.dtype("float64"), None
+
+        def __getitem__(self, sl):
+            return np.zeros((2, 2))[sl]
+
+    assert not is_chunked_array(InMemory())
+
 
 # ------------------------------------------- fit on chunked arrays = in memory
 @pytest.mark.parametrize("name", ["zarr", "h5", "h5gz"])
