@@ -23,6 +23,8 @@ import tempfile
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._backend import gen_batches_idx
+
 __all__ = ["as_memmap", "fit_chunks", "iter_chunks"]
 
 #: Bytes per chunk when ``chunk_size`` is not given.
@@ -153,10 +155,6 @@ def iter_chunks(source, chunk_size=None, *, dtype=None):
             yield chunk[start : start + chunk_size]
 
 
-def _chunk_slices(n, rows):
-    return [slice(s, min(s + rows, n)) for s in range(0, n, rows)]
-
-
 def fit_chunks(
     estimator,
     source,
@@ -248,7 +246,7 @@ def fit_chunks(
             )
         itemsize = np.dtype(getattr(source, "dtype", np.float64)).itemsize
         rows = chunk_size or _default_chunk_rows(source, int(shape[1]), itemsize)
-        slices = _chunk_slices(n, int(rows))
+        slices = list(gen_batches_idx(n, int(rows)))
         for _ in range(n_epochs):
             order = rng.permutation(len(slices)) if shuffle else range(len(slices))
             for i in order:
