@@ -34,6 +34,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The gallery's arrays are small: one BLAS / OpenMP thread runs them fastest,
+# and several threads on a busy machine slow them down many times (measured:
+# 27 s with one thread, 140 s with two on a loaded 2-core machine). Set
+# OMP_NUM_THREADS yourself to override. Must happen before numpy/torch load.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
 from api_reference import write_api_pages  # noqa: E402
 
