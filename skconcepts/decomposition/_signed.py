@@ -170,6 +170,7 @@ class SemiNMFConcepts(_SignedNMF):
     Parameters
     ----------
     {params}
+
     Attributes
     ----------
     components_ : ndarray of shape (n_concepts, n_features)
