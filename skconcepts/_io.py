@@ -456,8 +456,10 @@ class AnonMemorySampler:
         return self
 
     def __exit__(self, *exc):
-        self.peak = max(self.peak, _rss_anon())
+        # stop the sampler first: a last sample taken while it still runs
+        # could be overwritten by its older, smaller reading
         self._stop.set()
         self._thread.join()
+        self.peak = max(self.peak, _rss_anon())
         self.growth = self.peak - self.baseline
         return False
