@@ -18,31 +18,14 @@ than removing them in a random order.
 # ------------------------------------------
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier
 
-digits = load_digits()
-X, y = digits.data / 16.0, digits.target
-X_train, X_test, y_train, y_test, img_train, img_test = train_test_split(
-    X, y, digits.images, test_size=0.3, random_state=0
-)
-mlp = MLPClassifier(hidden_layer_sizes=(64,), max_iter=400, random_state=0)
-mlp.fit(X_train, y_train)
-print(f"test accuracy: {mlp.score(X_test, y_test):.3f}")
+from skconcepts.datasets import load_digits_activations
 
-
-def hidden(x):
-    """Activations after the ReLU of the hidden layer (non-negative)."""
-    return np.maximum(x @ mlp.coefs_[0] + mlp.intercepts_[0], 0.0)
-
-
-def head(a):
-    """The rest of the network after the cut: the 10 class logits."""
-    return a @ mlp.coefs_[1] + mlp.intercepts_[1]
-
-
-A_train, A_test = hidden(X_train), hidden(X_test)
+digits = load_digits_activations(hidden_layer_sizes=(64,), max_iter=400, random_state=0)
+A_train, A_test = digits.A_train, digits.A_test  # hidden ReLU activations
+y_test, img_test = digits.y_test, digits.images_test
+head = digits.head  # the rest of the network: activations -> 10 class logits
+print(f"test accuracy: {digits.model.score(digits.X_test, y_test):.3f}")
 
 # %%
 # Concepts: NMF of the activations
