@@ -69,6 +69,27 @@ def is_chunked_array(X):
     return module in ("zarr", "h5py", "dask") or getattr(X, "chunks", None) is not None
 
 
+def is_on_disk(X):
+    """Whether the NumPy array ``X`` views memory mapped from a file.
+
+    True for a :class:`numpy.memmap` and for any array whose ``base`` chain
+    reaches one (or an :class:`mmap.mmap`), e.g. the plain ``ndarray`` view
+    that scikit-learn's validation returns for a memmap, or a slice of the
+    result of :func:`as_memmap`. Estimators use it to pick their bounded
+    memory (streaming) path.
+    """
+    import mmap
+
+    a = X
+    for _ in range(64):  # base chains are short; guard against cycles
+        if a is None:
+            return False
+        if isinstance(a, (np.memmap, mmap.mmap)):
+            return True
+        a = getattr(a, "base", None)
+    return False
+
+
 def _default_chunk_rows(source, n_features, itemsize):
     rows = max(1, DEFAULT_CHUNK_BYTES // max(1, n_features * itemsize))
     storage = _storage_rows(source)

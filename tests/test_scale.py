@@ -21,6 +21,7 @@ from skconcepts import (
     fit_chunks,
     iter_chunks,
 )
+from skconcepts._backend import make_generator
 from skconcepts._io import AnonMemorySampler, is_chunked_array
 from skconcepts.sae import _engine
 
@@ -283,14 +284,34 @@ def test_nmf_fit_on_memmap_is_bounded_by_the_batch(big_memmap):
     assert score == ref.score(in_memory) > 0.9
 
 
-def test_sae_fit_on_memmap_streams_chunks(big_memmap, small_budgets):
+def test_sae_fit_on_memmap_is_bounded_by_the_batch(big_memmap):
+    # default engine constants: a memmap larger than one streaming chunk
+    # (STREAM_CHUNK_BATCHES = 32 batches of 128 rows = 6.25 MiB here) is moved
+    # to the device one chunk at a time, its initialisation sample holds at
+    # most one chunk of rows and its variance is streamed
     _warm_up(big_memmap)
     nbytes = big_memmap.nbytes
-    est = TopKSAE(32, 4, max_epochs=1, batch_size=1024, device="cpu", random_state=0)
+    params = dict(max_epochs=1, batch_size=128, device="cpu", random_state=0)
+    est = TopKSAE(32, 4, **params)
+    chunk = _engine.STREAM_CHUNK_BATCHES * 128 * big_memmap.shape[1] * 4
+    assert est._chunk_rows(big_memmap, torch.device("cpu")) * 1600 == chunk
     with AnonMemorySampler() as mem:
         est.fit(big_memmap)
-    assert mem.growth < 0.25 * nbytes, mem.growth / MB
-    assert est.reconstruction_r2_ > 0.5
+    # one chunk, its init sample, batch temporaries: under three chunks (a
+    # fifth of the file); the previous engine copied the whole 94 MB file
+    # three times (device chunk, init sample, centred temporaries)
+    assert 3 * chunk < 0.21 * nbytes
+    assert mem.growth < 3 * chunk, mem.growth / MB
+    assert est.history_[0]["steps"] == big_memmap.shape[0] // 128
+    # the chunked shuffle differs from the in-memory one: same quality
+    ref = TopKSAE(32, 4, **params).fit(np.array(big_memmap))
+    assert est.reconstruction_r2_ > 0.9
+    assert abs(est.reconstruction_r2_ - ref.reconstruction_r2_) < 0.02
+    # the streamed variance equals the in-memory formula on the same sample
+    X_init = est._init_sample(big_memmap, make_generator(0), "cpu", torch.float32)
+    centred = X_init.double() - X_init.double().mean(0)
+    var = float((centred * centred).sum(1).mean())
+    assert est._data_var(big_memmap, X_init) == pytest.approx(var, rel=1e-9)
 
 
 def test_fit_chunks_from_zarr_is_bounded_by_the_chunk(

@@ -106,6 +106,7 @@ from .._compat import (
     _fit_context,
     check_is_fitted,
 )
+from .._io import is_on_disk
 from ..base import DEVICE_CONSTRAINT, ConceptExtractor
 from ._modules import (
     BatchTopKRule,
@@ -123,6 +124,17 @@ DEVICE_BUDGET_BYTES = 2**30
 
 #: Rows sampled to initialise a new fit (b_pre, data scale, k-means).
 INIT_SAMPLES = 2**16
+
+#: Batches per device chunk when the training data is an on-disk array (a
+#: NumPy memmap, or what :func:`skconcepts._io.as_memmap` made of a zarr /
+#: HDF5 / dask array): the chunk has
+#: ``max(batch_size, min(DEVICE_BUDGET_BYTES // row_bytes,
+#: STREAM_CHUNK_BATCHES * batch_size))`` rows (whole batches), so the
+#: anonymous memory of the fit is bounded by a small multiple of the batch.
+STREAM_CHUNK_BATCHES = 32
+
+#: Rows per batch of the streamed statistics (mean, variance) of a memmap.
+STAT_BATCH_ROWS = 4096
 
 #: Warm-up steps of the learning rate when training by ``partial_fit``.
 STREAM_WARMUP_STEPS = 50
@@ -382,14 +394,61 @@ class _BaseSAE(ConceptExtractor):
         self._set_fit_metrics(X)
         return self
 
+    def _streams(self, X):
+        """Whether ``X`` is an on-disk array larger than one streaming chunk.
+
+        Such an array is fitted with bounded memory: device chunks of
+        :data:`STREAM_CHUNK_BATCHES` batches, an initialisation sample of at
+        most one chunk, and streamed statistics. A memmap of at most one
+        chunk is fitted exactly as the same array in memory.
+        """
+        if not is_on_disk(X):
+            return False
+        return X.shape[0] > self._stream_chunk_rows(X)
+
+    def _stream_chunk_rows(self, X):
+        bs = self.batch_size
+        row_bytes = max(1, X.shape[1] * X.dtype.itemsize)
+        rows = min(DEVICE_BUDGET_BYTES // row_bytes, STREAM_CHUNK_BATCHES * bs)
+        return max(bs, rows // bs * bs)
+
     def _init_sample(self, X, generator, device, dtype):
         n = X.shape[0]
+        if self._streams(X):
+            # at most one chunk of rows, drawn with O(m) memory (no
+            # permutation of all n rows; duplicates are dropped) and copied
+            # once from the file
+            m = min(INIT_SAMPLES, self._stream_chunk_rows(X))
+            draw = torch.randint(n, (m,), generator=generator).numpy()
+            return to_tensor(np.asarray(X[np.unique(draw)]), device, dtype)
         if n <= INIT_SAMPLES:
             rows = slice(None)
         else:
             perm = torch.randperm(n, generator=generator)[:INIT_SAMPLES]
             rows = np.sort(perm.numpy())
         return to_tensor(X[rows], device, dtype)
+
+    def _data_var(self, X, X_init):
+        """Total variance of the initialisation sample (normalises the MSE).
+
+        For in-memory data: centred full-size temporaries (the reference
+        computation). For a streamed memmap: per-feature sum and sum of
+        squares in float64 over row batches of the sample, with no full-size
+        temporary.
+        """
+        if not self._streams(X):
+            centred = X_init - X_init.mean(dim=0)
+            return float((centred * centred).sum(1).mean())
+        d = X_init.shape[1]
+        s1 = torch.zeros(d, dtype=torch.float64, device=X_init.device)
+        s2 = torch.zeros(d, dtype=torch.float64, device=X_init.device)
+        for start in range(0, X_init.shape[0], STAT_BATCH_ROWS):
+            xb = X_init[start : start + STAT_BATCH_ROWS].double()
+            s1 += xb.sum(0)
+            s2 += (xb * xb).sum(0)
+        m = max(1, X_init.shape[0])
+        mean = s1 / m
+        return float((s2 / m - mean * mean).clamp_min(0).sum())
 
     def _make_optimizer(self, module):
         params = [p for p in module.parameters() if p.requires_grad]
@@ -403,8 +462,7 @@ class _BaseSAE(ConceptExtractor):
         X_init = self._init_sample(X, gen, device, dtype)
         with torch.no_grad():
             b_pre = self._init_pre_bias(X_init).to(dtype)
-            centred = X_init - X_init.mean(dim=0)
-            data_var = float((centred * centred).sum(1).mean())
+            data_var = self._data_var(X, X_init)
             data_var = data_var if data_var > 0 else 1.0
             scale = math.sqrt(data_var)
             dictionary = self._init_dictionary(X_init, b_pre, gen)
@@ -436,8 +494,8 @@ class _BaseSAE(ConceptExtractor):
             threshold=None if self.threshold_ is None else inf.rule.export(),
         )
         X_init = self._init_sample(X, gen, device, dtype)
-        centred = X_init - X_init.mean(dim=0)
-        data_var = float((centred * centred).sum(1).mean()) or 1.0
+        with torch.no_grad():
+            data_var = self._data_var(X, X_init) or 1.0
         if isinstance(rule, ReLURule):
             rule.scale = math.sqrt(data_var)
         if isinstance(rule, JumpReLURule):
@@ -462,6 +520,8 @@ class _BaseSAE(ConceptExtractor):
             and X.flags.writeable
             and X.flags.c_contiguous
         )
+        if self._streams(X):
+            return self._stream_chunk_rows(X)
         if in_place or X.nbytes <= DEVICE_BUDGET_BYTES:
             return n
         row_bytes = max(1, X.nbytes // max(1, n))
