@@ -8,7 +8,7 @@ import pytest
 import torch
 import zarr
 from sklearn.base import clone
-from sklearn.decomposition import IncrementalPCA
+from sklearn.decomposition import PCA, IncrementalPCA
 
 from skconcepts import (
     ArchetypalSAE,
@@ -377,6 +377,48 @@ def test_taco_with_a_streaming_decomposition_is_bounded(big_memmap):
     ref = clone(taco).fit(np.array(X), y)
     np.testing.assert_array_equal(taco.components_, ref.components_)
     np.testing.assert_array_equal(taco.removed_concepts_, ref.removed_concepts_)
+
+
+def test_taco_default_pca_on_memmap_is_bounded(big_memmap):
+    from sklearn.linear_model import LogisticRegression
+
+    from skconcepts import TaCoEraser
+    from skconcepts.erasure._taco import _streamed_pca
+
+    X = big_memmap  # 94 MB, read-only
+    y = (X[:, 0] > np.median(X[:, 0])).astype(int)
+    taco = TaCoEraser(
+        6,
+        probe=LogisticRegression(max_iter=50),
+        n_designs=4,
+        max_samples=128,
+        max_train_samples=4096,
+        device="cpu",
+        random_state=0,
+    )
+    clone(taco).fit(X[:8192], y[:8192])  # warm-up of the same code path
+    with AnonMemorySampler() as mem:
+        taco.fit(X, y)
+    # streamed PCA (Gram 400 x 400 and one 4096-row float64 batch), codes
+    # (n x 6), probes and auto search on 4096 rows, Sobol' on 128 rows
+    assert mem.growth < 0.25 * X.nbytes, mem.growth / MB
+    # in memory: sklearn's PCA (randomized solver here) on the same data,
+    # probes on the same subsample -> same concepts up to the solver's error
+    in_memory = np.array(X)
+    ref = clone(taco).fit(in_memory, y)
+    np.testing.assert_allclose(taco.components_, ref.components_, atol=2e-3)
+    np.testing.assert_allclose(taco.mean_, ref.mean_, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(taco.removed_concepts_, ref.removed_concepts_)
+    np.testing.assert_allclose(
+        taco.transform(X[:512]), ref.transform(in_memory[:512]), atol=1e-2
+    )
+    # the streamed PCA is the exact (full-SVD) PCA up to rounding
+    exact = PCA(6, svd_solver="full").fit(in_memory[:20000].astype(np.float64))
+    got = _streamed_pca(X[:20000], 6, 3000, 0)
+    np.testing.assert_allclose(got.components_, exact.components_, atol=1e-4)
+    np.testing.assert_allclose(
+        got.explained_variance_, exact.explained_variance_, rtol=1e-4
+    )
 
 
 # ------------------------------------------------------------ device logic

@@ -32,6 +32,7 @@ from .._compat import (
     check_is_fitted,
     validate_data,
 )
+from .._io import is_on_disk
 from ..base import DEVICE_CONSTRAINT
 from ._probes import make_probe, margin_head, seeded_clone
 
@@ -65,6 +66,47 @@ def _balanced_mean(values, labels):
     if labels is None:
         return np.mean(values, axis=0)
     return np.mean([values[labels == c].mean(axis=0) for c in np.unique(labels)], 0)
+
+
+def _streamed_pca(X, k, batch_rows, seed):
+    """A fitted :class:`~sklearn.decomposition.PCA` computed by streaming ``X``.
+
+    One pass over row batches accumulates the per-feature sum and the Gram
+    matrix ``X^T X`` in float64 (``O(d^2)`` memory, never ``O(n d)``); the
+    top ``k`` eigenvectors of the covariance are the principal axes. The
+    signs follow scikit-learn's convention (largest-magnitude loading of
+    each axis positive), so this is exactly PCA up to rounding (the
+    ``svd_solver="full"`` solution); scikit-learn's randomized solver, which
+    PCA picks for large ``X``, agrees to its own approximation.
+    """
+    n, d = X.shape
+    total = np.zeros(d)
+    gram = np.zeros((d, d))
+    for sl in gen_batches_idx(n, batch_rows):
+        xb = np.asarray(X[sl], dtype=np.float64)
+        total += xb.sum(axis=0)
+        gram += xb.T @ xb
+    mean = total / n
+    cov = (gram - n * np.outer(mean, mean)) / max(1, n - 1)
+    evals, evecs = np.linalg.eigh(cov)
+    order = np.argsort(evals)[::-1]
+    evals = np.clip(evals[order], 0.0, None)
+    V = evecs[:, order].T
+    V *= np.sign(V[np.arange(d), np.argmax(np.abs(V), axis=1)])[:, None]
+    pca = PCA(n_components=k, random_state=seed)
+    pca.n_features_in_ = d
+    pca.n_samples_ = n
+    pca.n_components_ = k
+    pca.mean_ = mean.astype(X.dtype)
+    pca.components_ = V[:k].astype(X.dtype)
+    pca.explained_variance_ = evals[:k].astype(X.dtype)
+    tot = evals.sum()
+    ratio = evals / tot if tot > 0 else np.zeros_like(evals)
+    pca.explained_variance_ratio_ = ratio[:k].astype(X.dtype)
+    pca.singular_values_ = np.sqrt(evals[:k] * max(1, n - 1)).astype(X.dtype)
+    rest = evals[k:]
+    pca.noise_variance_ = float(rest.mean()) if rest.size else 0.0
+    return pca
 
 
 def _make_extractor(decomposition, k, seed, device, X):
@@ -167,6 +209,15 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Number of training samples (a stratified subsample) on which the
         per-sample Sobol' indices are computed and averaged.
 
+    max_train_samples : int or None, default=None
+        Train the probes (protected attribute and task) and run the
+        ``n_remove="auto"`` search on a stratified subsample of at most this
+        many training rows (copied once). None: all rows. Set it to bound
+        the memory of a fit on data larger than memory: the decomposition
+        (streamed for a memmap, see Notes), the codes (``n x n_concepts_``)
+        and the Sobol' step (``max_samples`` rows) do not hold ``X``, but
+        the probes and the search otherwise see every row.
+
     residual : bool, default=False
         Keep the part of ``X`` that the decomposition does not explain
         (``x - u W - b``) in the output and in the Sobol' evaluations. With
@@ -261,6 +312,20 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     training data given to ``fit`` only; the decoder offset (PCA's mean) is
     added back.
 
+    Data on disk: when ``X`` is a memmap (or a view of one, e.g. what
+    :func:`skconcepts.as_memmap` makes of a zarr / HDF5 array) and
+    ``decomposition="pca"``, the PCA is computed by streaming: one pass of
+    row batches (``batch_size`` rows, 4096 by default) accumulates the
+    float64 mean and Gram matrix (``O(n_features^2)`` memory) and the top
+    eigenvectors of the covariance are the principal axes, with
+    scikit-learn's sign convention. This is the exact PCA up to rounding;
+    in memory, :class:`~sklearn.decomposition.PCA` may pick its randomized
+    solver, so the two agree to that solver's accuracy. The codes are then
+    computed by row batches. An estimator given as ``decomposition`` is
+    fitted as is (e.g. :class:`~skconcepts.SemiNMFConcepts` streams a
+    memmap itself). With ``max_train_samples`` set, nothing else holds more
+    than ``max_train_samples`` rows of ``X``.
+
     References
     ----------
     .. [1] F. Jourdan, L. Béthune, A. Picard, L. Risser, N. Asher. "TaCo:
@@ -295,6 +360,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "task_head": [None, callable, HasMethods(["predict"])],
         "n_designs": [Interval(Integral, 1, None, closed="left")],
         "max_samples": [Interval(Integral, 1, None, closed="left")],
+        "max_train_samples": [None, Interval(Integral, 2, None, closed="left")],
         "residual": ["boolean"],
         "tolerance": [Interval(Real, 0, 1, closed="both")],
         "cv": ["cv_object"],
@@ -313,6 +379,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         task_head=None,
         n_designs=32,
         max_samples=256,
+        max_train_samples=None,
         residual=False,
         tolerance=0.05,
         cv=3,
@@ -327,6 +394,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.task_head = task_head
         self.n_designs = n_designs
         self.max_samples = max_samples
+        self.max_train_samples = max_train_samples
         self.residual = residual
         self.tolerance = tolerance
         self.cv = cv
@@ -393,10 +461,23 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         k = min(self.n_concepts, n, d)
 
         # 1. concepts, on the training data only
-        extractor = _make_extractor(self.decomposition, k, seeds[0], self.device, X)
-        with _quiet():
-            extractor.fit(X)
-        U = np.asarray(extractor.transform(X), dtype=X.dtype)
+        on_disk = is_on_disk(X)
+        batch_rows = max(k, self.batch_size or 4096)
+        if on_disk and self.decomposition == "pca":
+            extractor = _streamed_pca(X, k, batch_rows, seeds[0])
+        else:
+            extractor = _make_extractor(self.decomposition, k, seeds[0], self.device, X)
+            with _quiet():
+                extractor.fit(X)
+        if on_disk:  # codes by row batches: no centred copy of X
+            U = np.concatenate(
+                [
+                    np.asarray(extractor.transform(np.asarray(X[sl])), dtype=X.dtype)
+                    for sl in gen_batches_idx(n, batch_rows)
+                ]
+            )
+        else:
+            U = np.asarray(extractor.transform(X), dtype=X.dtype)
         self.n_concepts_ = U.shape[1]
         W, b = affine_decoder(extractor, self.n_concepts_, X.dtype, check_codes=U)
         self.extractor_ = extractor
@@ -408,14 +489,28 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f"({self.n_concepts_})."
             )
 
-        # 2. probes, fitted on the raw activations
+        # 2. probes, fitted on the raw activations (of a stratified subsample
+        # of at most max_train_samples rows, copied once, when given)
+        Xt, yt, yt_enc, Ut, taskt = X, y, y_enc, U, task
+        if self.max_train_samples is not None and self.max_train_samples < n:
+            tr = np.sort(
+                resample(
+                    np.arange(n),
+                    replace=False,
+                    n_samples=self.max_train_samples,
+                    stratify=y_enc,
+                    random_state=seeds[3] ^ 0x5EED,
+                )
+            )
+            Xt, yt, yt_enc, Ut = np.asarray(X[tr]), y[tr], y_enc[tr], U[tr]
+            taskt = None if task is None else task[tr]
         template = self._probe_template(seeds[1])
         with _quiet():
-            self.probe_ = seeded_clone(template, seeds[1]).fit(X, y)
+            self.probe_ = seeded_clone(template, seeds[1]).fit(Xt, yt)
         heads = {"protected": margin_head(self.probe_, d, X.dtype)}
         if task_enc is not None:
             with _quiet():
-                self.task_probe_ = seeded_clone(template, seeds[2]).fit(X, task)
+                self.task_probe_ = seeded_clone(template, seeds[2]).fit(Xt, taskt)
             heads["task"] = margin_head(self.task_probe_, d, X.dtype)
         elif self.task_head is not None:
             heads["task"] = margin_head(self.task_head, d, X.dtype)
@@ -462,7 +557,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         # 4. how many to remove
         if self.n_remove == "auto":
             self.n_remove_, self.recoverability_ = self._auto_n_remove(
-                X, U, y_enc, template, seeds[5]
+                Xt, Ut, yt_enc, template, seeds[5]
             )
         else:
             self.n_remove_ = int(self.n_remove)
