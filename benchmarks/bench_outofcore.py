@@ -20,12 +20,12 @@ memmap, measured in this process:
 * throughput: rows processed per second (rows x passes / wall time) and MB/s.
 
 The estimators: ``NMFConcepts`` (k = 16, 16384 rows per batch, two HALS
-passes, random init) on the whole memmap, and ``TopKSAE`` (64 concepts, top-k
-8, one epoch, batch 4096; on the leading ``--sae-gib`` GiB of rows of the
-memmap, to keep the run short on a small CPU) through ``fit`` (the engine moves at most
-``DEVICE_BUDGET_BYTES`` of rows at once and samples at most ``INIT_SAMPLES``
-rows for its initialisation), through ``fit`` with a 256 MiB device budget, and
-through :func:`skconcepts.fit_chunks` (``partial_fit`` over 64 MiB chunks).
+passes, random init) on the whole memmap; ``TopKSAE`` (64 concepts, top-k 8,
+one epoch, batch ``--sae-batch`` = 1024) through ``fit`` on the whole memmap
+(the engine moves device chunks of ``STREAM_CHUNK_BATCHES`` = 32 batches and
+samples at most one chunk of rows for its initialisation), and through
+:func:`skconcepts.fit_chunks` (``partial_fit`` over 64 MiB chunks) on the
+leading ``--sae-gib`` GiB of rows.
 """
 
 import argparse
@@ -87,7 +87,10 @@ def main():
         "--sae-gib",
         type=float,
         default=0.25,
-        help="the SAE rows train on this many GiB of leading rows of the memmap",
+        help="the fit_chunks SAE row trains on this many GiB of leading rows",
+    )
+    parser.add_argument(
+        "--sae-batch", type=int, default=1024, help="batch size of the SAE rows"
     )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -151,27 +154,29 @@ def main():
 
         def sae():
             return TopKSAE(
-                64, 8, max_epochs=1, batch_size=4096, device="cpu", random_state=0
+                64,
+                8,
+                max_epochs=1,
+                batch_size=args.sae_batch,
+                device="cpu",
+                random_state=0,
             )
 
+        # the engine streams a memmap in device chunks of
+        # STREAM_CHUNK_BATCHES batches and samples at most one chunk of rows
+        # for its initialisation
+        sb = args.sae_batch
+        chunk_mib = _engine.STREAM_CHUNK_BATCHES * sb * d * 4 / MiB
+        run(
+            f"TopKSAE.fit (64 concepts, 1 epoch, batch {sb}, device chunks of "
+            f"{_engine.STREAM_CHUNK_BATCHES} batches = {chunk_mib:.0f} MiB; "
+            "whole memmap)",
+            lambda: sae().fit(X),
+            n,
+        )
         n_sae = min(n, int(args.sae_gib * 2**30 // (4 * d)))
         Xs = X[:n_sae]  # still a read-only memmap
         tag = f"{n_sae} rows, {n_sae * d * 4 / 2**30:.2f} GiB"
-        run(
-            f"TopKSAE.fit (64 concepts, 1 epoch, default 1 GiB budget; {tag})",
-            lambda: sae().fit(Xs),
-            n_sae,
-        )
-        budget = _engine.DEVICE_BUDGET_BYTES
-        _engine.DEVICE_BUDGET_BYTES = 256 * MiB
-        try:
-            run(
-                f"TopKSAE.fit (same, 256 MiB device budget; {tag})",
-                lambda: sae().fit(Xs),
-                n_sae,
-            )
-        finally:
-            _engine.DEVICE_BUDGET_BYTES = budget
         run(
             f"TopKSAE + fit_chunks (partial_fit, 64 MiB chunks; {tag})",
             lambda: fit_chunks(sae(), Xs, chunk_size=chunk),

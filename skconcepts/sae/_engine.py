@@ -11,7 +11,28 @@ For each epoch: the rows are cut into chunks that fit the device budget (one
 chunk, moved once, when the data fits), the chunk order and a permutation of
 the rows inside each chunk are drawn from a seeded CPU ``torch.Generator``,
 and mini-batches are *gathered* from the tensors already on the device (no
-``DataLoader``, no per-sample collation). One step is::
+``DataLoader``, no per-sample collation).
+
+Data on disk (a NumPy memmap, or a view of one such as what
+:func:`skconcepts._io.as_memmap` makes of a zarr / HDF5 / dask array) with
+more rows than one streaming chunk is fitted with anonymous memory bounded by
+a small multiple of the batch: device chunks have
+``max(batch_size, min(DEVICE_BUDGET_BYTES // row_bytes,
+STREAM_CHUNK_BATCHES * batch_size))`` rows (whole batches, copied once from
+the file), and the initialisation sample has at most one chunk of rows,
+drawn with replacement by ``torch.randint`` (duplicates dropped; no
+permutation of all rows) and copied once. The shuffle is then chunk-local
+(chunk order and rows inside a chunk), unlike the whole-data permutation of
+an in-memory array that fits the device budget, so such a fit is not
+bit-identical to the in-memory fit (the same quality; ``tests/test_scale``).
+A memmap of at most one chunk is fitted exactly as the same array in memory.
+In-memory arrays keep the fast path (one chunk when they fit the budget). The
+variance of the initialisation sample is centred by row batches
+(:data:`STAT_BATCH_ROWS`), never as a full-size copy. Not bounded: with
+``early_stopping=True`` the validation rows (``validation_fraction`` of the
+data) are copied to the device, and a boolean mask of ``n_samples`` is kept.
+
+One step is::
 
     out    = module(xb)                        # SAEOutput: pre, codes, x_hat, D
     losses = {"mse": ||x - x_hat||^2 / (B var), "sparsity": rule penalty,
@@ -133,7 +154,7 @@ INIT_SAMPLES = 2**16
 #: anonymous memory of the fit is bounded by a small multiple of the batch.
 STREAM_CHUNK_BATCHES = 32
 
-#: Rows per batch of the streamed statistics (mean, variance) of a memmap.
+#: Rows per batch of the centring in the variance of the initialisation sample.
 STAT_BATCH_ROWS = 4096
 
 #: Warm-up steps of the learning rate when training by ``partial_fit``.
@@ -428,27 +449,21 @@ class _BaseSAE(ConceptExtractor):
             rows = np.sort(perm.numpy())
         return to_tensor(X[rows], device, dtype)
 
-    def _data_var(self, X, X_init):
+    def _data_var(self, X_init):
         """Total variance of the initialisation sample (normalises the MSE).
 
-        For in-memory data: centred full-size temporaries (the reference
-        computation). For a streamed memmap: per-feature sum and sum of
-        squares in float64 over row batches of the sample, with no full-size
-        temporary.
+        ``mean_i ||x_i - mean||^2``, centred by row batches of
+        :data:`STAT_BATCH_ROWS` into one vector of row sums: no centred
+        copy of the sample (the per-row sums, hence the result, are the
+        ones of the full-size computation).
         """
-        if not self._streams(X):
-            centred = X_init - X_init.mean(dim=0)
-            return float((centred * centred).sum(1).mean())
-        d = X_init.shape[1]
-        s1 = torch.zeros(d, dtype=torch.float64, device=X_init.device)
-        s2 = torch.zeros(d, dtype=torch.float64, device=X_init.device)
-        for start in range(0, X_init.shape[0], STAT_BATCH_ROWS):
-            xb = X_init[start : start + STAT_BATCH_ROWS].double()
-            s1 += xb.sum(0)
-            s2 += (xb * xb).sum(0)
-        m = max(1, X_init.shape[0])
-        mean = s1 / m
-        return float((s2 / m - mean * mean).clamp_min(0).sum())
+        n = X_init.shape[0]
+        mean = X_init.mean(dim=0)
+        row_sq = torch.empty(n, dtype=X_init.dtype, device=X_init.device)
+        for start in range(0, n, STAT_BATCH_ROWS):
+            cb = X_init[start : start + STAT_BATCH_ROWS] - mean
+            row_sq[start : start + STAT_BATCH_ROWS] = (cb * cb).sum(1)
+        return float(row_sq.mean())
 
     def _make_optimizer(self, module):
         params = [p for p in module.parameters() if p.requires_grad]
@@ -462,7 +477,7 @@ class _BaseSAE(ConceptExtractor):
         X_init = self._init_sample(X, gen, device, dtype)
         with torch.no_grad():
             b_pre = self._init_pre_bias(X_init).to(dtype)
-            data_var = self._data_var(X, X_init)
+            data_var = self._data_var(X_init)
             data_var = data_var if data_var > 0 else 1.0
             scale = math.sqrt(data_var)
             dictionary = self._init_dictionary(X_init, b_pre, gen)
@@ -495,7 +510,7 @@ class _BaseSAE(ConceptExtractor):
         )
         X_init = self._init_sample(X, gen, device, dtype)
         with torch.no_grad():
-            data_var = self._data_var(X, X_init) or 1.0
+            data_var = self._data_var(X_init) or 1.0
         if isinstance(rule, ReLURule):
             rule.scale = math.sqrt(data_var)
         if isinstance(rule, JumpReLURule):
