@@ -117,8 +117,8 @@ for i, name in enumerate(names):
     bars = ax.bar(np.arange(len(keys)) + (i - 0.5) * width, vals, width, label=name)
     ax.bar_label(bars, fmt="%.3f", fontsize=8)
 ax.set_xticks(np.arange(len(keys)), ["held-out R²", "atom recovery", "stability"])
-ax.set_ylim(0.8, 1.0)
-ax.legend(loc="lower right")
+ax.set_ylim(0.8, 1.04)
+ax.legend(loc="upper center", ncol=2, fontsize=8)
 ax.set_title("64 known atoms in 128 dimensions, two fits on two halves")
 fig.tight_layout()
 
