@@ -170,11 +170,13 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         probes are cross-validated instead of up to ``n_concepts_ + 1``; the
         chosen ``r`` passes and ``r - 1`` fails. The search holds the erased
         training data in memory (the probe needs it); for data larger than
-        memory pass an int or fit on a subsample. An int removes exactly
-        that many (at most ``n_concepts_``).
+        memory set ``max_train_samples`` (the search then runs on that
+        subsample) or pass an int. An int removes exactly that many (at
+        most ``n_concepts_``).
 
     decomposition : {"pca", "svd", "ica", "nmf"} or estimator, default="pca"
-        How ``X`` is split into concepts, fitted on the training data only.
+        How ``X`` is split into concepts, fitted on the training data only
+        (``"pca"`` on a memmap: a streamed exact PCA, see Notes).
         ``"pca"``: :class:`~sklearn.decomposition.PCA` (the reference's
         choice); ``"svd"``: :class:`~sklearn.decomposition.TruncatedSVD` (no
         centring); ``"ica"``: :class:`~sklearn.decomposition.FastICA` (on
