@@ -304,7 +304,8 @@ def test_sae_fit_on_memmap_is_bounded_by_the_batch(big_memmap):
     assert mem.growth < 3 * chunk, mem.growth / MB
     assert est.history_[0]["steps"] == big_memmap.shape[0] // 128
     # the chunked shuffle differs from the in-memory one: same quality
-    ref = TopKSAE(32, 4, **params).fit(np.array(big_memmap))
+    in_memory = np.array(big_memmap)
+    ref = TopKSAE(32, 4, **params).fit(in_memory)
     assert est.reconstruction_r2_ > 0.9
     assert abs(est.reconstruction_r2_ - ref.reconstruction_r2_) < 0.02
     # the batched variance is the full-size formula, bit for bit
@@ -312,6 +313,15 @@ def test_sae_fit_on_memmap_is_bounded_by_the_batch(big_memmap):
     assert X_init.shape[0] <= chunk // 1600
     centred = X_init - X_init.mean(0)
     assert est._data_var(X_init) == float((centred * centred).sum(1).mean())
+    # early stopping on a streamed memmap reads the validation rows by batches
+    rows = np.arange(0, 20000, 7)
+    sess = est._session
+    ref_r2 = est._r2_tensor(sess.module, torch.as_tensor(in_memory[rows]), sess)
+    got_r2 = est._r2_rows(sess.module, big_memmap, rows, sess)
+    assert got_r2 == pytest.approx(ref_r2, abs=1e-5)
+    es = TopKSAE(32, 4, **dict(params, max_epochs=2), early_stopping=True)
+    es.fit(big_memmap[:16384])
+    assert [h["val_r2"] > 0.5 for h in es.history_] == [True, True]
 
 
 def test_fit_chunks_from_zarr_is_bounded_by_the_chunk(

@@ -28,9 +28,11 @@ bit-identical to the in-memory fit (the same quality; ``tests/test_scale``).
 A memmap of at most one chunk is fitted exactly as the same array in memory.
 In-memory arrays keep the fast path (one chunk when they fit the budget). The
 variance of the initialisation sample is centred by row batches
-(:data:`STAT_BATCH_ROWS`), never as a full-size copy. Not bounded: with
-``early_stopping=True`` the validation rows (``validation_fraction`` of the
-data) are copied to the device, and a boolean mask of ``n_samples`` is kept.
+(:data:`STAT_BATCH_ROWS`), never as a full-size copy. With
+``early_stopping=True`` the validation rows of a streamed memmap are read
+from the file by batches at every check (an in-memory array copies them to
+the device once); what grows with ``n_samples`` is only index data: the
+validation row numbers (8 bytes a row) and a boolean training mask.
 
 One step is::
 
@@ -577,6 +579,8 @@ class _BaseSAE(ConceptExtractor):
                     idx = session.dp.shard(idx)
                 rows = idx if local is None else local[idx]
                 yield Xd[rows], {k: v[idx] for k, v in sd_l.items()}
+            # release this chunk before the next one is read (one chunk held)
+            Xd = sd = sd_l = local = rows = None
 
     # ------------------------------------------------------------ losses
     def _aux_k(self, n_features):
@@ -634,7 +638,10 @@ class _BaseSAE(ConceptExtractor):
                 val_rows = np.sort(perm[:n_val].numpy())
                 train_mask = np.ones(n, dtype=bool)
                 train_mask[val_rows] = False
-                X_val = to_tensor(X[val_rows], device, session.dtype)
+                if self._streams(X):  # read from the file at every check
+                    X_val = val_rows
+                else:
+                    X_val = to_tensor(X[val_rows], device, session.dtype)
         n_train = n if train_mask is None else int(train_mask.sum())
         if partial:
             # streaming: constant learning rate after the warm-up (also when
@@ -721,7 +728,10 @@ class _BaseSAE(ConceptExtractor):
             record["dead_fraction"] = 1.0 - float(fired_epoch.sum()) / k
             stop = False
             if X_val is not None:
-                val_r2 = self._r2_tensor(module, X_val, session)
+                if isinstance(X_val, np.ndarray):
+                    val_r2 = self._r2_rows(module, X, X_val, session)
+                else:
+                    val_r2 = self._r2_tensor(module, X_val, session)
                 record["val_r2"] = val_r2
                 if 1.0 - val_r2 < best_val - self.tol:
                     best_val, no_improve = 1.0 - val_r2, 0
@@ -772,6 +782,34 @@ class _BaseSAE(ConceptExtractor):
             xh = torch.addmm(module.b_pre, codes, module.dictionary.weight())
             sse += float(((xb - xh) ** 2).sum())
         module.train(was_training)
+        return 1.0 - sse / sst if sst > 0 else float(sse == 0)
+
+    @torch.no_grad()
+    def _r2_rows(self, module, X, rows, session):
+        """Validation R^2 on ``X[rows]`` read by batches (a streamed memmap).
+
+        The total sum of squares comes from per-feature float64 sums and
+        sums of squares, so no more than one batch of rows is held.
+        """
+        was_training = module.training
+        module.eval()
+        d = X.shape[1]
+        dev = session.device
+        s1 = torch.zeros(d, dtype=torch.float64, device=dev)
+        s2 = torch.zeros(d, dtype=torch.float64, device=dev)
+        sse = torch.zeros((), dtype=torch.float64, device=dev)
+        for s in range(0, len(rows), self.batch_size):
+            xb = to_tensor(X[rows[s : s + self.batch_size]], dev, session.dtype)
+            codes = module.encode(xb)
+            xh = torch.addmm(module.b_pre, codes, module.dictionary.weight())
+            sse += ((xb - xh) ** 2).sum().double()
+            x64 = xb.double()
+            s1 += x64.sum(0)
+            s2 += (x64 * x64).sum(0)
+        module.train(was_training)
+        m = max(1, len(rows))
+        sst = float((s2 - s1 * s1 / m).clamp_min(0).sum())
+        sse = float(sse)
         return 1.0 - sse / sst if sst > 0 else float(sse == 0)
 
     # ------------------------------------------------------------ export
