@@ -2,6 +2,7 @@
 
 import os
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -116,15 +117,22 @@ def _free_port():
 @pytest.fixture(scope="module")
 def ddp_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    # fork: the workers start with torch already imported (spawn re-imports
-    # it, which takes most of the time of this test on small machines)
-    mp.start_processes(
+    # spawn, not fork: forking a process that already runs threads (torch,
+    # BLAS, joblib or Dask threads of earlier tests in the same pytest worker)
+    # can deadlock the child. A bounded join turns a hang into a failure.
+    ctx = mp.start_processes(
         _worker,
         args=(2, _free_port(), str(out)),
         nprocs=2,
-        join=True,
-        start_method="fork",
+        join=False,
+        start_method="spawn",
     )
+    deadline = time.monotonic() + 300
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the two DDP ranks did not finish within 300 s")
     return [dict(np.load(out / f"rank{r}.npz")) for r in range(2)]
 
 
@@ -288,10 +296,10 @@ def test_dask_local_cluster_search_equals_sequential(sequential_searches):
     import dask
     from dask.distributed import Client, LocalCluster
 
-    # fork: the workers start with torch imported (spawn, the default, is
-    # also fine but re-imports it in every worker)
+    # spawn (Dask's default): forking a pytest worker that already runs
+    # threads can deadlock the child
     with (
-        dask.config.set({"distributed.worker.multiprocessing-method": "fork"}),
+        dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
