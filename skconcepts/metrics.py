@@ -570,11 +570,15 @@ def dead_fraction(codes):
     return float(1.0 - np.count_nonzero(np.any(codes != 0, axis=0)) / codes.shape[1])
 
 
+def _unit(X):
+    """Rows of ``X`` scaled to unit norm (zero rows left at zero)."""
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(norms > 0, norms, 1.0)
+
+
 def _unit_rows(D, name):
     D = check_array(D, dtype=[np.float64, np.float32], input_name=name)
-    D = D.astype(np.float64)
-    norms = np.linalg.norm(D, axis=1, keepdims=True)
-    return D / np.where(norms > 0, norms, 1.0)
+    return _unit(D.astype(np.float64))
 
 
 def _cosines(D1, D2):
@@ -759,11 +763,6 @@ def modality_gap(X_a, X_b, *, method="mean", max_samples=1000, random_state=None
     cost = cdist(X_a, X_b, "sqeuclidean")
     rows, cols = linear_sum_assignment(cost)
     return float(np.sqrt(cost[rows, cols].mean()))
-
-
-def _unit(X):
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.where(norms > 0, norms, 1.0)
 
 
 def retrieval_recall_at_k(Q, G, k=1, *, batch_size=4096):
