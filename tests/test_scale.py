@@ -431,6 +431,109 @@ def test_taco_default_pca_on_memmap_is_bounded(big_memmap):
     )
 
 
+
+@pytest.fixture(scope="module")
+def mixed_sources(tmp_path_factory):
+    """Three known non-Gaussian sources mixed into 20 dimensions, on disk."""
+    rng = np.random.RandomState(0)
+    n = 6000
+    S = np.c_[
+        rng.uniform(-1, 1, n), rng.laplace(size=n), rng.uniform(-1, 1, n) ** 3
+    ]
+    X = S @ rng.normal(size=(3, 20)) + rng.normal(scale=0.01, size=(n, 20)) + 3
+    path = tmp_path_factory.mktemp("ica") / "mixed.npy"
+    np.save(path, X)
+    y = (np.abs(S[:, 1]) > np.median(np.abs(S[:, 1]))).astype(int)
+    return np.load(path, mmap_mode="r"), S, y
+
+
+@pytest.mark.parametrize("decomposition", ["svd", "ica"])
+def test_taco_svd_and_ica_stream_a_memmap(mixed_sources, decomposition):
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.linear_model import LogisticRegression
+
+    from skconcepts import TaCoEraser
+    from skconcepts.erasure import _taco
+
+    X, S, y = mixed_sources
+    taco = TaCoEraser(
+        3,
+        n_remove=1,
+        decomposition=decomposition,
+        probe=LogisticRegression(max_iter=200),
+        n_designs=8,
+        max_samples=64,
+        residual=True,
+        batch_size=700,
+        device="cpu",
+        random_state=0,
+    )
+    calls = []
+    streamed = _taco._STREAMED[decomposition]
+    _taco._STREAMED[decomposition] = lambda *a: calls.append(a) or streamed(*a)
+    try:
+        taco.fit(X, y)
+    finally:
+        _taco._STREAMED[decomposition] = streamed
+    assert len(calls) == 1 and calls[0][2] == 700  # batches of batch_size rows
+    in_memory = np.array(X)
+    if decomposition == "svd":
+        # the exact truncated SVD (ARPACK) of the same data
+        ref = TruncatedSVD(3, algorithm="arpack").fit(in_memory)
+        np.testing.assert_allclose(
+            taco.components_, ref.components_, rtol=1e-6, atol=1e-8
+        )
+        for name in ("singular_values_", "explained_variance_ratio_"):
+            np.testing.assert_allclose(
+                getattr(taco.extractor_, name), getattr(ref, name), rtol=1e-6
+            )
+    else:
+        # ground truth: the codes are the three sources (up to order and
+        # sign), with unit variance, and the decoder inverts the codes
+        U = taco.extractor_.transform(in_memory)
+        corr = np.abs(np.corrcoef(U.T, S.T)[:3, 3:])
+        assert np.all(corr.max(axis=1) > 0.99), corr
+        np.testing.assert_allclose(U.std(axis=0), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(
+            U @ taco.components_ + taco.mean_, in_memory, atol=0.1
+        )
+    # removing a concept subtracts exactly its decoded part
+    U = np.asarray(taco.extractor_.transform(in_memory))
+    j = taco.removed_concepts_[0]
+    np.testing.assert_allclose(
+        taco.transform(in_memory),
+        in_memory - np.outer(U[:, j], taco.components_[j]),
+        atol=1e-8,
+    )
+
+
+@pytest.mark.parametrize("decomposition", ["svd", "ica"])
+def test_taco_svd_and_ica_on_memmap_are_bounded(big_memmap, decomposition):
+    from sklearn.linear_model import LogisticRegression
+
+    from skconcepts import TaCoEraser
+
+    X = big_memmap  # 94 MB, read-only
+    y = (X[:, 0] > np.median(X[:, 0])).astype(int)
+    taco = TaCoEraser(
+        6,
+        n_remove=2,
+        decomposition=decomposition,
+        probe=LogisticRegression(max_iter=50),
+        n_designs=4,
+        max_samples=128,
+        max_train_samples=4096,
+        device="cpu",
+        random_state=0,
+    )
+    clone(taco).fit(X[:8192], y[:8192])  # warm-up of the same code path
+    with AnonMemorySampler() as mem:
+        taco.fit(X, y)
+    # Gram 400 x 400, one 4096-row batch, codes (n x 6, twice for ICA)
+    assert mem.growth < 0.25 * X.nbytes, mem.growth / MB
+    assert taco.components_.shape == (6, 400)
+
+
 # ------------------------------------------------------------ device logic
 def test_device_logic_fitted_state_is_numpy(low_rank):
     for est in (

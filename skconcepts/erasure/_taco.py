@@ -68,6 +68,37 @@ def _balanced_mean(values, labels):
     return np.mean([values[labels == c].mean(axis=0) for c in np.unique(labels)], 0)
 
 
+def _streamed_moments(X, batch_rows):
+    """Per-feature mean and Gram matrix ``X^T X`` of ``X`` in one streamed pass.
+
+    Row batches of ``batch_rows`` rows are read in turn and accumulated in
+    float64: ``O(n_features^2)`` memory, never ``O(n_samples n_features)``.
+    """
+    n, d = X.shape
+    total = np.zeros(d)
+    gram = np.zeros((d, d))
+    for sl in gen_batches_idx(n, batch_rows):
+        xb = np.asarray(X[sl], dtype=np.float64)
+        total += xb.sum(axis=0)
+        gram += xb.T @ xb
+    return total / n, gram
+
+
+def _top_eigh(M, k):
+    """Top ``k`` eigenpairs of the symmetric ``M``, scikit-learn's sign convention.
+
+    Eigenvalues are returned in decreasing order and clipped at 0; each
+    eigenvector (a row) has its largest-magnitude entry positive, as
+    ``svd_flip(..., u_based_decision=False)`` gives.
+    """
+    evals, evecs = np.linalg.eigh(M)
+    order = np.argsort(evals)[::-1]
+    evals = np.clip(evals[order], 0.0, None)
+    V = evecs[:, order].T
+    V *= np.sign(V[np.arange(len(V)), np.argmax(np.abs(V), axis=1)])[:, None]
+    return evals, V[:k]
+
+
 def _streamed_pca(X, k, batch_rows, seed):
     """A fitted :class:`~sklearn.decomposition.PCA` computed by streaming ``X``.
 
@@ -80,19 +111,9 @@ def _streamed_pca(X, k, batch_rows, seed):
     PCA picks for large ``X``, agrees to its own approximation.
     """
     n, d = X.shape
-    total = np.zeros(d)
-    gram = np.zeros((d, d))
-    for sl in gen_batches_idx(n, batch_rows):
-        xb = np.asarray(X[sl], dtype=np.float64)
-        total += xb.sum(axis=0)
-        gram += xb.T @ xb
-    mean = total / n
+    mean, gram = _streamed_moments(X, batch_rows)
     cov = (gram - n * np.outer(mean, mean)) / max(1, n - 1)
-    evals, evecs = np.linalg.eigh(cov)
-    order = np.argsort(evals)[::-1]
-    evals = np.clip(evals[order], 0.0, None)
-    V = evecs[:, order].T
-    V *= np.sign(V[np.arange(d), np.argmax(np.abs(V), axis=1)])[:, None]
+    evals, V = _top_eigh(cov, d)
     pca = PCA(n_components=k, random_state=seed)
     pca.n_features_in_ = d
     pca.n_samples_ = n
@@ -107,6 +128,71 @@ def _streamed_pca(X, k, batch_rows, seed):
     rest = evals[k:]
     pca.noise_variance_ = float(rest.mean()) if rest.size else 0.0
     return pca
+
+
+def _streamed_svd(X, k, batch_rows, seed):
+    """A fitted :class:`~sklearn.decomposition.TruncatedSVD` by streaming ``X``.
+
+    The right singular vectors of ``X`` (no centring) are the top
+    eigenvectors of the streamed Gram matrix ``X^T X``; the singular values
+    are the square roots of its eigenvalues. Attributes follow
+    :class:`~sklearn.decomposition.TruncatedSVD` (``explained_variance_`` is
+    the population variance of each projection, as there).
+    """
+    n, d = X.shape
+    mean, gram = _streamed_moments(X, batch_rows)
+    evals, V = _top_eigh(gram, k)
+    cov0 = gram / n - np.outer(mean, mean)  # population covariance
+    svd = TruncatedSVD(n_components=k, algorithm="arpack", random_state=seed)
+    svd.n_features_in_ = d
+    svd.components_ = V.astype(X.dtype)
+    exp_var = np.einsum("kd,de,ke->k", V, cov0, V)
+    svd.explained_variance_ = exp_var.astype(X.dtype)
+    full = np.trace(cov0)
+    ratio = exp_var / full if full > 0 else np.zeros_like(exp_var)
+    svd.explained_variance_ratio_ = ratio.astype(X.dtype)
+    svd.singular_values_ = np.sqrt(evals[:k]).astype(X.dtype)
+    return svd
+
+
+def _streamed_ica(X, k, batch_rows, seed):
+    """A fitted :class:`~sklearn.decomposition.FastICA` (unit-variance) by streaming.
+
+    The whitening is the streamed PCA (``O(d^2)`` memory); the whitened codes
+    ``Z`` (``n x k``, the size of the concept codes) are built by row batches
+    and FastICA runs on them without further whitening. The unmixing is then
+    composed with the whitening and rescaled to unit-variance sources, as
+    ``FastICA(whiten="unit-variance")`` stores it, so ``transform`` and
+    ``inverse_transform`` behave as scikit-learn's.
+    """
+    n, d = X.shape
+    pca = _streamed_pca(X, k, batch_rows, seed)
+    lam = np.asarray(pca.explained_variance_, dtype=np.float64)
+    lam = np.maximum(lam, 1e-12 * max(float(lam.max(initial=0.0)), 1e-300))
+    mean = np.asarray(pca.mean_, dtype=np.float64)
+    K = np.asarray(pca.components_, dtype=np.float64) / np.sqrt(lam)[:, None]
+    Z = np.concatenate(
+        [
+            (np.asarray(X[sl], dtype=np.float64) - mean) @ K.T
+            for sl in gen_batches_idx(n, batch_rows)
+        ]
+    )
+    inner = FastICA(whiten=False, random_state=seed).fit(Z)
+    Wu = inner.components_
+    S_std = np.std(Z @ Wu.T, axis=0)
+    Wu = Wu / np.where(S_std > 0, S_std, 1.0)[:, None]
+    ica = FastICA(n_components=k, whiten="unit-variance", random_state=seed)
+    ica.n_features_in_ = d
+    ica.n_iter_ = inner.n_iter_
+    ica.components_ = (Wu @ K).astype(X.dtype)
+    ica.mixing_ = np.linalg.pinv(Wu @ K).astype(X.dtype)
+    ica.mean_ = pca.mean_
+    ica.whitening_ = K.astype(X.dtype)
+    ica._unmixing = Wu.astype(X.dtype)
+    return ica
+
+
+_STREAMED = {"pca": _streamed_pca, "svd": _streamed_svd, "ica": _streamed_ica}
 
 
 def _make_extractor(decomposition, k, seed, device, X):
@@ -176,7 +262,8 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     decomposition : {"pca", "svd", "ica", "nmf"} or estimator, default="pca"
         How ``X`` is split into concepts, fitted on the training data only
-        (``"pca"`` on a memmap: a streamed exact PCA, see Notes).
+        (on a memmap ``"pca"``, ``"svd"`` and ``"ica"`` are streamed, see
+        Notes).
         ``"pca"``: :class:`~sklearn.decomposition.PCA` (the reference's
         choice); ``"svd"``: :class:`~sklearn.decomposition.TruncatedSVD` (no
         centring); ``"ica"``: :class:`~sklearn.decomposition.FastICA` (on
@@ -322,9 +409,12 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     eigenvectors of the covariance are the principal axes, with
     scikit-learn's sign convention. This is the exact PCA up to rounding;
     in memory, :class:`~sklearn.decomposition.PCA` may pick its randomized
-    solver, so the two agree to that solver's accuracy. The codes are then
-    computed by row batches. An estimator given as ``decomposition`` is
-    fitted as is (e.g. :class:`~skconcepts.SemiNMFConcepts` streams a
+    solver, so the two agree to that solver's accuracy. ``"svd"`` uses the
+    same pass (top eigenvectors of the uncentred Gram matrix: the exact
+    truncated SVD); ``"ica"`` whitens with the streamed PCA and runs
+    FastICA on the whitened codes (``n x n_concepts``), built by row
+    batches. The codes are then computed by row batches. An estimator given
+    as ``decomposition`` is fitted as is (e.g. :class:`~skconcepts.SemiNMFConcepts` streams a
     memmap itself). With ``max_train_samples`` set, nothing else holds more
     than ``max_train_samples`` rows of ``X``.
 
@@ -465,8 +555,12 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         # 1. concepts, on the training data only
         on_disk = is_on_disk(X)
         batch_rows = max(k, self.batch_size or 4096)
-        if on_disk and self.decomposition == "pca":
-            extractor = _streamed_pca(X, k, batch_rows, seeds[0])
+        if on_disk and isinstance(self.decomposition, str) and (
+            self.decomposition in _STREAMED
+        ):
+            streamed = _STREAMED[self.decomposition]
+            with _quiet():
+                extractor = streamed(X, k, batch_rows, seeds[0])
         else:
             extractor = _make_extractor(self.decomposition, k, seeds[0], self.device, X)
             with _quiet():
