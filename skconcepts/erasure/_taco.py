@@ -414,9 +414,10 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     truncated SVD); ``"ica"`` whitens with the streamed PCA and runs
     FastICA on the whitened codes (``n x n_concepts``), built by row
     batches. The codes are then computed by row batches. An estimator given
-    as ``decomposition`` is fitted as is (e.g. :class:`~skconcepts.SemiNMFConcepts` streams a
-    memmap itself). With ``max_train_samples`` set, nothing else holds more
-    than ``max_train_samples`` rows of ``X``.
+    as ``decomposition`` is fitted as is (e.g.
+    :class:`~skconcepts.SemiNMFConcepts` streams a memmap itself). With
+    ``max_train_samples`` set, nothing else holds more than
+    ``max_train_samples`` rows of ``X``.
 
     References
     ----------
