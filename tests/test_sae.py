@@ -119,6 +119,21 @@ def test_archetypal_constraints(fitted):
     np.testing.assert_allclose(est.components_, D, rtol=1e-4, atol=1e-5)
 
 
+def test_archetypal_relaxation_is_in_data_units(data):
+    X = data[0][:2000]
+    # a float bounds ||Lambda_i|| itself, whatever the scale of the data
+    for scale in (1.0, 100.0):
+        est = ArchetypalSAE(relaxation=0.05, max_epochs=3, random_state=0, **SMALL)
+        est.fit(X * scale)
+        assert est.relaxation_radius_ == 0.05
+        lam = np.linalg.norm(est.relaxation_, axis=1)
+        assert lam.max() > 0.04 and (lam <= 0.05 * (1 + 1e-5)).all()
+    # "auto": 0.3 x the RMS norm of the centred data, so it scales with X
+    auto = ArchetypalSAE(max_epochs=1, random_state=0, **SMALL).fit(X * 10)
+    rms = np.sqrt(((X * 10 - (X * 10).mean(0)) ** 2).sum(1).mean())
+    np.testing.assert_allclose(auto.relaxation_radius_, 0.3 * rms, rtol=1e-4)
+
+
 def test_strict_archetypal_relaxation_zero(data):
     X = data[0][:2000]
     est = ArchetypalSAE(relaxation=0.0, max_epochs=10, random_state=0, **SMALL).fit(X)

@@ -8,6 +8,9 @@ from .._compat import Integral, Interval, Real, StrOptions
 from ._engine import INIT_SAMPLES, _BaseSAE
 from ._modules import ArchetypalDictionary, kmeans_torch
 
+#: ``relaxation="auto"``: this fraction of the RMS norm of the centred data.
+AUTO_RELAXATION = 0.3
+
 
 class ArchetypalSAE(_BaseSAE):
     """Sparse autoencoder whose atoms are anchored in the data (A-SAE, RA-SAE).
@@ -34,10 +37,12 @@ class ArchetypalSAE(_BaseSAE):
         Number of atoms ``k``.
     top_k : int, default=8
         Active codes per row (see :class:`TopKSAE`).
-    relaxation : float, default=0.3
-        Largest norm ``delta`` of each row of ``Lambda``, in units of the
-        root mean squared norm of the centred data (so it does not depend on
-        the scale of the activations). 0 gives the strict A-SAE.
+    relaxation : float or "auto", default="auto"
+        Largest norm ``delta`` of each row of ``Lambda``, in the units of the
+        data: ``||Lambda_i|| <= relaxation``. 0 gives the strict A-SAE.
+        ``"auto"`` is 0.3 times the root mean squared norm of the centred
+        training data (the typical distance of a sample to the mean), which
+        does not depend on the scale of the activations.
     n_candidates : int, default=None
         Number of candidate points ``C``; None means ``n_concepts``. Fewer
         candidates than concepts is allowed. Capped at ``n_samples``.
@@ -71,8 +76,8 @@ random_state, verbose
     scale_ : float
         ``exp(s)``.
     relaxation_radius_ : float
-        The bound on ``||Lambda_i||`` in the units of the data:
-        ``relaxation`` times the root mean squared norm of the centred data.
+        The bound ``delta`` on ``||Lambda_i||`` used by the fit, in the units
+        of the data (``relaxation``, or its value for ``"auto"``).
     encoder_weights_, encoder_bias_, pre_bias_, threshold_, history_, \
 reconstruction_r2_, mean_l0_, dead_fraction_, n_iter_, n_features_in_, \
 feature_names_in_
@@ -104,7 +109,7 @@ feature_names_in_
 
     _parameter_constraints: dict = {
         **_BaseSAE._parameter_constraints,
-        "relaxation": [Interval(Real, 0, None, closed="left")],
+        "relaxation": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "n_candidates": [Interval(Integral, 1, None, closed="left"), None],
         "candidates": [StrOptions({"kmeans", "random"}), "array-like"],
         "learn_scale": ["boolean"],
@@ -116,7 +121,7 @@ feature_names_in_
         n_concepts=64,
         top_k=8,
         *,
-        relaxation=0.3,
+        relaxation="auto",
         n_candidates=None,
         candidates="kmeans",
         learn_scale=True,
@@ -200,11 +205,11 @@ feature_names_in_
             # extra atoms: random convex combinations of the candidates
             W[n_c:] = torch.rand(k - n_c, n_c, generator=generator, dtype=torch.float64)
         W = W.to(device=C.device, dtype=C.dtype)
-        centred = X_init - X_init.mean(dim=0)
-        scale = float(centred.pow(2).sum(1).mean().sqrt())
-        return ArchetypalDictionary(
-            C, W, self.relaxation * scale, learn_scale=self.learn_scale
-        )
+        delta = self.relaxation
+        if delta == "auto":
+            centred = X_init - X_init.mean(dim=0)
+            delta = AUTO_RELAXATION * float(centred.pow(2).sum(1).mean().sqrt())
+        return ArchetypalDictionary(C, W, delta, learn_scale=self.learn_scale)
 
     def _dictionary_from_fitted(self, device, dtype):
         def t(a):
