@@ -431,15 +431,12 @@ def test_taco_default_pca_on_memmap_is_bounded(big_memmap):
     )
 
 
-
 @pytest.fixture(scope="module")
 def mixed_sources(tmp_path_factory):
     """Three known non-Gaussian sources mixed into 20 dimensions, on disk."""
     rng = np.random.RandomState(0)
     n = 6000
-    S = np.c_[
-        rng.uniform(-1, 1, n), rng.laplace(size=n), rng.uniform(-1, 1, n) ** 3
-    ]
+    S = np.c_[rng.uniform(-1, 1, n), rng.laplace(size=n), rng.uniform(-1, 1, n) ** 3]
     X = S @ rng.normal(size=(3, 20)) + rng.normal(scale=0.01, size=(n, 20)) + 3
     path = tmp_path_factory.mktemp("ica") / "mixed.npy"
     np.save(path, X)

@@ -556,8 +556,10 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         # 1. concepts, on the training data only
         on_disk = is_on_disk(X)
         batch_rows = max(k, self.batch_size or 4096)
-        if on_disk and isinstance(self.decomposition, str) and (
-            self.decomposition in _STREAMED
+        if (
+            on_disk
+            and isinstance(self.decomposition, str)
+            and (self.decomposition in _STREAMED)
         ):
             streamed = _STREAMED[self.decomposition]
             with _quiet():
