@@ -141,6 +141,27 @@ def test_gallery_example(script, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 
+def test_readme_example_runs(tmp_path):
+    # the README's first Python block is the first thing a user copies
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    lines = [ln for ln in code.splitlines() if ln.strip() and "import" not in ln]
+    assert len(lines) <= 10, "the README promises ten lines"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stderr, proc.stderr[-3000:]
+    r2 = float(re.search(r"R2 = ([0-9.]+)", proc.stdout).group(1))
+    top = re.findall(r"\d+", proc.stdout.split("digit:")[1])
+    assert r2 > 0.8 and len(top) == 10, proc.stdout
+
+
 def test_gallery_examples_have_a_title():
     # sphinx-gallery needs a reST title in the module docstring
     for script in EXAMPLES:
