@@ -28,12 +28,19 @@ process. Inside :func:`data_parallel` it asks this module for three things:
 * **synchronised statistics**: the atoms that fired in a step (dead-atom
   counters of AuxK) and the per-epoch sums of ``history_``.
 
+* **global batch terms**: what is not a mean over rows is computed on the
+  global batch: BatchTopK's batch-wide selection (the ``top_k * B``-th
+  largest pre-activation of the whole batch, from an all-gather of each
+  share's candidates), the AuxK ratio and the Iso-Energy per-modality means
+  (sums over ranks that are differentiable through each rank's own part).
+  A rank whose share of a batch is empty still takes part in the step.
+
 So ``W`` processes with batches of ``B / W`` rows train the same model as one
 process with batches of ``B`` rows, up to floating-point rounding, for every
-loss that is a mean over rows (TopK / ReLU / JumpReLU rules, MSE, L1). Terms
-computed over a whole batch (BatchTopK's batch-wide selection, the AuxK ratio)
-are computed per share instead; training still works but is no longer
-bit-for-bit the single-process one.
+rule and loss of the engine (TopK, BatchTopK, ReLU, JumpReLU, AuxK,
+archetypal dictionaries, ``AlignedSAE(alignment="energy")``). The paired
+cosine alignment (``alignment="cosine"``) needs both rows of a pair on one
+rank and is refused.
 """
 
 import argparse
@@ -107,6 +114,30 @@ class _DataParallel:
             if present:
                 p.grad = flat[offset : offset + n].view_as(p).clone()
             offset += n
+
+    def global_sum(self, t):
+        """``t`` summed over ranks, differentiable through this rank's ``t`` only.
+
+        The value is the sum over ranks; the gradient flows into this rank's
+        own contribution (the others' enter as constants). A loss term built
+        from such sums has the global batch's value on every rank, and the
+        all-reduce of the gradients then adds the ranks' contributions: the
+        gradient of the global term. Used for the terms that are not a mean
+        over rows (the AuxK ratio, the Iso-Energy per-modality means).
+        """
+        dist = _dist()
+        total = t.detach().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=self.group)
+        return t + (total - t.detach())
+
+    def all_gather(self, t):
+        """Concatenation over ranks of a tensor of the same shape on every rank."""
+        import torch
+
+        dist = _dist()
+        out = [torch.empty_like(t) for _ in range(self.world_size)]
+        dist.all_gather(out, t.contiguous(), group=self.group)
+        return torch.cat(out)
 
     def any(self, mask):
         """Element-wise OR of a boolean tensor over ranks."""

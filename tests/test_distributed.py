@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from sklearn.base import clone
 
-from skconcepts import ArchetypalSAE, NMFConcepts, TopKSAE
+from skconcepts import AlignedSAE, ArchetypalSAE, NMFConcepts, TopKSAE
 from skconcepts.distributed import data_parallel, fit_distributed
 
 # A batch remainder of one row: with two ranks the second rank's share of the
@@ -34,7 +34,19 @@ def _estimators():
             24, 3, relaxation=0.1, n_candidates=48, max_epochs=2, **common
         ),
         "relu": TopKSAE(24, 3, activation="relu", max_epochs=2, **common),
+        # the terms computed on the whole batch: BatchTopK's selection, the
+        # AuxK ratio (atoms are dead after 2 steps here), the Iso-Energy means
+        "batchtopk": TopKSAE(24, 3, activation="batchtopk", max_epochs=2, **common),
+        "auxk": TopKSAE(24, 3, dead_steps=2, aux_coef=0.5, max_epochs=3, **common),
+        "jumprelu": TopKSAE(24, 3, activation="jumprelu", max_epochs=2, **common),
+        "aligned": AlignedSAE(24, 3, alignment_weight=1.0, max_epochs=2, **common),
     }
+
+
+def _targets():
+    # unpaired modalities (193 and 192 rows): each batch is [a rows, b rows],
+    # so with two ranks each share holds mostly one modality
+    return {"aligned": np.arange(N_ROWS) % 2}
 
 
 def _fitted_state(est):
@@ -77,12 +89,13 @@ def _worker(rank, world_size, port, out_dir):
         results = {}
         for name, est in _estimators().items():
             shares.clear()
-            fit_distributed(est, X)
+            fit_distributed(est, X, _targets().get(name))
             results[f"{name}.shares"] = np.array(shares)
             for k, v in _fitted_state(est).items():
                 results[f"{name}.{k}"] = v
             results[f"{name}.loss"] = np.array([r["loss"] for r in est.history_])
             results[f"{name}.l0"] = np.array([r["l0"] for r in est.history_])
+            results[f"{name}.threshold"] = np.asarray(est.threshold_, dtype=float)
         # the all-reduced gradient of the weighted share losses is the
         # full-batch gradient (a direct check, independent of Adam's scale
         # invariance), here for a batch of 7 rows: shares of 3 and 4
@@ -140,7 +153,7 @@ def test_two_ranks_equal_single_process_full_batches(ddp_results):
     X = _data()
     rank0, rank1 = ddp_results
     for name, est in _estimators().items():
-        ref = clone(est).fit(X)
+        ref = clone(est).fit(X, _targets().get(name))
         for k, v in _fitted_state(ref).items():
             # both ranks hold the same model ...
             np.testing.assert_array_equal(rank0[f"{name}.{k}"], rank1[f"{name}.{k}"])
@@ -148,13 +161,25 @@ def test_two_ranks_equal_single_process_full_batches(ddp_results):
             np.testing.assert_allclose(
                 rank0[f"{name}.{k}"], v, rtol=1e-9, atol=1e-10, err_msg=name
             )
+        np.testing.assert_allclose(
+            rank0[f"{name}.threshold"],
+            np.asarray(ref.threshold_, dtype=float),
+            rtol=1e-9,
+            err_msg=name,
+        )
         # each rank trained on its half of every batch, and on nothing else
         shares = rank0[f"{name}.shares"] + rank1[f"{name}.shares"]
         steps = ref.n_steps_
         assert len(shares) == steps
         assert shares.sum() == N_ROWS * ref.n_iter_
-        assert rank0[f"{name}.shares"][0] == rank1[f"{name}.shares"][0] == BATCH // 2
-        assert 0 in rank0[f"{name}.shares"]  # the 1-row last batch: rank 1 only
+        if name != "aligned":  # (its batches hold whole shares of each modality)
+            assert rank0[f"{name}.shares"][0] == BATCH // 2
+            assert rank1[f"{name}.shares"][0] == BATCH // 2
+            assert 0 in rank0[f"{name}.shares"]  # the 1-row last batch: rank 1 only
+        if name == "auxk":
+            assert any(r.get("auxk", 0) > 0 for r in ref.history_)
+        if name == "aligned":
+            assert all(r["energy"] > 0 for r in ref.history_)
         # the history is of the global batches, not of one rank's share
         ref_loss = [r["loss"] for r in ref.history_]
         np.testing.assert_allclose(rank0[f"{name}.loss"], ref_loss, rtol=1e-9)
@@ -177,6 +202,23 @@ def test_two_ranks_partial_fit_equals_single_process(ddp_results):
     ref.partial_fit(X[:200]).partial_fit(X[200:])
     for k, v in _fitted_state(ref).items():
         np.testing.assert_allclose(ddp_results[0][f"partial.{k}"], v, rtol=1e-9)
+
+
+def test_cosine_alignment_is_refused_data_parallel(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        X = _data()[:200]
+        est = AlignedSAE(
+            8, 2, alignment="cosine", batch_size=BATCH, device="cpu", random_state=0
+        )
+        with pytest.raises(ValueError, match="alignment='cosine'.*energy"):
+            fit_distributed(est, X, np.arange(200) % 2)
+    finally:
+        dist.destroy_process_group()
 
 
 def test_fit_distributed_errors():

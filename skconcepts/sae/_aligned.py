@@ -47,18 +47,23 @@ def _pair_rows(modality, pair):
     return order[:-1][same], order[1:][same]
 
 
-def iso_energy_loss(codes, modality, eps):
+def iso_energy_loss(codes, modality, eps, global_sum=None):
     """``mean_k |E_a[k] - E_b[k]| / (E_a[k] + E_b[k] + eps)`` of a batch.
 
     ``E_m[k]`` is the mean of ``codes[:, k] ** 2`` over the rows of modality
     ``m`` (0 or 1). Zero when the batch lacks one of the modalities.
+    ``global_sum`` (data-parallel training) turns this share's sums and counts
+    into the global batch's, so that the term is the global batch's one.
     """
     is_a = modality == 0
-    if not bool(is_a.any()) or bool(is_a.all()):
-        return codes.sum() * 0.0
     sq = codes * codes
-    e_a = sq[is_a].mean(dim=0)
-    e_b = sq[~is_a].mean(dim=0)
+    sums = torch.stack([sq[is_a].sum(dim=0), sq[~is_a].sum(dim=0)])
+    counts = torch.stack([is_a.sum(), (~is_a).sum()]).to(sq.dtype)
+    if global_sum is not None:
+        sums, counts = global_sum(sums), global_sum(counts)
+    if not bool((counts > 0).all()):
+        return codes.sum() * 0.0
+    e_a, e_b = sums[0] / counts[0], sums[1] / counts[1]
     return ((e_a - e_b).abs() / (e_a + e_b + eps)).mean()
 
 
@@ -446,10 +451,20 @@ n_features_in_, feature_names_in_
         if weight == 0:
             return {}
         codes, modality = out.codes, side_batch["modality"]
+        dp = session.dp
         if self.alignment == "energy":
             eps = 1e-8 * session.data_var
-            term = iso_energy_loss(codes, modality, eps)
+            if dp is not None:  # the global batch's per-modality means
+                session.global_terms.add(self.alignment)
+            gsum = None if dp is None else dp.global_sum
+            term = iso_energy_loss(codes, modality, eps, gsum)
         else:
+            if dp is not None:
+                raise ValueError(
+                    "alignment='cosine' cannot be trained data-parallel (the two "
+                    "rows of a pair may fall on different ranks); use "
+                    "alignment='energy' or train in one process."
+                )
             term = paired_cosine_loss(codes, modality, side_batch["pair"])
         return {self.alignment: weight * term}
 

@@ -176,6 +176,8 @@ class _Session:
         self.step = 0
         self.epoch = 0
         self.dp = None  # skconcepts.distributed context, set by _train
+        # names of the loss terms computed on the global batch (data parallel)
+        self.global_terms = set()
         self.total_steps = None
         self.warmup_steps = STREAM_WARMUP_STEPS
         self.base_lr = optimizer.param_groups[0]["lr"]
@@ -591,7 +593,11 @@ class _BaseSAE(ConceptExtractor):
     def _loss_terms(self, out, side_b, session):
         module = session.module
         var = session.data_var
-        B = out.x.shape[0]
+        # means over this batch's rows (a share of the global batch under
+        # data parallelism, possibly empty: the engine weights them); terms
+        # in session.global_terms are the global batch's value on every rank
+        B = max(1, out.x.shape[0])
+        dp = session.dp
         resid = out.x - out.x_hat
         terms = {"mse": (resid * resid).sum() / (B * var)}
         pen = module.rule.penalty(out.pre, out._codes, out.dictionary)
@@ -613,9 +619,13 @@ class _BaseSAE(ConceptExtractor):
                     sel,
                 )
                 r = resid.detach()
-                denom = (r * r).sum().clamp_min(torch.finfo(r.dtype).tiny)
                 err = r - rec
-                terms["auxk"] = self.aux_coef * (err * err).sum() / denom
+                num, denom = (err * err).sum(), (r * r).sum()
+                if dp is not None:  # the ratio of the global batch
+                    num, denom = dp.global_sum(num), dp.global_sum(denom)
+                    session.global_terms.add("auxk")
+                denom = denom.clamp_min(torch.finfo(r.dtype).tiny)
+                terms["auxk"] = self.aux_coef * num / denom
         terms.update(self._extra_loss(out, side_b, session))
         return terms
 
@@ -677,14 +687,19 @@ class _BaseSAE(ConceptExtractor):
                 for group in opt.param_groups:
                     group["lr"] = lr
                 opt.zero_grad(set_to_none=True)
-                out, terms = None, {}
-                if dp is None or xb.shape[0]:  # (a rank's share may be empty)
-                    out = module(xb, sparse_ok=self._sparse_path)
-                    terms = self._loss_terms(out, sb, session)
+                # (under data parallelism a rank's share may be empty: it
+                # still runs the step, which holds collective operations)
+                out = module(xb, sparse_ok=self._sparse_path)
+                terms = self._loss_terms(out, sb, session)
+                if dp is None:
                     loss = sum(terms.values())
-                    if dp is not None:
-                        loss = loss * dp.weight(xb.shape[0])
-                    loss.backward()
+                else:  # local means weighted by the share, global terms not
+                    w = dp.weight(xb.shape[0])
+                    loss = sum(
+                        v if name in session.global_terms else v * w
+                        for name, v in terms.items()
+                    )
+                loss.backward()
                 if dp is not None:
                     dp.all_reduce_grads(module)
                 if self.max_grad_norm is not None:
@@ -694,7 +709,7 @@ class _BaseSAE(ConceptExtractor):
                 opt.step()
                 module.project_()
                 with torch.no_grad():
-                    fired = out.fired() if out is not None else fired_epoch & False
+                    fired = out.fired()
                     if dp is not None:
                         fired = dp.any(fired)
                     fired_epoch |= fired
@@ -704,9 +719,8 @@ class _BaseSAE(ConceptExtractor):
                         sums[name] = (
                             sums.get(name, 0.0) + v.detach().double() * xb.shape[0]
                         )
-                    if out is not None:
-                        sse += terms["mse"].detach().double() * xb.shape[0]
-                        l0 += out.l0_sum()
+                    sse += terms["mse"].detach().double() * xb.shape[0]
+                    l0 += out.l0_sum()
                 session.step += 1
                 n_seen += xb.shape[0]
                 n_steps += 1

@@ -131,6 +131,11 @@ class _Rule(nn.Module):
         return None
 
 
+def _row_mean(v):
+    """Mean of a per-row vector; 0 (not NaN) for an empty batch share."""
+    return v.sum() / max(1, v.shape[0])
+
+
 class TopKRule(_Rule):
     """Keep the ``top_k`` largest pre-activations of each row, then ReLU."""
 
@@ -164,13 +169,30 @@ class BatchTopKRule(_Rule):
         self.register_buffer("threshold", torch.tensor(init))
 
     def train_codes(self, pre):
+        from ..distributed import current
+
         pos = torch.relu(pre)
-        n_keep = min(self.top_k * pre.shape[0], pre.numel())
-        vals, flat = pos.reshape(-1).topk(n_keep)
-        codes = torch.zeros_like(pos).reshape(-1).scatter(0, flat, vals)
-        codes = codes.reshape(pre.shape)
+        dp = current()
+        if dp is None:
+            n_keep = min(self.top_k * pre.shape[0], pre.numel())
+            vals, flat = pos.reshape(-1).topk(n_keep)
+            codes = torch.zeros_like(pos).reshape(-1).scatter(0, flat, vals)
+            codes = codes.reshape(pre.shape)
+            top = vals.detach()
+        else:
+            # a share of a global batch of dp.batch_rows rows: the kept
+            # entries are those at or above the global (top_k * B)-th largest
+            # value, found from every share's own top candidates (ties
+            # aside, the single-process selection; relu zeros code 0 anyway)
+            n_keep = self.top_k * dp.batch_rows
+            flat = pos.detach().reshape(-1)
+            m = min(n_keep, flat.numel())
+            cand = torch.full((n_keep,), -torch.inf, dtype=pos.dtype, device=pos.device)
+            cand[:m] = flat.topk(m).values
+            top = dp.all_gather(cand).topk(n_keep).values
+            codes = pos * (pos >= top[-1])
         with torch.no_grad():
-            kept = vals[vals > 0]
+            kept = top[top > 0]
             if kept.numel():
                 m = kept.min()
                 if torch.isnan(self.threshold):
@@ -206,7 +228,7 @@ class ReLURule(_Rule):
 
     def penalty(self, pre, codes, dictionary):
         norms = dictionary.norm(dim=1)
-        return self.coef * (codes @ norms).mean() / self.scale
+        return self.coef * _row_mean(codes @ norms) / self.scale
 
 
 class _JumpReLUFn(torch.autograd.Function):
@@ -273,7 +295,7 @@ class JumpReLURule(_Rule):
 
     def penalty(self, pre, codes, dictionary):
         theta = self.log_threshold.exp()
-        l0 = _StepFn.apply(pre, theta, self.bandwidth).sum(1).mean()
+        l0 = _row_mean(_StepFn.apply(pre, theta, self.bandwidth).sum(1))
         return self.coef * l0 / self.top_k
 
     def export(self):
