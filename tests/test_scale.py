@@ -360,58 +360,52 @@ def test_fit_chunks_from_zarr_is_bounded_by_the_chunk(
     assert sae.n_steps_ == 60 and nmf.n_steps_ == 15
 
 
-def test_taco_with_a_streaming_decomposition_is_bounded(big_memmap):
+def _bounded_taco(X, warm_rows, **params):
+    """A TaCoEraser fitted on memmap ``X`` and its anonymous memory growth."""
     from sklearn.linear_model import LogisticRegression
 
     from skconcepts import TaCoEraser
 
-    X = big_memmap[:40960]  # a memmap too
     y = (X[:, 0] > np.median(X[:, 0])).astype(int)
-    taco = TaCoEraser(
-        6,
+    params = dict(
+        dict(n_designs=4, max_samples=128, device="cpu", random_state=0), **params
+    )
+    params.setdefault("probe", LogisticRegression(max_iter=50))
+    taco = TaCoEraser(6, **params)
+    clone(taco).fit(X[:warm_rows], y[:warm_rows])  # warm-up of the same code path
+    with AnonMemorySampler() as mem:
+        taco.fit(X, y)
+    return taco, y, mem.growth
+
+
+def test_taco_with_a_streaming_decomposition_is_bounded(big_memmap):
+    from sklearn.linear_model import LogisticRegression
+
+    X = big_memmap[:40960]  # a memmap too
+    taco, y, growth = _bounded_taco(
+        X,
+        4096,
         n_remove=2,
         decomposition=SemiNMFConcepts(6, max_iter=5, batch_size=2048),
         probe=LogisticRegression(max_iter=20),
-        n_designs=4,
-        max_samples=128,
         batch_size=64,
-        device="cpu",
-        random_state=0,
     )
-    clone(taco).fit(X[:4096], y[:4096])  # warm-up of the same code path
-    with AnonMemorySampler() as mem:
-        taco.fit(X, y)
     # no copy of X (62.5 MB): the decomposition streams, the probes and the
     # Sobol' engine (max_samples rows) work on batches; 12-31 MB measured
-    assert mem.growth < 0.6 * X.nbytes, mem.growth / MB
+    assert growth < 0.6 * X.nbytes, growth / MB
     ref = clone(taco).fit(np.array(X), y)
     np.testing.assert_array_equal(taco.components_, ref.components_)
     np.testing.assert_array_equal(taco.removed_concepts_, ref.removed_concepts_)
 
 
 def test_taco_default_pca_on_memmap_is_bounded(big_memmap):
-    from sklearn.linear_model import LogisticRegression
-
-    from skconcepts import TaCoEraser
     from skconcepts.erasure._taco import _streamed_pca
 
     X = big_memmap  # 94 MB, read-only
-    y = (X[:, 0] > np.median(X[:, 0])).astype(int)
-    taco = TaCoEraser(
-        6,
-        probe=LogisticRegression(max_iter=50),
-        n_designs=4,
-        max_samples=128,
-        max_train_samples=4096,
-        device="cpu",
-        random_state=0,
-    )
-    clone(taco).fit(X[:8192], y[:8192])  # warm-up of the same code path
-    with AnonMemorySampler() as mem:
-        taco.fit(X, y)
+    taco, y, growth = _bounded_taco(X, 8192, max_train_samples=4096)
     # streamed PCA (Gram 400 x 400 and one 4096-row float64 batch), codes
     # (n x 6), probes and auto search on 4096 rows, Sobol' on 128 rows
-    assert mem.growth < 0.25 * X.nbytes, mem.growth / MB
+    assert growth < 0.25 * X.nbytes, growth / MB
     # in memory: sklearn's PCA (randomized solver here) on the same data,
     # probes on the same subsample -> same concepts up to the solver's error
     in_memory = np.array(X)
@@ -506,28 +500,12 @@ def test_taco_svd_and_ica_stream_a_memmap(mixed_sources, decomposition):
 
 @pytest.mark.parametrize("decomposition", ["svd", "ica"])
 def test_taco_svd_and_ica_on_memmap_are_bounded(big_memmap, decomposition):
-    from sklearn.linear_model import LogisticRegression
-
-    from skconcepts import TaCoEraser
-
     X = big_memmap  # 94 MB, read-only
-    y = (X[:, 0] > np.median(X[:, 0])).astype(int)
-    taco = TaCoEraser(
-        6,
-        n_remove=2,
-        decomposition=decomposition,
-        probe=LogisticRegression(max_iter=50),
-        n_designs=4,
-        max_samples=128,
-        max_train_samples=4096,
-        device="cpu",
-        random_state=0,
+    taco, _, growth = _bounded_taco(
+        X, 8192, n_remove=2, decomposition=decomposition, max_train_samples=4096
     )
-    clone(taco).fit(X[:8192], y[:8192])  # warm-up of the same code path
-    with AnonMemorySampler() as mem:
-        taco.fit(X, y)
     # Gram 400 x 400, one 4096-row batch, codes (n x 6, twice for ICA)
-    assert mem.growth < 0.25 * X.nbytes, mem.growth / MB
+    assert growth < 0.25 * X.nbytes, growth / MB
     assert taco.components_.shape == (6, 400)
 
 
