@@ -273,6 +273,15 @@ def _auc(curves):
     return (curves.sum(axis=1) - 0.5 * (curves[:, 0] + curves[:, -1])) / k
 
 
+def _curve_area(head, codes, components, importances, insertion, curves_too, kw):
+    """Mean area under the deletion / insertion curves (and the curves)."""
+    curves = _concept_curves(
+        head, codes, components, importances, insertion=insertion, **kw
+    )
+    score = float(np.mean(_auc(curves)))
+    return (score, curves) if curves_too else score
+
+
 def c_deletion(
     head,
     codes,
@@ -341,19 +350,8 @@ def c_deletion(
     >>> c_deletion(head, codes, np.eye(2), [0.0, 1.0])  # wrong order: 4, 3, 0
     2.5
     """
-    curves = _concept_curves(
-        head,
-        codes,
-        components,
-        importances,
-        insertion=False,
-        residual=residual,
-        target=target,
-        batch_size=batch_size,
-        device=device,
-    )
-    score = float(np.mean(_auc(curves)))
-    return (score, curves) if return_curves else score
+    kw = dict(residual=residual, target=target, batch_size=batch_size, device=device)
+    return _curve_area(head, codes, components, importances, False, return_curves, kw)
 
 
 def c_insertion(
@@ -401,19 +399,8 @@ device, return_curves
     >>> c_insertion(head, np.ones((1, 2)), np.eye(2), [1.0, 0.0])  # 0, 3, 4
     2.5
     """
-    curves = _concept_curves(
-        head,
-        codes,
-        components,
-        importances,
-        insertion=True,
-        residual=residual,
-        target=target,
-        batch_size=batch_size,
-        device=device,
-    )
-    score = float(np.mean(_auc(curves)))
-    return (score, curves) if return_curves else score
+    kw = dict(residual=residual, target=target, batch_size=batch_size, device=device)
+    return _curve_area(head, codes, components, importances, True, return_curves, kw)
 
 
 def c_mufidelity(
