@@ -134,6 +134,45 @@ def test_fit_on_disk_arrays_equals_in_memory_fit(low_rank, stores, name):
         assert got.components_.dtype == np.float32
 
 
+@pytest.mark.parametrize("name", ["zarr", "h5gz"])
+def test_taco_fit_on_disk_arrays(low_rank, stores, name, monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+
+    from skconcepts import TaCoEraser
+    from skconcepts.erasure import _taco
+
+    y = (low_rank[:, 0] > np.median(low_rank[:, 0])).astype(int)
+    taco = TaCoEraser(
+        3,
+        n_remove=1,
+        probe=LogisticRegression(max_iter=200),
+        n_designs=8,
+        max_samples=64,
+        device="cpu",
+        random_state=0,
+    )
+    # the chunked array gets a memmap face (never np.asarray'd whole) and
+    # its PCA is the streamed one
+    monkeypatch.setattr(
+        type(stores[name]),
+        "__array__",
+        lambda *a, **k: pytest.fail("loaded whole"),
+        raising=False,
+    )
+    seen = []
+    streamed = _taco._STREAMED["pca"]
+    monkeypatch.setitem(
+        _taco._STREAMED,
+        "pca",
+        lambda X, *a: seen.append(_io.is_on_disk(X)) or streamed(X, *a),
+    )
+    got = clone(taco).fit(stores[name], y)
+    assert seen == [True]
+    ref = clone(taco).fit(low_rank, y)
+    np.testing.assert_allclose(got.components_, ref.components_, atol=1e-4)
+    np.testing.assert_array_equal(got.removed_concepts_, ref.removed_concepts_)
+
+
 def test_memmap_fit_equals_in_memory_fit(low_rank, tmp_path):
     path = tmp_path / "x.npy"
     np.save(path, low_rank)

@@ -32,7 +32,7 @@ from .._compat import (
     check_is_fitted,
     validate_data,
 )
-from .._io import is_on_disk
+from .._io import as_memmap, is_chunked_array, is_on_disk
 from ..base import DEVICE_CONSTRAINT
 from ._probes import make_probe, margin_head, seeded_clone
 
@@ -401,8 +401,9 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     training data given to ``fit`` only; the decoder offset (PCA's mean) is
     added back.
 
-    Data on disk: when ``X`` is a memmap (or a view of one, e.g. what
-    :func:`skconcepts.as_memmap` makes of a zarr / HDF5 array) and
+    Data on disk: when ``X`` is a memmap, or a zarr / HDF5 / dask array
+    (given a memmap face by :func:`skconcepts.as_memmap`, never loaded
+    whole), and
     ``decomposition="pca"``, the PCA is computed by streaming: one pass of
     row batches (``batch_size`` rows, 4096 by default) accumulates the
     float64 mean and Gram matrix (``O(n_features^2)`` memory) and the top
@@ -533,6 +534,8 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         from ..importance._engine import affine_decoder
         from ..importance._sobol import concept_sobol_indices
 
+        if is_chunked_array(X):  # zarr, HDF5, dask: a memmap face, not RAM
+            X = as_memmap(X)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         enc = _encode_labels(y, "y (the protected attribute)")
         self.classes_ = enc.classes_
