@@ -40,6 +40,10 @@ __all__ = ["TaCoEraser"]
 
 _DECOMPOSITIONS = ("pca", "svd", "ica", "nmf")
 
+#: With a task, concepts whose protected importance is below this fraction of
+#: the largest are ranked after all the others (by angle among themselves).
+FAINT_FRACTION = 0.05
+
 
 @contextlib.contextmanager
 def _quiet():
@@ -251,10 +255,10 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         fresh probe (a clone of ``probe``), trained and tested on the training
         data with the top ``r`` concepts erased, is at most
         ``1 / n_classes + tolerance`` (``1 / n_classes`` is the balanced
-        accuracy of the majority-class guess). ``r`` is searched by galloping
-        (0, 1, 2, 4, ...) then bisection, so about ``2 log2(n_concepts_)``
-        probes are cross-validated instead of up to ``n_concepts_ + 1``; the
-        chosen ``r`` passes and ``r - 1`` fails. The search holds the erased
+        accuracy of the majority-class guess): concepts are removed in ranked
+        order, ``r = 0, 1, 2, ...``, and the search stops at the first ``r``
+        that passes (one cross-validated probe per ``r``). The search holds
+        the erased
         training data in memory (the probe needs it); for data larger than
         memory set ``max_train_samples`` (the search then runs on that
         subsample) or pass an int. An int removes exactly that many (at
@@ -288,7 +292,9 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         or ``(m, n_outputs)`` outputs (reduced to a margin as for the probe).
         Alternatively pass task labels as ``fit(X, y, task=labels)``. With a
         task, concepts are ranked by the angle
-        ``arctan(ST_task / ST_protected)``.
+        ``arctan(ST_task / ST_protected)``, smallest first; concepts whose
+        protected importance is under 5% of the largest come after all the
+        others (an angle between two near-zero importances means nothing).
 
     n_designs : int, default=32
         Number of Sobol' designs ``N`` (a power of two); each sample costs
@@ -377,7 +383,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     recoverability_ : ndarray of shape (n_concepts_ + 1,)
         With ``n_remove="auto"``: ``recoverability_[r]`` is the
         cross-validated balanced accuracy of the fresh probe after removing
-        the top ``r`` concepts, NaN where the search did not evaluate it.
+        the top ``r`` concepts, for ``r = 0 .. n_remove_`` (NaN beyond).
 
     n_features_in_ : int
         Number of features seen during fit.
@@ -652,7 +658,14 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self.angles_ = np.arctan2(
                 self.task_importances_, self.protected_importances_
             )
-            self.ranking_ = np.lexsort((-self.protected_importances_, self.angles_))
+            # a concept that hardly carries y is not removed before one that
+            # does, whatever the ratio of its two near-zero importances
+            faint = self.protected_importances_ < FAINT_FRACTION * max(
+                float(self.protected_importances_.max()), 0.0
+            )
+            self.ranking_ = np.lexsort(
+                (-self.protected_importances_, self.angles_, faint)
+            )
         else:
             self.ranking_ = np.argsort(-self.protected_importances_, kind="stable")
 
@@ -689,30 +702,20 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             scores[r] = float(np.mean(s))
             return scores[r] <= threshold
 
-        # galloping search over r = 0, 1, 2, 4, ..., k, then bisection in the
-        # bracket: the smallest r that passes, given that r - 1 fails.
-        lo, r = -1, 0  # lo: largest r known to fail
-        while not erased_enough(r):
-            lo = r
-            if r == k:
-                warnings.warn(
-                    f"Removing all {k} concepts leaves a cross-validated "
-                    f"balanced accuracy of {scores[k]:.3f} (chance + tolerance "
-                    f"{threshold:.3f}); the attribute is still recoverable, "
-                    "probably from the residual or from more concepts. Raise "
-                    "n_concepts or use residual=False.",
-                    UserWarning,
-                )
-                return k, scores
-            r = min(k, max(1, 2 * r))
-        hi = r
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if erased_enough(mid):
-                hi = mid
-            else:
-                lo = mid
-        return hi, scores
+        # remove concepts in ranked order, r = 0, 1, 2, ..., until the fresh
+        # probe is at chance: the chosen r passes and every smaller r fails
+        for r in range(k + 1):
+            if erased_enough(r):
+                return r, scores
+        warnings.warn(
+            f"Removing all {k} concepts leaves a cross-validated "
+            f"balanced accuracy of {scores[k]:.3f} (chance + tolerance "
+            f"{threshold:.3f}); the attribute is still recoverable, "
+            "probably from the residual or from more concepts. Raise "
+            "n_concepts or use residual=False.",
+            UserWarning,
+        )
+        return k, scores
 
     # ----------------------------------------------------------- transform
     def _erase(self, X, U, removed):
