@@ -416,6 +416,7 @@ def c_mufidelity(
     batch_size=None,
     device=None,
     random_state=None,
+    absolute=False,
     return_per_sample=False,
 ):
     """C-muFidelity: do importances predict the effect of removing concepts?
@@ -438,6 +439,10 @@ def c_mufidelity(
         Number of random subsets.
     random_state : int, RandomState instance or None, default=None
         Seeds the subsets.
+    absolute : bool, default=False
+        Correlate with the magnitude of the drop, ``|f(1) - f(1 - 1_S)|``:
+        the fidelity of unsigned importances (Sobol' indices measure how much
+        a concept moves the output, not in which direction).
     return_per_sample : bool, default=False
         Also return the per-sample correlations.
 
@@ -493,6 +498,8 @@ def c_mufidelity(
             device=device,
         )
         drop = f[:, :1] - f[:, 1:]
+        if absolute:
+            drop = np.abs(drop)
         sums = imp[sl] @ subsets.T
         dc = drop - drop.mean(axis=1, keepdims=True)
         sc = sums - sums.mean(axis=1, keepdims=True)

@@ -297,7 +297,8 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         others (an angle between two near-zero importances means nothing).
 
     n_designs : int, default=32
-        Number of Sobol' designs ``N`` (a power of two); each sample costs
+        Number of Sobol' designs ``N`` (a power of two, at least 2; checked
+        before anything is fitted); each sample costs
         ``N (n_concepts_ + 2)`` head evaluations per head.
 
     max_samples : int, default=256
@@ -458,7 +459,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         ],
         "probe": [None, HasMethods(["fit", "predict"])],
         "task_head": [None, callable, HasMethods(["predict"])],
-        "n_designs": [Interval(Integral, 1, None, closed="left")],
+        "n_designs": [Interval(Integral, 2, None, closed="left")],
         "max_samples": [Interval(Integral, 1, None, closed="left")],
         "max_train_samples": [None, Interval(Integral, 2, None, closed="left")],
         "residual": ["boolean"],
@@ -557,6 +558,9 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             check_consistent_length(X, task)
             task_enc = _encode_labels(task, "task").transform(task)
 
+        from ..importance._sobol import _check_sizes
+
+        _check_sizes(1, self.n_designs)  # before any decomposition or probe
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=6)
         n, d = X.shape

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from .._backend import resolve_device, seed_from
@@ -44,6 +45,11 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
     fit-only state to ``space`` in ``_prepare_fit`` and set the global
     attributes in ``_set_global``.
     """
+
+    #: Whether the importances carry a sign (attributions) or only a
+    #: magnitude (Sobol' indices); ``score`` compares them with the signed or
+    #: the absolute drop of the output.
+    _signed_importances = True
 
     _parameter_constraints: dict = {
         "extractor": [HasMethods(["fit", "transform"])],
@@ -285,6 +291,7 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
         if y is not None:
             y = column_or_1d(y, warn=True)
             check_consistent_length(X, y)
+            check_classification_targets(y)  # y names classes (output columns)
         self._check_params_extra()
         resolve_device(self.device)  # a device this machine lacks is an error
         self._design_seed = seed_from(self.random_state)
@@ -354,7 +361,10 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
         ``random_state``) are removed (``u_S = 0``); the score is the
         Pearson correlation between ``sum_{i in S} phi_i`` and the drop of the
         explained output ``f(1) - f(1 - 1_S)``, averaged over samples
-        (see :func:`skconcepts.metrics.c_mufidelity`). 1 means the
+        (see :func:`skconcepts.metrics.c_mufidelity`). Unsigned importances
+        (Sobol' indices) are compared with the magnitude of the drop,
+        ``|f(1) - f(1 - 1_S)|``, signed ones (attributions) with the drop
+        itself. 1 means the
         importances predict the effect of removing concepts perfectly.
 
         Parameters
@@ -391,6 +401,7 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
                 residual=r,
                 target=target[sl],
                 random_state=self._design_seed,
+                absolute=not self._signed_importances,
                 return_per_sample=True,
                 **self._engine_kw(),
             )

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .._compat import Integral, Interval, Real, StrOptions
+from .._compat import Integral, Interval, Options, Real, StrOptions
 from ._attribution import (
     concept_gradient_input,
     concept_integrated_gradients,
@@ -66,7 +66,7 @@ class SobolConceptImportance(_BaseConceptImportance):
         When False the decoder offset (PCA's ``mean_``) is added instead.
     n_bootstrap : int, default=100
         Bootstrap resamples of the design rows for the confidence intervals
-        (0 disables them).
+        (0 disables them; otherwise at least 2).
     confidence_level : float, default=0.95
         Coverage of the confidence intervals.
     batch_size : int, default=None
@@ -166,10 +166,15 @@ class SobolConceptImportance(_BaseConceptImportance):
     (2, 3)
     """
 
+    _signed_importances = False  # Sobol' indices: magnitudes
+
     _parameter_constraints: dict = {
         **_BaseConceptImportance._parameter_constraints,
         "n_designs": [Interval(Integral, 2, None, closed="left")],
-        "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
+        "n_bootstrap": [
+            Options(Integral, {0}),
+            Interval(Integral, 2, None, closed="left"),
+        ],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
     }
 
