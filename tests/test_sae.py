@@ -25,7 +25,13 @@ from skconcepts.metrics import (
     dictionary_stability,
     mean_l0,
 )
-from skconcepts.sae import ArchetypalSAE, Checkpoint, TopKSAE, _engine
+from skconcepts.sae import (
+    ArchetypalSAE,
+    Checkpoint,
+    LearningRateSchedule,
+    TopKSAE,
+    _engine,
+)
 from skconcepts.sae._modules import kmeans_torch, sparse_codec
 
 # the scaled-down problem: 32 atoms in 64 dimensions, 3 per sample
@@ -433,3 +439,28 @@ def test_atom_recovery_and_code_metrics():
     U = np.array([[0.0, 1.0, 0.0], [2.0, 0.0, 0.0]])
     assert mean_l0(U) == 1.0
     assert dead_fraction(U) == pytest.approx(1 / 3)
+
+
+def test_learning_rate_schedule_callback_sets_the_rate(data):
+    X = data[0][:1024]
+    drop = LearningRateSchedule(lambda epoch, lr: lr / 10 if epoch == 2 else lr)
+    params = dict(max_epochs=4, batch_size=256, learning_rate=0.01, random_state=0)
+    est = TopKSAE(callbacks=[drop], **SMALL | params).fit(X)
+    ref = TopKSAE(**SMALL | params).fit(X)
+    assert drop.lrs_ == [0.01, 0.001, 0.001, 0.001]
+    got = [r["lr"] for r in est.history_]
+    want = [r["lr"] for r in ref.history_]
+    # same warm-up + cosine factor, a tenth of the peak from epoch 3 on
+    np.testing.assert_allclose(got[:2], want[:2])
+    np.testing.assert_allclose(got[2:], np.array(want[2:]) / 10)
+    assert not np.allclose(est.components_, ref.components_)
+
+
+def test_foreign_callbacks_are_refused_clearly(data):
+    import skorch
+
+    X = data[0][:256]
+    with pytest.raises(TypeError, match="skorch callback"):
+        TopKSAE(callbacks=[skorch.callbacks.ProgressBar()], **SMALL).fit(X)
+    with pytest.raises(TypeError, match="none of the methods"):
+        TopKSAE(callbacks=[object()], **SMALL).fit(X)

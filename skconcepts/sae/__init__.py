@@ -9,7 +9,13 @@ interface for new SAEs.
 
 from ._aligned import AlignedSAE
 from ._archetypal import ArchetypalSAE
-from ._callbacks import Checkpoint
+from ._callbacks import Checkpoint, LearningRateSchedule
 from ._topk import TopKSAE
 
-__all__ = ["AlignedSAE", "ArchetypalSAE", "Checkpoint", "TopKSAE"]
+__all__ = [
+    "AlignedSAE",
+    "ArchetypalSAE",
+    "Checkpoint",
+    "LearningRateSchedule",
+    "TopKSAE",
+]

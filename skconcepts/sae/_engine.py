@@ -108,9 +108,13 @@ Callbacks
 ``on_train_begin(estimator, session)``,
 ``on_epoch_end(estimator, session, record) -> bool`` (a true return value
 stops training) and ``on_train_end(estimator, session)``. ``record`` is the
-epoch's entry of ``history_``. A callback may change the learning rate of
-``session.optimizer`` or call ``estimator._export_state(session)`` to
-snapshot the model (see :class:`skconcepts.sae.Checkpoint`).
+epoch's entry of ``history_``. The learning rate of every step is
+``session.base_lr`` times the warm-up + cosine factor: a callback changes
+the learning rate by setting ``session.base_lr`` (see
+:class:`skconcepts.sae.LearningRateSchedule`); it may call
+``estimator._export_state(session)`` to snapshot the model (see
+:class:`skconcepts.sae.Checkpoint`). skorch callbacks have another protocol
+and are refused with a ``TypeError``.
 """
 
 import math
@@ -184,6 +188,29 @@ class _Session:
         self.history = []
         k = module.enc_weight.shape[0]
         self.steps_since_fired = torch.zeros(k, dtype=torch.long, device=device)
+
+
+_CALLBACK_METHODS = ("on_train_begin", "on_epoch_end", "on_train_end")
+
+
+def _check_callbacks(callbacks):
+    """The callbacks as a list, each with at least one method of the protocol."""
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if type(cb).__module__.startswith("skorch"):
+            raise TypeError(
+                f"{type(cb).__name__} is a skorch callback; the SAE engine calls "
+                "on_train_begin(estimator, session), on_epoch_end(estimator, "
+                "session, record) and on_train_end(estimator, session). Use "
+                "skconcepts.sae.Checkpoint / LearningRateSchedule, "
+                "early_stopping=True and verbose=1, or wrap it in an object with "
+                "those methods."
+            )
+        if not any(callable(getattr(cb, m, None)) for m in _CALLBACK_METHODS):
+            raise TypeError(
+                f"callback {cb!r} has none of the methods {_CALLBACK_METHODS}."
+            )
+    return callbacks
 
 
 def _lr_factor(step, warmup, total):
@@ -663,7 +690,7 @@ class _BaseSAE(ConceptExtractor):
             steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
             session.total_steps = epochs * steps_per_epoch
             session.warmup_steps = max(1, min(1000, session.total_steps // 20))
-        callbacks = list(self.callbacks or [])
+        callbacks = _check_callbacks(self.callbacks)
         for cb in callbacks:
             if hasattr(cb, "on_train_begin"):
                 cb.on_train_begin(self, session)
