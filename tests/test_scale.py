@@ -11,6 +11,7 @@ from sklearn.base import clone
 from sklearn.decomposition import PCA, IncrementalPCA
 
 from skconcepts import (
+    AlignedSAE,
     ArchetypalSAE,
     ConvexNMFConcepts,
     NMFConcepts,
@@ -132,6 +133,15 @@ def test_fit_on_disk_arrays_equals_in_memory_fit(low_rank, stores, name):
         np.testing.assert_array_equal(got.transform(src), ref.transform(low_rank))
         assert got.score(src) == ref.score(low_rank)
         assert got.components_.dtype == np.float32
+    # the supervised SAE too (y = modality): never loaded whole
+    modality = np.arange(low_rank.shape[0]) % 2
+    est = AlignedSAE(16, 3, max_epochs=2, batch_size=128, device="cpu", random_state=0)
+    ref = clone(est).fit(low_rank, modality)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(src), "__array__", lambda *a, **k: pytest.fail("loaded whole"))
+        got = clone(est).fit(src, modality)
+    np.testing.assert_array_equal(got.components_, ref.components_)
+    np.testing.assert_array_equal(got.modality_scores_, ref.modality_scores_)
 
 
 @pytest.mark.parametrize("name", ["zarr", "h5gz"])
