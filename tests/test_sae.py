@@ -13,10 +13,12 @@ batches of 512).
 
 import itertools
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
 from skconcepts.datasets import make_sparse_atoms
 from skconcepts.metrics import (
@@ -464,3 +466,17 @@ def test_foreign_callbacks_are_refused_clearly(data):
         TopKSAE(callbacks=[skorch.callbacks.ProgressBar()], **SMALL).fit(X)
     with pytest.raises(TypeError, match="none of the methods"):
         TopKSAE(callbacks=[object()], **SMALL).fit(X)
+
+
+def test_archetypal_partial_fit_warns_on_a_small_first_chunk(data):
+    X = data[0][:600]
+    est = ArchetypalSAE(n_concepts=16, top_k=2, batch_size=64, device="cpu")
+    with pytest.warns(UserWarning, match="fewer than n_candidates=16"):
+        est.partial_fit(X[:5])
+    assert est.candidates_.shape[0] == 5
+    est.partial_fit(X[5:])  # later chunks do not change the candidates
+    assert est.candidates_.shape[0] == 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok = clone(est).partial_fit(X[:100])
+    assert ok.candidates_.shape[0] == 16

@@ -1,5 +1,7 @@
 """Archetypal sparse autoencoder (A-SAE / RA-SAE, Fel et al. 2025)."""
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -170,6 +172,42 @@ feature_names_in_
         self.candidates = candidates
         self.learn_scale = learn_scale
         self.kmeans_random_state = kmeans_random_state
+
+    def partial_fit(self, X, y=None):
+        """Train for one pass over ``X`` and keep the optimiser state.
+
+        As :meth:`TopKSAE.partial_fit`. The candidate points ``C`` are
+        chosen once, from the first chunk (its k-means centroids or rows):
+        a first chunk with fewer rows than ``n_candidates`` gives fewer
+        candidates (a ``UserWarning`` says so), so make the first chunk a
+        representative sample of at least ``n_candidates`` rows, or pass
+        ``candidates`` explicitly.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of activations.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The estimator.
+        """
+        if not hasattr(self, "components_") and isinstance(self.candidates, str):
+            wanted = self.n_candidates or self.n_concepts
+            rows = getattr(X, "shape", (None,))[0]
+            if isinstance(rows, Integral) and 0 < rows < wanted:
+                warnings.warn(
+                    f"The first partial_fit chunk has {rows} rows, fewer than "
+                    f"n_candidates={wanted}: the dictionary is anchored on "
+                    f"{rows} candidate points for the whole stream. Start with a "
+                    "chunk of at least n_candidates representative rows or pass "
+                    "candidates=...",
+                    UserWarning,
+                )
+        return super().partial_fit(X, y)
 
     # ------------------------------------------------------------ hooks
     def _candidate_points(self, X_init, b_pre, generator):
