@@ -198,7 +198,9 @@ feature_names_in_
         if not hasattr(self, "components_") and isinstance(self.candidates, str):
             wanted = self.n_candidates or self.n_concepts
             rows = getattr(X, "shape", (None,))[0]
-            if isinstance(rows, Integral) and 0 < rows < wanted:
+            # (parameters are validated by the engine: skip odd types here)
+            valid = all(isinstance(v, Integral) for v in (rows, wanted))
+            if valid and 0 < rows < wanted:
                 warnings.warn(
                     f"The first partial_fit chunk has {rows} rows, fewer than "
                     f"n_candidates={wanted}: the dictionary is anchored on "
