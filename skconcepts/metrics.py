@@ -1,5 +1,7 @@
 """Metrics for concept dictionaries, codes, importances and erasure."""
 
+import numbers
+
 import numpy as np
 from sklearn.utils.validation import check_array
 
@@ -748,6 +750,8 @@ def modality_gap(X_a, X_b, *, method="mean", max_samples=1000, random_state=None
     from scipy.optimize import linear_sum_assignment
     from scipy.spatial.distance import cdist
 
+    if not isinstance(max_samples, numbers.Integral) or max_samples < 1:
+        raise ValueError(f"max_samples must be an int >= 1; got {max_samples!r}.")
     rng = check_random_state(random_state)
     m = min(X_a.shape[0], X_b.shape[0], int(max_samples))
     if X_a.shape[0] > m:

@@ -112,12 +112,15 @@ def test_both_modalities_reconstructed(holds):
     est = fits[0.03]
     for m in (0, 1):
         Xm = X[y == m]
+        # R^2 of each modality about its own mean: the modality offset does
+        # not count as explained variance
         r2 = (
             1
             - ((Xm - est.inverse_transform(est.transform(Xm))) ** 2).sum()
-            / ((Xm - X.mean(0)) ** 2).sum()
+            / ((Xm - Xm.mean(0)) ** 2).sum()
         )
-        assert r2 >= 0.9
+        print(f"modality {m}: R2 about its own mean {r2:.3f}")
+        assert r2 >= 0.8
     assert est.score(X) == pytest.approx(est.reconstruction_r2_, abs=1e-6)
 
 
@@ -354,6 +357,9 @@ def test_modality_gap_matches_brute_force():
     assert g > 0
     with pytest.raises(ValueError, match="method"):
         modality_gap(A, B, method="median")
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="max_samples"):
+            modality_gap(A, B, method="ot", max_samples=bad)
 
 
 def test_retrieval_and_knn_match_brute_force():
