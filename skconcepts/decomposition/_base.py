@@ -1,8 +1,11 @@
-"""Shared machinery of the NMF family: parameters, regularisation, transform."""
+"""Shared machinery of the NMF family: parameters, regularisation, transform,
+and the online step of ``partial_fit``."""
 
 import math
 
-from .._backend import default_batch_size, torch_dtype
+import numpy as np
+
+from .._backend import default_batch_size, to_numpy, to_tensor, torch_dtype
 from .._compat import Integral, Interval, Real, StrOptions
 from ..base import DEVICE_CONSTRAINT, ConceptExtractor
 from ._solvers import Rows, gram_reg, is_memmap, nnls_codes
@@ -13,7 +16,8 @@ class _BaseNMF(ConceptExtractor):
 
     Holds the parameters they share, scikit-learn's scaling of the
     regularisation, and the row-independent non-negative least-squares
-    ``transform`` used by all three (:func:`~._solvers.nnls_codes`).
+    ``transform`` used by all three (:func:`~._solvers.nnls_codes`), and the
+    online step of their ``partial_fit`` (:meth:`_partial_fit`).
     """
 
     _parameter_constraints: dict = {
@@ -24,6 +28,7 @@ class _BaseNMF(ConceptExtractor):
         "alpha_H": [Interval(Real, 0, None, closed="left"), StrOptions({"same"})],
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "forget_factor": [Interval(Real, 0, 1, closed="both")],
         "device": DEVICE_CONSTRAINT,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -59,11 +64,103 @@ class _BaseNMF(ConceptExtractor):
         return Rows(X, device, torch_dtype(X.dtype), bs)
 
     def _set_fit_result(self, rows, Ut, W, n_iter, X_dtype):
-        from .._backend import to_numpy
-
         self.components_ = to_numpy(W, X_dtype)
         self.n_iter_ = int(n_iter)
         self.reconstruction_err_ = float(math.sqrt(rows.residual_sq(Ut, W)))
+
+    def _set_fit_stats(self, UtU, UtX, n, X_dtype):
+        """Keep ``fit``'s statistics so that ``partial_fit`` continues from it."""
+        self._stat_UtU = to_numpy(UtU, X_dtype)
+        self._stat_UtX = to_numpy(UtX, X_dtype)
+        self._stat_n = float(n)
+        self.n_steps_ = 0
+
+    # ------------------------------------------------------------ online
+    def _online_init(self, rows, gen):  # pragma: no cover - abstract
+        """Concept update initialised from the first chunk (first ``partial_fit``)."""
+        raise NotImplementedError
+
+    def _online_restore(self, device, dtype):  # pragma: no cover - abstract
+        """Concept update rebuilt from the fitted state (later calls)."""
+        raise NotImplementedError
+
+    def _online_store(self, update, X_dtype):
+        """Keep the fitted state of the concept update (``components_``, ...)."""
+        self.components_ = to_numpy(update.W, X_dtype)
+
+    def _online_reseed(self, update, dead, rows, Ut):
+        update.reseed(dead, rows, Ut)
+
+    def _partial_fit(self, X):
+        """One online step on the chunk ``X`` (shared by the three estimators).
+
+        In the manner of scikit-learn's ``MiniBatchNMF``: the chunk's codes
+        are solved with the concepts fixed (the ``transform`` solver), the
+        statistics ``A = sum U^T U`` and ``B = sum U^T X`` are decayed by
+        ``forget_factor`` and updated with the chunk's, and the concept update
+        (HALS for NMF, least squares for Semi-NMF, the multiplicative rule for
+        Convex-NMF) takes one step on ``(A, B)``; atoms left dead are
+        re-seeded on the chunk. The first call (no ``components_`` yet)
+        initialises the concepts from the chunk; after ``fit`` the statistics
+        of the full data are the starting point.
+        """
+        import torch
+
+        from .._backend import make_generator
+
+        first = not hasattr(self, "components_")
+        X = self._validate_X(X, reset=first)
+        device = self._resolve_device()
+        dtype = torch_dtype(X.dtype)
+        n, d = X.shape
+        k = self.n_concepts
+        rows = Rows(X, device, dtype, self._batch_size_for(d, X.dtype.itemsize))
+        with torch.no_grad():
+            if first:
+                update = self._online_init(rows, make_generator(self.random_state))
+                A = torch.zeros((k, k), dtype=dtype, device=device)
+                B = torch.zeros((k, d), dtype=dtype, device=device)
+                n_eff, rho = 0.0, 0.0
+            else:
+                update = self._online_restore(device, dtype)
+                # copies: the updates below work in place
+                A = to_tensor(np.array(self._stat_UtU), device, dtype)
+                B = to_tensor(np.array(self._stat_UtX), device, dtype)
+                n_eff, rho = self._stat_n, float(self.forget_factor)
+            W = update.W
+            l1_U, l2_U, _, _ = self._regularization(n, d)
+            G = gram_reg(W, l2_U)
+            Ginv = torch.linalg.pinv(G)
+            Ut = torch.empty((k, n), dtype=dtype, device=device)
+            for sl, xb in rows.batches():
+                Ut[:, sl] = nnls_codes(xb, W, G, Ginv, l1_U, self.max_iter, self.tol)
+            A.mul_(rho).addmm_(Ut, Ut.T)
+            B.mul_(rho)
+            xsq = 0.0
+            for sl, xb in rows.batches():
+                B.addmm_(Ut[:, sl], xb)
+                xsq += float(torch.linalg.vector_norm(xb).double() ** 2)
+            n_eff = rho * n_eff + n
+            _, _, update.l1, update.l2 = self._regularization(n_eff, d)
+            update.step(A, B)
+            dead = update.dead(A)
+            if bool(dead.any()):
+                self._online_reseed(update, dead, rows, Ut)
+            err = math.sqrt(rows.residual_sq(Ut, update.W))
+        self._online_store(update, X.dtype)
+        self._stat_UtU = to_numpy(A, X.dtype)
+        self._stat_UtX = to_numpy(B, X.dtype)
+        self._stat_n = float(n_eff)
+        self.n_steps_ = (0 if first else getattr(self, "n_steps_", 0)) + 1
+        self.n_iter_ = (0 if first else getattr(self, "n_iter_", 0)) + 1
+        self.reconstruction_err_ = float(err)
+        if self.verbose:
+            rel = err / math.sqrt(max(xsq, 1e-300))
+            print(
+                f"partial_fit step {self.n_steps_:4d}: {n} rows, relative error "
+                f"{rel:.6f} on the chunk"
+            )
+        return self
 
     # --------------------------------------------------------- transform
     def _device_state(self, device, dtype):

@@ -2,18 +2,15 @@
 
 import numpy as np
 
-from .._backend import make_generator, to_numpy, to_tensor, torch_dtype
-from .._compat import Interval, Real, StrOptions, _fit_context
+from .._backend import make_generator, to_tensor
+from .._compat import StrOptions, _fit_context
 from ._base import _BaseNMF
 from ._solvers import (
     NonnegHALS,
     NonnegMU,
-    Rows,
     fit_alternating,
-    gram_reg,
     n_inner_codes,
     nmf_init,
-    nnls_codes,
 )
 
 _INITS = ("random", "nndsvd", "nndsvda", "nndsvdar")
@@ -88,7 +85,8 @@ class NMFConcepts(_BaseNMF):
         is not used.
 
     verbose : int, default=0
-        Print the relative error every 10 iterations when positive.
+        Print the relative error every 10 iterations when positive (and, in
+        :meth:`partial_fit`, one line per call with the chunk's error).
 
     Attributes
     ----------
@@ -96,14 +94,19 @@ class NMFConcepts(_BaseNMF):
         The concepts ``W >= 0``, in the dtype of ``X``.
 
     n_iter_ : int
-        Number of passes over the data done by ``fit``.
+        Number of concept updates: the passes over the data done by ``fit``,
+        plus one per :meth:`partial_fit` call since (so after
+        :meth:`partial_fit` only, the number of calls, ``n_steps_``).
 
     reconstruction_err_ : float
         Frobenius norm ``||X - U W||_F`` of the fit (``U`` the codes of the last
-        iteration), as scikit-learn's ``reconstruction_err_``.
+        iteration), as scikit-learn's ``reconstruction_err_``. After
+        :meth:`partial_fit`, the same norm on the chunk just seen (its codes
+        solved with the previous concepts, ``W`` the updated ones).
 
     n_steps_ : int
-        Number of :meth:`partial_fit` calls since the last ``fit``.
+        Number of :meth:`partial_fit` calls since the last ``fit`` (0 after
+        ``fit``).
 
     n_features_in_ : int
         Number of features seen during ``fit``.
@@ -169,7 +172,6 @@ class NMFConcepts(_BaseNMF):
         **_BaseNMF._parameter_constraints,
         "solver": [StrOptions({"hals", "mu"})],
         "init": [StrOptions(set(_INITS)), None],
-        "forget_factor": [Interval(Real, 0, 1, closed="both")],
     }
 
     def __init__(
@@ -274,11 +276,8 @@ class NMFConcepts(_BaseNMF):
                 callback=callback,
             )
             self._set_fit_result(rows, Ut, update.W, n_iter, X.dtype)
-        # sufficient statistics, so that partial_fit continues from this fit
-        self._stat_UtU = to_numpy(UtU, X.dtype)
-        self._stat_UtX = to_numpy(UtX, X.dtype)
-        self._stat_n = float(n)
-        self.n_steps_ = 0
+            # sufficient statistics, so that partial_fit continues from this fit
+            self._set_fit_stats(UtU, UtX, n, X.dtype)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -290,12 +289,18 @@ class NMFConcepts(_BaseNMF):
         :meth:`transform`), the statistics ``A = sum U^T U`` and
         ``B = sum U^T X`` are decayed by ``forget_factor`` and updated, and
         the concepts take HALS sweeps on ``(A, B)``. The first call
-        initialises the concepts from the chunk.
+        initialises the concepts from the chunk; after ``fit`` the calls
+        continue from the fitted concepts and statistics.
+
+        Each call sets ``n_steps_`` (calls since the last ``fit``), ``n_iter_``
+        (concept updates so far: ``fit``'s passes plus the calls since) and
+        ``reconstruction_err_`` (the error on this chunk), and prints one
+        line when ``verbose >= 1``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            A chunk of non-negative activations.
+            A chunk of non-negative activations (a memmap is streamed).
         y : Ignored
             Not used, present for API consistency.
 
@@ -304,49 +309,14 @@ class NMFConcepts(_BaseNMF):
         self : NMFConcepts
             The updated estimator.
         """
-        import torch
+        return self._partial_fit(X)
 
-        first = not hasattr(self, "components_")
-        X = self._validate_X(X, reset=first)
-        device = self._resolve_device()
-        dtype = torch_dtype(X.dtype)
-        n, d = X.shape
-        k = self.n_concepts
-        rows = Rows(X, device, dtype, self._batch_size_for(d, X.dtype.itemsize))
-        with torch.no_grad():
-            if first:
-                init = self._resolve_init(n, d)
-                _, mean = rows.stats()
-                _, W = nmf_init(rows, k, init, make_generator(self.random_state), mean)
-                A = torch.zeros((k, k), dtype=dtype, device=device)
-                B = torch.zeros((k, d), dtype=dtype, device=device)
-                n_eff, rho = 0.0, 0.0
-            else:
-                # copies: the updates below work in place
-                W = to_tensor(np.array(self.components_), device, dtype)
-                A = to_tensor(np.array(self._stat_UtU), device, dtype)
-                B = to_tensor(np.array(self._stat_UtX), device, dtype)
-                n_eff, rho = self._stat_n, float(self.forget_factor)
-            l1_U, l2_U, _, _ = self._regularization(n, d)
-            G = gram_reg(W, l2_U)
-            Ginv = torch.linalg.pinv(G)
-            Ut = torch.empty((k, n), dtype=dtype, device=device)
-            for sl, xb in rows.batches():
-                Ut[:, sl] = nnls_codes(xb, W, G, Ginv, l1_U, self.max_iter, self.tol)
-            A.mul_(rho).addmm_(Ut, Ut.T)
-            B.mul_(rho)
-            for sl, xb in rows.batches():
-                B.addmm_(Ut[:, sl], xb)
-            n_eff = rho * n_eff + n
-            _, _, l1_W, l2_W = self._regularization(n_eff, d)
-            update = NonnegHALS(W, l1_W, l2_W, n_inner=self._n_inner_concepts)
-            update.step(A, B)
-            dead = update.dead(A)
-            if bool(dead.any()):
-                update.reseed(dead, rows, Ut)
-        self.components_ = to_numpy(update.W, X.dtype)
-        self._stat_UtU = to_numpy(A, X.dtype)
-        self._stat_UtX = to_numpy(B, X.dtype)
-        self._stat_n = float(n_eff)
-        self.n_steps_ = getattr(self, "n_steps_", 0) + 1
-        return self
+    def _online_init(self, rows, gen):
+        n, d = rows.n, rows.d
+        _, mean = rows.stats()
+        _, W = nmf_init(rows, self.n_concepts, self._resolve_init(n, d), gen, mean)
+        return NonnegHALS(W, n_inner=self._n_inner_concepts)
+
+    def _online_restore(self, device, dtype):
+        W = to_tensor(np.array(self.components_), device, dtype)
+        return NonnegHALS(W, n_inner=self._n_inner_concepts)

@@ -1,15 +1,21 @@
 """NMF variants for signed activations: Semi-NMF and Convex-NMF."""
 
-from .._backend import make_generator, to_numpy
+import warnings
+
+import numpy as np
+
+from .._backend import make_generator, to_numpy, to_tensor
 from .._compat import Integral, Interval, StrOptions, _fit_context
 from ._base import _BaseNMF
 from ._solvers import (
     ConvexMU,
     SignedLS,
     fit_alternating,
+    gram_reg,
     init_codes,
     kmeans_seed,
     n_inner_codes,
+    nnls_codes,
 )
 
 
@@ -77,6 +83,45 @@ class _SignedNMF(_BaseNMF):
         self._store_extra(self._fit(X, callback))
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Update the concepts with one chunk of data (online, streaming).
+
+        The same online scheme as :meth:`NMFConcepts.partial_fit`: the chunk's
+        codes ``U >= 0`` are solved with the concepts fixed (as in
+        :meth:`transform`), the statistics ``A = sum U^T U`` and
+        ``B = sum U^T X`` are decayed by ``forget_factor`` and updated, and
+        the concepts are updated from ``(A, B)`` alone. The first call
+        initialises the concepts from the chunk (as ``fit`` does from ``X``);
+        after ``fit`` the calls continue from the fitted concepts and
+        statistics.
+
+        Each call sets ``n_steps_`` (calls since the last ``fit``), ``n_iter_``
+        (concept updates so far: ``fit``'s passes plus the calls since) and
+        ``reconstruction_err_`` (the error on this chunk), and prints one
+        line when ``verbose >= 1``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of activations (any sign; a memmap is streamed).
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        return self._partial_fit(X)
+
+    def _online_init(self, rows, gen):
+        return self._make_update(rows, gen, 0.0, 0.0)
+
+    def _online_store(self, update, X_dtype):
+        super()._online_store(update, X_dtype)
+        self._store_extra(update)
+
     def _store_extra(self, update):
         """Keep estimator-specific fitted state from the concept update."""
 
@@ -94,7 +139,7 @@ class _SignedNMF(_BaseNMF):
             xsq, _ = rows.stats()
             update = self._make_update(rows, gen, l1_W, l2_W)
             Ut = init_codes(rows, update.W, l1_U, l2_U)
-            n_iter, _, _ = fit_alternating(
+            n_iter, UtU, UtX = fit_alternating(
                 rows,
                 Ut,
                 update,
@@ -110,6 +155,8 @@ class _SignedNMF(_BaseNMF):
                 callback=callback,
             )
             self._set_fit_result(rows, Ut, update.W, n_iter, X.dtype)
+            # sufficient statistics, so that partial_fit continues from this fit
+            self._set_fit_stats(UtU, UtX, n, X.dtype)
         return update
 
 
@@ -145,6 +192,10 @@ _SIGNED_PARAMS_DOC = """
         Rows per batch; None keeps ``X`` whole on the device except for a
         memmap, which is streamed in batches of about 16 MB.
 
+    forget_factor : float, default=0.7
+        Weight of the past statistics at each :meth:`partial_fit` call (as in
+        :class:`NMFConcepts`).
+
     device : str, default="auto"
         Torch device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
 
@@ -152,7 +203,8 @@ _SIGNED_PARAMS_DOC = """
         Seeds the initialisation. The global torch RNG is not used.
 
     verbose : int, default=0
-        Print the relative error every 10 iterations when positive.
+        Print the relative error every 10 iterations when positive (and, in
+        :meth:`partial_fit`, one line per call with the chunk's error).
 """
 
 
@@ -177,10 +229,17 @@ class SemiNMFConcepts(_SignedNMF):
         The concepts (signed).
 
     n_iter_ : int
-        Number of passes over the data done by ``fit``.
+        Number of concept updates: the passes over the data done by ``fit``,
+        plus one per :meth:`partial_fit` call since (so after
+        :meth:`partial_fit` only, the number of calls, ``n_steps_``).
 
     reconstruction_err_ : float
-        Frobenius norm ``||X - U W||_F`` of the fit.
+        Frobenius norm ``||X - U W||_F`` of the fit; after :meth:`partial_fit`,
+        the same norm on the chunk just seen.
+
+    n_steps_ : int
+        Number of :meth:`partial_fit` calls since the last ``fit`` (0 after
+        ``fit``).
 
     n_features_in_ : int
         Number of features seen during ``fit``.
@@ -221,6 +280,7 @@ class SemiNMFConcepts(_SignedNMF):
         alpha_H="same",
         l1_ratio=0.0,
         batch_size=None,
+        forget_factor=0.7,
         device="auto",
         random_state=None,
         verbose=0,
@@ -233,6 +293,7 @@ class SemiNMFConcepts(_SignedNMF):
         self.alpha_H = alpha_H
         self.l1_ratio = l1_ratio
         self.batch_size = batch_size
+        self.forget_factor = forget_factor
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -241,6 +302,10 @@ class SemiNMFConcepts(_SignedNMF):
         _, C = self._candidates(rows, gen, self._n_init_rows)
         centroids, _ = self._seed(C, gen)
         return SignedLS(centroids.contiguous(), l1_W, l2_W)
+
+    def _online_restore(self, device, dtype):
+        W = to_tensor(np.array(self.components_), device, dtype)
+        return SignedLS(W)
 
 
 class ConvexNMFConcepts(_SignedNMF):
@@ -256,7 +321,11 @@ class ConvexNMFConcepts(_SignedNMF):
 
     For large ``n_samples`` the candidates are a random subsample of
     ``max_candidates`` rows (all rows when ``n_samples <= max_candidates``):
-    the concepts are then combinations of those rows only.
+    the concepts are then combinations of those rows only. With
+    :meth:`partial_fit` the candidates are drawn from the first chunk only
+    (a warning says so when it has fewer than ``max_candidates`` rows) and
+    stay fixed; later chunks update the weights. The candidate rows are kept
+    (privately) so that :meth:`partial_fit` can continue after ``fit``.
 
     Parameters
     ----------
@@ -273,13 +342,21 @@ class ConvexNMFConcepts(_SignedNMF):
         The non-negative mixing weights ``G``.
 
     candidate_indices_ : ndarray of shape (n_candidates,)
-        Indices of the candidate rows in the training data.
+        Indices of the candidate rows in the training data (in the first
+        chunk when the estimator was started by :meth:`partial_fit`).
 
     n_iter_ : int
-        Number of passes over the data done by ``fit``.
+        Number of concept updates: the passes over the data done by ``fit``,
+        plus one per :meth:`partial_fit` call since (so after
+        :meth:`partial_fit` only, the number of calls, ``n_steps_``).
 
     reconstruction_err_ : float
-        Frobenius norm ``||X - U W||_F`` of the fit.
+        Frobenius norm ``||X - U W||_F`` of the fit; after :meth:`partial_fit`,
+        the same norm on the chunk just seen.
+
+    n_steps_ : int
+        Number of :meth:`partial_fit` calls since the last ``fit`` (0 after
+        ``fit``).
 
     n_features_in_ : int
         Number of features seen during ``fit``.
@@ -328,6 +405,7 @@ class ConvexNMFConcepts(_SignedNMF):
         l1_ratio=0.0,
         max_candidates=1000,
         batch_size=None,
+        forget_factor=0.7,
         device="auto",
         random_state=None,
         verbose=0,
@@ -341,6 +419,7 @@ class ConvexNMFConcepts(_SignedNMF):
         self.l1_ratio = l1_ratio
         self.max_candidates = max_candidates
         self.batch_size = batch_size
+        self.forget_factor = forget_factor
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -363,6 +442,42 @@ class ConvexNMFConcepts(_SignedNMF):
     def _store_extra(self, update):
         self.convex_weights_ = to_numpy(update.Gm, self.components_.dtype)
         self.candidate_indices_ = to_numpy(update.cand_idx).astype(int)
+        # the candidate rows themselves, for partial_fit after fit
+        self._candidate_rows = to_numpy(update.C, self.components_.dtype)
+
+    def _online_init(self, rows, gen):
+        m = max(self.max_candidates, self.n_concepts)
+        if rows.n < m:
+            warnings.warn(
+                f"ConvexNMFConcepts.partial_fit draws its candidate rows from the "
+                f"first chunk only, which has {rows.n} rows (fewer than "
+                f"max(max_candidates={self.max_candidates}, n_concepts="
+                f"{self.n_concepts})): every concept will be a combination of "
+                f"these {rows.n} rows. Pass a larger first chunk, or lower "
+                f"max_candidates.",
+                UserWarning,
+                stacklevel=5,
+            )
+        return super()._online_init(rows, gen)
+
+    def _online_restore(self, device, dtype):
+        import torch
+
+        Gm = to_tensor(np.array(self.convex_weights_), device, dtype)
+        C = to_tensor(np.array(self._candidate_rows), device, dtype)
+        idx = torch.as_tensor(self.candidate_indices_, device=device)
+        return ConvexMU(Gm, C, idx)
+
+    def _online_reseed(self, update, dead, rows, Ut):
+        # the chunk's codes are not those of the candidates: solve theirs
+        import torch
+
+        l1_U, l2_U, _, _ = self._regularization(1, rows.d)
+        G = gram_reg(update.W, l2_U)
+        Uc = nnls_codes(
+            update.C, update.W, G, torch.linalg.pinv(G), l1_U, self.max_iter, self.tol
+        )
+        update.reseed(dead, rows, Ut, cand_codes=Uc)
 
 
 SemiNMFConcepts.__doc__ = SemiNMFConcepts.__doc__.replace(

@@ -617,17 +617,27 @@ class ConvexMU(ConceptUpdate):
     def dead(self, UtU):
         return (UtU.diagonal() <= 0) | (self.Gm.amax(1) <= 0)
 
-    def reseed(self, dead, rows, Ut):
+    def reseed(self, dead, rows, Ut, cand_codes=None):
+        """Re-seed dead atoms on the worst-reconstructed candidates.
+
+        ``cand_codes`` (``k x n_candidates``): the candidates' codes when the
+        columns of ``Ut`` are not the rows the candidates were drawn from
+        (``partial_fit`` on a later chunk); the dead atoms' codes in ``Ut``
+        are then only zeroed.
+        """
         torch = _torch()
         ts = torch.nonzero(dead).flatten().tolist()
-        R = self.C - Ut[:, self.cand_idx].T @ self.W
+        own = cand_codes is None
+        Uc = Ut[:, self.cand_idx] if own else cand_codes
+        R = self.C - Uc.T @ self.W
         worst = torch.topk((R * R).sum(1), min(len(ts), R.shape[0])).indices
         m = self.C.shape[0]
         for j, t in enumerate(ts[: len(worst)]):
             self.Gm[t] = 1e-3 / m
             self.Gm[t, worst[j]] = 1.0
             Ut[t].zero_()
-            Ut[t, self.cand_idx[worst[j]]] = 1.0
+            if own:
+                Ut[t, self.cand_idx[worst[j]]] = 1.0
         self.W = self.Gm @ self.C
 
 
