@@ -295,8 +295,19 @@ def fit_distributed(estimator, X, y=None, *, partial=False, group=None):
         return estimator.fit(X, y)
 
 
-def main(argv=None):  # pragma: no cover - exercised under torchrun
-    """``torchrun ... -m skconcepts.distributed``: fit an SAE on a .npy file."""
+def main(argv=None):
+    """``torchrun ... -m skconcepts.distributed``: fit an SAE on a .npy file.
+
+    Every rank memory-maps ``data`` (and loads ``--target``, the ``y`` of
+    ``fit``, e.g. the modality of ``AlignedSAE``), fits the estimator with
+    :func:`fit_distributed`, and rank 0 writes it with ``joblib.dump``.
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        The command-line arguments (None: ``sys.argv[1:]``): ``data output
+        [--estimator NAME] [--params JSON] [--target PATH] [--backend NAME]``.
+    """
     import joblib
     import numpy as np
     import torch
@@ -313,7 +324,14 @@ def main(argv=None):  # pragma: no cover - exercised under torchrun
     parser.add_argument(
         "--params", default="{}", help="JSON parameters, e.g. '{\"n_concepts\": 4096}'"
     )
-    parser.add_argument("--backend", default=None, help="nccl or gloo (default)")
+    parser.add_argument(
+        "--target",
+        default=None,
+        help=".npy file of targets passed to fit as y (e.g. AlignedSAE's modality)",
+    )
+    parser.add_argument(
+        "--backend", default=None, help="nccl (default with CUDA) or gloo"
+    )
     args = parser.parse_args(argv)
     dist = _dist()
     backend = args.backend or ("nccl" if torch.cuda.is_available() else "gloo")
@@ -321,7 +339,8 @@ def main(argv=None):  # pragma: no cover - exercised under torchrun
     try:
         params = {"random_state": 0, **json.loads(args.params)}
         est = getattr(skconcepts, args.estimator)(**params)
-        fit_distributed(est, np.load(args.data, mmap_mode="r"))
+        y = None if args.target is None else np.load(args.target)
+        fit_distributed(est, np.load(args.data, mmap_mode="r"), y)
         if dist.get_rank() == 0:
             joblib.dump(est, args.output)
             print(f"wrote {args.output}: R2 {est.reconstruction_r2_:.4f}")

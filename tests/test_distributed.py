@@ -1,17 +1,23 @@
 """Distributed training (torch.distributed, gloo) and distributed search (Dask)."""
 
+import json
 import os
+import re
 import socket
+import subprocess
+import sys
 import time
 
+import joblib
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 from sklearn.base import clone
 
+import skconcepts
 from skconcepts import AlignedSAE, ArchetypalSAE, NMFConcepts, TopKSAE
-from skconcepts.distributed import data_parallel, fit_distributed
+from skconcepts.distributed import data_parallel, fit_distributed, main
 
 # A batch remainder of one row: with two ranks the second rank's share of the
 # last batch of every epoch is empty.
@@ -231,6 +237,101 @@ def test_fit_distributed_errors():
         fit_distributed(NMFConcepts(2, random_state=0), np.abs(X))
 
 
+# ------------------------------------------------ the command line, under torchrun
+_CLI = {
+    "topk": ("TopKSAE", {"n_concepts": 24, "top_k": 3, "max_epochs": 2}),
+    "aligned": (
+        "AlignedSAE",
+        {"n_concepts": 24, "top_k": 3, "alignment": "energy", "max_epochs": 2},
+    ),
+}
+
+
+def _cli_files(tmp_path, name):
+    """The data (and target) files and the arguments of the entry point."""
+    estimator, params = _CLI[name]
+    params = {**params, "batch_size": BATCH, "device": "cpu", "random_state": 0}
+    np.save(tmp_path / "X.npy", _data())
+    argv = [
+        str(tmp_path / "X.npy"),
+        str(tmp_path / "sae.joblib"),
+        "--estimator",
+        estimator,
+        "--params",
+        json.dumps(params),
+        "--backend",
+        "gloo",
+    ]
+    y = _targets().get(name)
+    if y is not None:
+        np.save(tmp_path / "y.npy", y)
+        argv += ["--target", str(tmp_path / "y.npy")]
+    ref = getattr(skconcepts, estimator)(**params).fit(_data(), y)
+    return argv, ref
+
+
+def _assert_same_fit(got, ref):
+    assert type(got) is type(ref)
+    assert got.get_params() == ref.get_params()
+    for k, v in _fitted_state(ref).items():
+        np.testing.assert_allclose(_fitted_state(got)[k], v, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(
+        [r["loss"] for r in got.history_], [r["loss"] for r in ref.history_], rtol=1e-9
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["topk", "aligned"])
+def test_torchrun_entry_point_equals_single_process(tmp_path, name):
+    """``torchrun --nproc-per-node=2 -m skconcepts.distributed`` (gloo, ~10 s)."""
+    argv, ref = _cli_files(tmp_path, name)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(skconcepts.__file__)))
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node=2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "skconcepts.distributed",
+        *argv,
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # rank 0 alone writes the model
+    assert proc.stdout.count(f"wrote {tmp_path / 'sae.joblib'}") == 1, proc.stdout
+    got = joblib.load(tmp_path / "sae.joblib")
+    _assert_same_fit(got, ref)
+    if name == "aligned":
+        assert all(r["energy"] > 0 for r in got.history_)
+
+
+def test_entry_point_in_process_one_rank(tmp_path, monkeypatch):
+    # the same entry point in this process, a world of one rank (env://)
+    for key, value in {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    argv, ref = _cli_files(tmp_path, "aligned")
+    main(argv)
+    import torch.distributed as dist
+
+    assert not dist.is_initialized()  # the process group is destroyed
+    _assert_same_fit(joblib.load(tmp_path / "sae.joblib"), ref)
+
+
 # ------------------------------------------------ distributed hyper-parameter search
 def _search_data():
     rng = np.random.RandomState(1)
@@ -336,7 +437,7 @@ def test_threading_backend_search_equals_sequential(sequential_searches):
 
 def test_dask_local_cluster_search_equals_sequential(sequential_searches):
     import dask
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client, LocalCluster, get_task_stream
 
     # spawn (Dask's default): forking a pytest worker that already runs
     # threads can deadlock the child
@@ -351,7 +452,20 @@ def test_dask_local_cluster_search_equals_sequential(sequential_searches):
         ) as cluster,
         Client(cluster) as client,
     ):
-        got = _run_searches("dask")
-        # the fits ran in the worker processes
-        assert len(client.scheduler_info()["workers"]) == 2
+        with get_task_stream(client) as stream:
+            got = _run_searches("dask")
+        workers = client.scheduler_info()["workers"]
+        pids = client.run(os.getpid)
+    # every cross-validation fit ran as a task in a worker process (joblib
+    # sends batches of ``_fit_and_score`` calls; the refit runs in the client)
+    assert len(workers) == 2
+    assert os.getpid() not in pids.values()
+    fits = {}  # worker -> number of _fit_and_score calls it ran
+    for task in stream.data:
+        found = re.search(r"batch_of__fit_and_score_(\d+)_calls", str(task["key"]))
+        if found:
+            fits[task["worker"]] = fits.get(task["worker"], 0) + int(found.group(1))
+    assert set(fits) <= set(workers), fits
+    n_fits = sum(len(s.cv_results_["params"]) * s.n_splits_ for s in got.values())
+    assert sum(fits.values()) == n_fits == 24, fits
     _assert_same_search(got, sequential_searches)
