@@ -373,6 +373,26 @@ def test_sae_fit_on_memmap_is_bounded_by_the_batch(big_memmap):
     assert [h["val_r2"] > 0.5 for h in es.history_] == [True, True]
 
 
+@pytest.mark.parametrize("name", ["semi", "convex", "archetypal", "aligned"])
+def test_other_learners_on_memmap_are_bounded(big_memmap, name):
+    # the rest of the learning estimators: no copy of the 94 MB file either
+    X = big_memmap
+    sae = dict(max_epochs=1, batch_size=128, device="cpu", random_state=0)
+    nmf = dict(batch_size=2048, device="cpu", random_state=0)
+    est, y = {
+        "semi": (SemiNMFConcepts(8, max_iter=3, **nmf), None),
+        "convex": (ConvexNMFConcepts(8, max_iter=2, max_candidates=256, **nmf), None),
+        "archetypal": (ArchetypalSAE(32, 4, n_candidates=64, **sae), None),
+        "aligned": (AlignedSAE(32, 4, **sae), np.arange(X.shape[0]) % 2),
+    }[name]
+    warm = X[:8192], None if y is None else y[:8192]
+    clone(est).fit(*warm)  # warm-up of the same code paths
+    with AnonMemorySampler() as mem:
+        est.fit(X, y)
+    assert mem.growth < 0.4 * X.nbytes, mem.growth / MB
+    assert est.score(X[:4096]) > 0.5
+
+
 def test_fit_chunks_from_zarr_is_bounded_by_the_chunk(
     big_memmap, tmp_path, small_budgets, monkeypatch
 ):

@@ -503,7 +503,7 @@ def _sq_dists(X, C, C_sq):
     return C_sq.unsqueeze(0) - 2.0 * (X @ C.t())
 
 
-def _assign(X, C, chunk):
+def _assign(X, C, chunk, x_sq=None):
     C_sq = (C * C).sum(1)
     labels = torch.empty(X.shape[0], dtype=torch.long, device=X.device)
     best = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
@@ -512,7 +512,7 @@ def _assign(X, C, chunk):
         b, lab = d.min(dim=1)
         labels[s : s + chunk] = lab
         best[s : s + chunk] = b
-    best += (X * X).sum(1)
+    best += (X * X).sum(1) if x_sq is None else x_sq
     return labels, best.clamp_min(0)
 
 
@@ -524,13 +524,15 @@ def _kmeans_plusplus(X, n_clusters, generator):
     first = int(torch.randint(n, (1,), generator=generator))
     centers = [first]
     x_sq = (X * X).sum(1)
-    dist = (x_sq - 2.0 * X @ X[first] + x_sq[first]).clamp_min(0)
+    # 2.0 * (X @ c): scaling the product, not X (an X-sized temporary per
+    # centre); bit-identical, the factor 2 being exact
+    dist = (x_sq - 2.0 * (X @ X[first]) + x_sq[first]).clamp_min(0)
     for i in range(1, n_clusters):
         cum = torch.cumsum(dist.double(), 0)
         j = torch.searchsorted(cum, (u[i] * cum[-1]).reshape(1)).clamp_max(n - 1)
         c = X[j[0]]
         centers.append(j)
-        dist = torch.minimum(dist, (x_sq - 2.0 * X @ c + (c * c).sum()).clamp_min(0))
+        dist = torch.minimum(dist, (x_sq - 2.0 * (X @ c) + (c * c).sum()).clamp_min(0))
     idx = torch.cat([torch.as_tensor([first], device=X.device)] + centers[1:])
     return X[idx].clone()
 
@@ -551,8 +553,9 @@ def kmeans_torch(X, n_clusters, generator, n_iter=30, tol=1e-6):
     C = _kmeans_plusplus(X[rows], n_clusters, generator)
     chunk = max(1, int(2**24 // max(1, n_clusters)))
     prev = math.inf
+    x_sq = (X * X).sum(1)  # once, not an X-sized temporary per iteration
     for _ in range(n_iter):
-        labels, dist = _assign(X, C, chunk)
+        labels, dist = _assign(X, C, chunk, x_sq)
         sums = torch.zeros_like(C).index_add_(0, labels, X)
         counts = torch.bincount(labels, minlength=n_clusters).to(X.dtype)
         empty = counts == 0
