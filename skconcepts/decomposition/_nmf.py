@@ -55,7 +55,9 @@ class NMFConcepts(_BaseNMF):
 
     alpha_W : float, default=0.0
         Regularisation of the codes ``U`` (scikit-learn's ``W``), multiplied
-        by ``n_features`` as in scikit-learn.
+        by ``n_features`` as in scikit-learn. Mind the names: they are
+        scikit-learn's (``X ~ W H``), so ``alpha_W`` acts on the codes and
+        ``alpha_H`` on ``components_``.
 
     alpha_H : float or "same", default="same"
         Regularisation of the concepts ``components_`` (scikit-learn's ``H``),
