@@ -107,6 +107,30 @@ def test_alignment_neutral_when_iso_energy_violated(violated):
     # a shared atom rescaled 9x in one modality is unimodal by its energy)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("iso", [True, False])
+def test_label_accuracy_over_model_seeds(iso):
+    # one seed can differ by one atom in either direction; over four model
+    # seeds the aligned SAE labels the atoms at least as well as the plain
+    # one when Iso-Energy holds, and within one atom of it (of 24) when it
+    # is violated (measured: 0.990 vs 0.990 holding, 0.854 vs 0.865 violated)
+    X, y, truth = _data(iso)
+    acc = {0.0: [], 0.03: []}
+    for seed in range(4):
+        for w in acc:
+            est = AlignedSAE(alignment_weight=w, random_state=seed, **SMALL).fit(X, y)
+            acc[w].append(
+                atom_label_accuracy(
+                    truth.atoms, truth.atom_labels, est.components_, est.atom_modality_
+                )
+            )
+    aligned, plain = np.mean(acc[0.03]), np.mean(acc[0.0])
+    if iso:
+        assert aligned >= 0.85 and aligned >= plain - 1e-9, acc
+    else:
+        assert aligned >= plain - 1 / 24 - 1e-9, acc
+
+
 def test_both_modalities_reconstructed(holds):
     X, y, _, fits = holds
     est = fits[0.03]
