@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from _instances import estimator_params
 from sklearn.base import clone
 from sklearn.decomposition import PCA, IncrementalPCA
 
@@ -608,6 +609,47 @@ def test_device_logic_fitted_state_is_numpy(low_rank):
                 clone(est).set_params(device="cuda:3").fit(low_rank)
         with pytest.raises(ValueError, match="not a valid device|not supported"):
             clone(est).set_params(device="tpu").fit(low_rank)
+
+
+def _fit_on(est, device, X, y):
+    """Fit a clone on ``device``; check the state is NumPy and it runs on CPU."""
+    est = clone(est).set_params(device=device)
+    if "random_state" in est.get_params():
+        est.set_params(random_state=0)
+    est.fit(X, y)
+    for name, value in vars(est).items():
+        if name.endswith("_") and not name.startswith("_"):
+            if isinstance(value, dict):
+                items = list(value.values())
+            else:
+                items = value if isinstance(value, list) else [value]
+            for v in items:
+                assert not torch.is_tensor(v), (type(est).__name__, name)
+    est.set_params(device="cpu")  # e.g. loaded on a machine without the GPU
+    out = est.transform(X[:64])
+    assert type(out) is np.ndarray and out.dtype == X.dtype
+    return est, out
+
+
+@pytest.mark.parametrize("est", estimator_params())
+def test_every_estimator_fits_on_a_device_and_transforms_on_cpu(est, low_rank):
+    # the logic of the CUDA test below, on the CPU: every public estimator
+    y = np.arange(low_rank.shape[0]) % 2
+    a, out_a = _fit_on(est, "cpu", low_rank, y)
+    b, out_b = _fit_on(est, "cpu", low_rank, y)
+    np.testing.assert_array_equal(out_a, out_b)  # seeded: the same on CPU
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("est", estimator_params())
+def test_every_estimator_on_cuda(est, low_rank):  # pragma: no cover
+    y = np.arange(low_rank.shape[0]) % 2
+    gpu, out_gpu = _fit_on(est, "cuda", low_rank, y)
+    cpu, out_cpu = _fit_on(est, "cpu", low_rank, y)
+    assert out_gpu.shape == out_cpu.shape and np.isfinite(out_gpu).all()
+    if hasattr(cpu, "inverse_transform") and hasattr(cpu, "components_"):
+        # concept extractors: the same reconstruction quality on both devices
+        assert abs(gpu.score(low_rank) - cpu.score(low_rank)) < 0.05
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
