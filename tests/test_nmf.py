@@ -542,3 +542,11 @@ def test_convex_partial_fit_warns_on_a_small_first_chunk():
     np.testing.assert_allclose(
         est.convex_weights_ @ X[:100], est.components_, atol=1e-8
     )
+
+
+def test_convex_partial_fit_after_an_old_pickle_says_what_to_do():
+    X = np.abs(np.random.RandomState(0).normal(size=(200, 6)))
+    est = ConvexNMFConcepts(2, max_iter=5, random_state=0, device="cpu").fit(X)
+    del est._candidate_rows  # as a model pickled before the rows were kept
+    with pytest.raises(ValueError, match="fit it again"):
+        est.partial_fit(X[:50])

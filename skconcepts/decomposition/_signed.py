@@ -463,6 +463,12 @@ class ConvexNMFConcepts(_SignedNMF):
     def _online_restore(self, device, dtype):
         import torch
 
+        if not hasattr(self, "_candidate_rows"):
+            raise ValueError(
+                "This ConvexNMFConcepts was fitted by an older skconcepts that did "
+                "not keep its candidate rows, so partial_fit cannot continue it; "
+                "fit it again (or start a new stream with a fresh estimator)."
+            )
         Gm = to_tensor(np.array(self.convex_weights_), device, dtype)
         C = to_tensor(np.array(self._candidate_rows), device, dtype)
         idx = torch.as_tensor(self.candidate_indices_, device=device)
