@@ -28,7 +28,11 @@ samples at most one chunk of rows for its initialisation), and through
 leading ``--sae-gib`` GiB of rows; ``TaCoEraser`` (default ``"pca"``
 decomposition, streamed on a memmap; logistic-regression probe; probes and
 the ``n_remove="auto"`` search on ``max_train_samples`` = 16384 rows) on the
-whole memmap, with a binary attribute (the first feature above its median).
+whole memmap, with a binary attribute (the first feature above its median);
+``SemiNMFConcepts`` and ``ConvexNMFConcepts`` (k = 16, the same passes and
+batch as NMF), ``ArchetypalSAE`` and ``AlignedSAE`` (64 concepts, one epoch;
+the latter with two interleaved row groups as modalities) on the whole
+memmap.
 """
 
 import argparse
@@ -41,7 +45,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from skconcepts import NMFConcepts, TaCoEraser, TopKSAE, fit_chunks  # noqa: E402
+from skconcepts import (  # noqa: E402
+    AlignedSAE,
+    ArchetypalSAE,
+    ConvexNMFConcepts,
+    NMFConcepts,
+    SemiNMFConcepts,
+    TaCoEraser,
+    TopKSAE,
+    fit_chunks,
+)
 from skconcepts._io import AnonMemorySampler  # noqa: E402
 from skconcepts.sae import _engine  # noqa: E402
 
@@ -188,6 +201,37 @@ def main():
             f"TopKSAE + fit_chunks (partial_fit, 64 MiB chunks; {tag})",
             lambda: fit_chunks(sae(), Xs, chunk_size=chunk),
             n_sae,
+        )
+        # the other learners, each on the whole memmap
+        signed = dict(max_iter=it, tol=0.0, batch_size=16384, device="cpu")
+        run(
+            f"SemiNMFConcepts.fit (k=16, {it} passes, batch 16384; whole memmap)",
+            lambda: SemiNMFConcepts(16, random_state=0, **signed).fit(X),
+            n,
+            passes=it + 2,
+        )
+        run(
+            f"ConvexNMFConcepts.fit (k=16, {it} passes, 1000 candidate rows, "
+            "batch 16384; whole memmap)",
+            lambda: ConvexNMFConcepts(16, random_state=0, **signed).fit(X),
+            n,
+            passes=it + 2,
+        )
+        run(
+            f"ArchetypalSAE.fit (64 concepts, 1 epoch, batch {sb}; whole memmap)",
+            lambda: ArchetypalSAE(
+                64, 8, max_epochs=1, batch_size=sb, device="cpu", random_state=0
+            ).fit(X),
+            n,
+        )
+        modality = np.arange(n) % 2  # two interleaved "modalities", 8 MiB
+        run(
+            f"AlignedSAE.fit (64 concepts, 1 epoch, batch {sb}, y = modality; "
+            "whole memmap)",
+            lambda: AlignedSAE(
+                64, 8, max_epochs=1, batch_size=sb, device="cpu", random_state=0
+            ).fit(X, modality),
+            n,
         )
         from sklearn.linear_model import LogisticRegression
 
