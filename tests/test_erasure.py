@@ -9,6 +9,7 @@ information at all), the task is the sign of factor 2.
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
@@ -296,6 +297,32 @@ def test_integer_n_remove(xor_data):
         TaCoEraser(n_concepts=4, n_remove=5).fit(X_tr[:50], g_tr[:50])
 
 
+@pytest.mark.parametrize("search", ["linear", "bisect"])
+def test_auto_search_finds_the_first_r_at_chance(search, monkeypatch):
+    # a recoverability curve that falls with r and reaches chance + tolerance
+    # at r = 13 of 20 (the probes replaced by the curve itself)
+    from skconcepts.erasure import _taco
+
+    curve = np.linspace(0.95, 0.33, 21)  # 0.5 + 0.05 is first met at r = 13
+    seen = []
+    monkeypatch.setattr(
+        TaCoEraser, "_erase", lambda self, X, U, removed: seen.append(len(removed))
+    )
+    monkeypatch.setattr(
+        _taco, "cross_val_score", lambda *a, **k: np.array([curve[seen[-1]]])
+    )
+    eraser = TaCoEraser(search=search, random_state=0)
+    eraser.classes_, eraser.n_concepts_ = np.array([0, 1]), 20
+    eraser.ranking_ = np.arange(20)
+    y = np.arange(40) % 2
+    r, scores = eraser._auto_n_remove(None, None, y, linear_probe(), 0)
+    assert r == 13 and scores[13] <= 0.55 < scores[12]
+    if search == "linear":
+        assert seen == list(range(14))  # every r up to the answer
+    else:
+        assert len(seen) <= 10 and 12 in seen and 13 in seen
+
+
 def test_multiclass_protected_attribute():
     rng = np.random.RandomState(3)
     Z = rng.normal(size=(1500, 5)) * np.array([3.0, 2.5, 2.0, 1.5, 1.0])
@@ -315,6 +342,10 @@ def test_multiclass_protected_attribute():
     # concepts removed in order: every smaller r was evaluated and failed
     assert np.all(eraser.recoverability_[:r] > 1 / 3 + eraser.tolerance)
     assert np.isnan(eraser.recoverability_[r + 1 :]).all()
+    # the bisecting search finds the same r here
+    fast = clone(eraser).set_params(search="bisect").fit(X[:600], labels[:600])
+    assert fast.n_remove_ == r
+    np.testing.assert_array_equal(fast.ranking_, eraser.ranking_)
     before = leakage(X[600:], labels[600:], probes=PROBES, random_state=0)
     assert before["mlp"] > 0.85
     after = leakage(

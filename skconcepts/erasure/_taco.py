@@ -327,6 +327,16 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Splits of the stopping rule of ``n_remove="auto"``; an int is a
         shuffled ``StratifiedKFold`` seeded from ``random_state``.
 
+    search : {"linear", "bisect"}, default="linear"
+        How ``n_remove="auto"`` looks for ``r``. ``"linear"``: ``r = 0, 1,
+        2, ...``, one cross-validation each, up to the first ``r`` that
+        passes (every smaller ``r`` is evaluated and fails). ``"bisect"``:
+        ``r = 0, 1, 2, 4, 8, ...`` then bisection of the bracket, about
+        ``2 log2(n_concepts_)`` cross-validations instead of up to
+        ``n_concepts_ + 1``; the same ``r`` when recoverability falls as
+        concepts are removed (``r`` passes and ``r - 1`` fails), faster when
+        many concepts must go.
+
     batch_size : int or None, default=None
         Rows per head call of the Sobol' engine (None: sized from memory).
 
@@ -384,7 +394,8 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     recoverability_ : ndarray of shape (n_concepts_ + 1,)
         With ``n_remove="auto"``: ``recoverability_[r]`` is the
         cross-validated balanced accuracy of the fresh probe after removing
-        the top ``r`` concepts, for ``r = 0 .. n_remove_`` (NaN beyond).
+        the top ``r`` concepts, for ``r = 0 .. n_remove_`` (NaN beyond;
+        with ``search="bisect"``, NaN where the search did not evaluate it).
 
     n_features_in_ : int
         Number of features seen during fit.
@@ -464,6 +475,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "max_train_samples": [None, Interval(Integral, 2, None, closed="left")],
         "residual": ["boolean"],
         "tolerance": [Interval(Real, 0, 1, closed="both")],
+        "search": [StrOptions({"linear", "bisect"})],
         "cv": ["cv_object"],
         "batch_size": [None, Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
@@ -484,6 +496,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         residual=False,
         tolerance=0.05,
         cv=3,
+        search="linear",
         batch_size=None,
         random_state=None,
         device="auto",
@@ -499,6 +512,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.residual = residual
         self.tolerance = tolerance
         self.cv = cv
+        self.search = search
         self.batch_size = batch_size
         self.random_state = random_state
         self.device = device
@@ -706,11 +720,30 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             scores[r] = float(np.mean(s))
             return scores[r] <= threshold
 
-        # remove concepts in ranked order, r = 0, 1, 2, ..., until the fresh
-        # probe is at chance: the chosen r passes and every smaller r fails
-        for r in range(k + 1):
-            if erased_enough(r):
-                return r, scores
+        if self.search == "linear":
+            # remove concepts in ranked order, r = 0, 1, 2, ..., until the
+            # fresh probe is at chance: r passes and every smaller r fails
+            for r in range(k + 1):
+                if erased_enough(r):
+                    return r, scores
+        else:
+            # galloping over r = 0, 1, 2, 4, ..., k, then bisection of the
+            # bracket: the smallest r that passes, given that r - 1 fails
+            lo, r = -1, 0  # lo: the largest r known to fail
+            while not erased_enough(r):
+                lo = r
+                if r == k:
+                    break
+                r = min(k, max(1, 2 * r))
+            else:
+                hi = r
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if erased_enough(mid):
+                        hi = mid
+                    else:
+                        lo = mid
+                return hi, scores
         warnings.warn(
             f"Removing all {k} concepts leaves a cross-validated "
             f"balanced accuracy of {scores[k]:.3f} (chance + tolerance "
