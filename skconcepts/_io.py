@@ -69,6 +69,17 @@ def is_chunked_array(X):
     return module in ("zarr", "h5py", "dask") or getattr(X, "chunks", None) is not None
 
 
+def memmap_face(X):
+    """``X`` itself, or a memmap of it when it is a chunked on-disk array.
+
+    What every estimator's input validation calls first: a zarr / HDF5 /
+    dask array (:func:`is_chunked_array`) goes through :func:`as_memmap`
+    instead of being loaded whole by ``np.asarray``; anything else is
+    returned as is.
+    """
+    return as_memmap(X) if is_chunked_array(X) else X
+
+
 def is_on_disk(X):
     """Whether the NumPy array ``X`` views memory mapped from a file.
 

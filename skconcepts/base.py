@@ -25,7 +25,7 @@ from ._backend import (
     torch_dtype,
 )
 from ._compat import check_is_fitted, validate_data
-from ._io import as_memmap, is_chunked_array
+from ._io import memmap_face
 
 __all__ = ["ConceptExtractor", "DEVICE_CONSTRAINT"]
 
@@ -111,11 +111,9 @@ class ConceptExtractor(
         chunked on-disk array (zarr, HDF5, dask) is given a memmap face by
         :func:`skconcepts._io.as_memmap` instead of being loaded whole.
         """
-        if is_chunked_array(X):
-            X = as_memmap(X)
         return validate_data(
             self,
-            X,
+            memmap_face(X),
             dtype=[np.float64, np.float32],
             ensure_non_negative=self._positive_only,
             reset=reset,

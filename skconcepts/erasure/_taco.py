@@ -32,7 +32,7 @@ from .._compat import (
     check_is_fitted,
     validate_data,
 )
-from .._io import as_memmap, is_chunked_array, is_on_disk
+from .._io import is_on_disk, memmap_face
 from ..base import DEVICE_CONSTRAINT
 from ._probes import make_probe, margin_head, seeded_clone
 
@@ -188,8 +188,9 @@ def _streamed_ica(X, k, batch_rows, seed):
     ica = FastICA(n_components=k, whiten="unit-variance", random_state=seed)
     ica.n_features_in_ = d
     ica.n_iter_ = inner.n_iter_
-    ica.components_ = (Wu @ K).astype(X.dtype)
-    ica.mixing_ = np.linalg.pinv(Wu @ K).astype(X.dtype)
+    unmixing = Wu @ K
+    ica.components_ = unmixing.astype(X.dtype)
+    ica.mixing_ = np.linalg.pinv(unmixing).astype(X.dtype)
     ica.mean_ = pca.mean_
     ica.whitening_ = K.astype(X.dtype)
     ica._unmixing = Wu.astype(X.dtype)
@@ -555,9 +556,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         from ..importance._engine import affine_decoder
         from ..importance._sobol import concept_sobol_indices
 
-        if is_chunked_array(X):  # zarr, HDF5, dask: a memmap face, not RAM
-            X = as_memmap(X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X, y = validate_data(self, memmap_face(X), y, dtype=[np.float64, np.float32])
         enc = _encode_labels(y, "y (the protected attribute)")
         self.classes_ = enc.classes_
         y_enc = enc.transform(y)

@@ -26,7 +26,7 @@ from .._compat import (
     check_is_fitted,
     validate_data,
 )
-from .._io import as_memmap, is_chunked_array
+from .._io import memmap_face
 from ..base import DEVICE_CONSTRAINT
 from ._engine import affine_decoder, head_outputs
 from ._heads import as_head
@@ -99,9 +99,9 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
     def _validate_X(self, X, *, reset):
         # chunked on-disk arrays (zarr, HDF5, dask) get a memmap face, as in
         # ConceptExtractor; memmaps are not copied
-        if is_chunked_array(X):
-            X = as_memmap(X)
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
+        return validate_data(
+            self, memmap_face(X), dtype=[np.float64, np.float32], reset=reset
+        )
 
     def _fit_extractor(self, X):
         if self.prefit:

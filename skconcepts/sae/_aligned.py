@@ -21,7 +21,7 @@ from .._compat import (
     check_is_fitted,
     validate_data,
 )
-from .._io import as_memmap, is_chunked_array
+from .._io import memmap_face
 from ._engine import _BaseSAE
 
 #: Labels of ``atom_modality_`` that are not class labels.
@@ -381,9 +381,9 @@ n_features_in_, feature_names_in_
 
     # -------------------------------------------------------------- hooks
     def _prepare_fit_data(self, X, y, *, reset):
-        if is_chunked_array(X):  # zarr, HDF5, dask: a memmap face, not RAM
-            X = as_memmap(X)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=reset)
+        X, y = validate_data(
+            self, memmap_face(X), y, dtype=[np.float64, np.float32], reset=reset
+        )
         classes, modality = np.unique(y, return_inverse=True)
         if classes.shape[0] != 2:
             raise ValueError(

@@ -1,5 +1,6 @@
 """Archetypal sparse autoencoder (A-SAE / RA-SAE, Fel et al. 2025)."""
 
+import math
 import warnings
 
 import numpy as np
@@ -246,9 +247,8 @@ feature_names_in_
             W[n_c:] = torch.rand(k - n_c, n_c, generator=generator, dtype=torch.float64)
         W = W.to(device=C.device, dtype=C.dtype)
         delta = self.relaxation
-        if delta == "auto":
-            centred = X_init - X_init.mean(dim=0)
-            delta = AUTO_RELAXATION * float(centred.pow(2).sum(1).mean().sqrt())
+        if delta == "auto":  # the engine's data variance: no centred copy
+            delta = AUTO_RELAXATION * math.sqrt(self._data_var(X_init))
         return ArchetypalDictionary(C, W, delta, learn_scale=self.learn_scale)
 
     def _dictionary_from_fitted(self, device, dtype):
