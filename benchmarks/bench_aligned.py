@@ -175,7 +175,8 @@ def main():
     md = table(rows, seeds)
     params = ", ".join(f"{k}={v}" for k, v in {**DATA, **model}.items())
     text = (
-        "# AlignedSAE on the synthetic two-modality problem\n\n"
+        "# AlignedSAE on the synthetic two-modality problem, "
+        f"{args.n_concepts} concepts\n\n"
         f"Command: `python benchmarks/bench_aligned.py --n-pairs {args.n_pairs} "
         f"--seeds {args.seeds} --n-concepts {args.n_concepts}"
         + (f" --out {os.path.relpath(args.out)}" if args.out != DEFAULT_OUT else "")
