@@ -664,6 +664,7 @@ def test_nmf_callbacks_protocol(Est, tmp_path):
         Est(3, callbacks=[object()], device="cpu").fit(X)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_digits_pipeline_picks_16_concepts(n_jobs):
     """The issue's pipeline: unit-norm concepts let a classifier use the codes."""
