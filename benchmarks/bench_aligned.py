@@ -99,7 +99,10 @@ def evaluate(est, X, y, truth):
     }
     return {
         "label acc": atom_label_accuracy(
-            truth.atoms, truth.atom_labels, est.components_, est.atom_modality_
+            truth.atoms,
+            truth.atom_labels.astype(str),
+            est.components_,
+            est.atom_modality_,
         ),
         "recovery": atom_recovery(truth.atoms, est.components_),
         "gap cut (mean)": 1 - modality_gap(Za, Zb) / modality_gap(Xa, Xb),

@@ -382,7 +382,7 @@ def test_other_learners_on_memmap_are_bounded(big_memmap, name):
     nmf = dict(batch_size=2048, device="cpu", random_state=0)
     est, y = {
         "semi": (SemiNMFConcepts(8, max_iter=3, **nmf), None),
-        "convex": (ConvexNMFConcepts(8, max_iter=2, max_candidates=256, **nmf), None),
+        "convex": (ConvexNMFConcepts(8, max_iter=2, n_candidates=256, **nmf), None),
         "archetypal": (ArchetypalSAE(32, 4, n_candidates=64, **sae), None),
         "aligned": (AlignedSAE(32, 4, **sae), np.arange(X.shape[0]) % 2),
     }[name]

@@ -74,7 +74,11 @@ class TopKSAE(_BaseSAE):
     Attributes
     ----------
     components_ : ndarray of shape (n_concepts, n_features)
-        The dictionary ``D`` (unit-norm rows).
+        The dictionary ``D`` with unit-norm rows, the convention of every
+        skconcepts extractor: the codes carry the magnitude. (The free
+        dictionary is trained with unit-norm rows; the exported rows are
+        normalised exactly and the codes multiplied by the norms, which are
+        1 up to rounding.)
     encoder_weights_ : ndarray of shape (n_concepts, n_features)
         Encoder matrix ``E``.
     encoder_bias_ : ndarray of shape (n_concepts,)
@@ -86,10 +90,23 @@ class TopKSAE(_BaseSAE):
         Inference threshold: a scalar for ``"batchtopk"``, one per atom for
         ``"jumprelu"``, None otherwise.
     history_ : list of dict
-        One record per epoch: ``loss`` and each loss term (``mse``,
-        ``sparsity``, ``auxk``), ``train_r2``, ``l0``, ``dead_fraction``
-        (atoms that did not fire during the epoch), ``lr``, ``time`` and
-        ``val_r2`` with early stopping.
+        One record per epoch (per call of :meth:`partial_fit`), all with the
+        same keys from the first record on, so ``pandas.DataFrame(history_)``
+        has one column per key: ``epoch`` (epochs done), ``steps`` (optimiser
+        steps in the epoch), ``lr`` (learning rate of the last step),
+        ``loss`` (the sum of the terms), the terms ``mse`` (``1 - R^2`` of
+        the batches), ``sparsity`` (the penalty of ``"relu"`` / ``"jumprelu"``;
+        0.0 for ``"topk"`` and ``"batchtopk"``, which have none) and ``auxk``
+        (0.0 while no atom is dead or with ``aux_coef=0``), plus the terms of
+        a subclass (AlignedSAE: ``energy`` or ``cosine``), then
+        ``train_r2``, ``l0`` (mean active codes per row), ``dead_fraction``
+        (atoms that did not fire during the epoch), ``val_r2`` (NaN without
+        ``early_stopping``) and ``time`` (seconds). Terms are means over the
+        epoch's rows.
+    reconstruction_err_ : float
+        Frobenius norm ``||X - X_hat||_F`` of the training data with the
+        fitted model (scikit-learn's ``reconstruction_err_``; the NMF family
+        has the same attribute).
     reconstruction_r2_ : float
         Reconstruction R^2 of the training data with the fitted model.
     mean_l0_ : float
@@ -97,7 +114,9 @@ class TopKSAE(_BaseSAE):
     dead_fraction_ : float
         Share of atoms that never fire on the training data.
     n_iter_ : int
-        Epochs run. ``n_steps_`` gives optimiser steps.
+        Epochs run.
+    n_steps_ : int
+        Optimiser steps run.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
