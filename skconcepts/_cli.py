@@ -152,7 +152,7 @@ def _tensor_to_numpy(t):
     import torch
 
     t = t.detach().cpu()
-    if t.dtype in (torch.bfloat16,) or not t.dtype.is_floating_point and t.is_complex():
+    if t.dtype == torch.bfloat16:  # no NumPy dtype
         t = t.float()
     return t.numpy()
 
@@ -506,7 +506,14 @@ def code_statistics(model, X, *, chunk_size=None, args=None):
 
 
 # -------------------------------------------------------------------- commands
+def _check_exists(path, what):
+    if path is not None and not Path(path).exists():
+        raise CLIError(f"{what} file not found: {path}")
+
+
 def cmd_fit(args):
+    _check_exists(args.activations, "activations")  # before the slow imports
+    _check_exists(args.labels, "labels")
     name, estimator = build_estimator(
         args.method, n_concepts=args.n_concepts, device=args.device, params=args.param
     )

@@ -116,7 +116,7 @@ def test_fit_every_format_matches_python_api(fmt, acts, tmp_path):
     assert summary["fit_time_s"] > 0
 
 
-def test_transform_streams_chunks_and_evaluate(acts, tmp_path):
+def test_transform_streams_chunks_and_evaluate(acts, tmp_path, capsys):
     np.save(tmp_path / "a.npy", acts)
     ref = NMFConcepts(**NMF_KW).fit(np.load(tmp_path / "a.npy", mmap_mode="r"))
     joblib.dump(ref, tmp_path / "m.joblib")
@@ -153,14 +153,14 @@ def test_transform_streams_chunks_and_evaluate(acts, tmp_path):
     assert metrics["mean_l0"] == pytest.approx(mean_l0(expected))
     assert metrics["dead_fraction"] == pytest.approx(dead_fraction(expected))
 
-    proc = run("evaluate", "m.joblib", "a.npy", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    table = proc.stdout.splitlines()
+    # the table, in process (same code path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        assert main(["evaluate", "m.joblib", "a.npy"]) == 0
+    table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["metric", "NMFConcepts"]
-    assert table[2].split() == [
-        "reconstruction_r2",
-        f"{metrics['reconstruction_r2']:.4f}",
-    ]
+    r2 = f"{metrics['reconstruction_r2']:.4f}"
+    assert table[2].split() == ["reconstruction_r2", r2]
 
 
 def test_taco_eraser_with_labels(tmp_path):
@@ -239,6 +239,9 @@ def _failure_cases(folder, A):
     np.save(folder / "y.npy", np.arange(A.shape[0] - 1) % 2)
     np.save(folder / "three.npy", A[None])
     np.save(folder / "narrow.npy", A[:, :5])
+    nan = A.copy()
+    nan[50, 0] = np.nan  # in the sixth chunk of 10 rows, after codes were written
+    np.save(folder / "nan.npy", nan)
     np.savez(folder / "two.npz", x=A, z=A)
     (folder / "text.npy").write_text("not an array")
     (folder / "data.csv").write_text("1,2\n")
@@ -305,6 +308,15 @@ def _failure_cases(folder, A):
             "no/c.npy",
         ],
         "wrong width": ["transform", "m0.joblib", "narrow.npy", "--out", "c.npy"],
+        "fails mid-stream": [
+            "transform",
+            "m0.joblib",
+            "nan.npy",
+            "--out",
+            "c.npy",
+            "--chunk-size",
+            "10",
+        ],
         "argparse error": ["fit", "NMFConcepts", "a.npy", "--bogus"],
         "bad int option": ["fit", "NMFConcepts", "a.npy", "--n-concepts", "x"],
     }
@@ -335,6 +347,7 @@ CASES = [
     "model not a model",
     "output folder missing",
     "wrong width",
+    "fails mid-stream",
     "argparse error",
     "bad int option",
 ]
@@ -488,3 +501,23 @@ def test_progress_bar_draws_only_when_enabled(monkeypatch):
         bar.update(4)
         bar.update(6)
     assert "10/10" in shown.getvalue()
+
+
+def test_bfloat16_tensors_are_read_as_float32(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from skconcepts._cli import load_array
+
+    t = torch.arange(12, dtype=torch.float32).reshape(3, 4).to(torch.bfloat16)
+    save_file({"acts": t}, str(tmp_path / "a.safetensors"))
+    torch.save(t, tmp_path / "a.pt")
+    for name in ("a.safetensors", "a.pt"):
+        X, _ = load_array(tmp_path / name)
+        assert X.dtype == np.float32
+        np.testing.assert_array_equal(X, np.arange(12).reshape(3, 4))
+    # a float32 safetensors tensor is memory-mapped, not copied
+    save_file({"acts": t.float()}, str(tmp_path / "b.safetensors"))
+    X, _ = load_array(tmp_path / "b.safetensors")
+    assert isinstance(X, np.memmap)
+    np.testing.assert_array_equal(X, np.arange(12).reshape(3, 4))
