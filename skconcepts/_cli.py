@@ -694,16 +694,6 @@ Concept-based interpretability from the command line.
 Find concepts in activations (NMF, sparse autoencoders), measure their
 importance, erase them: the estimators of skconcepts, on activation files.
 
-Commands
---------
-demo        The main job on scikit-learn's digits: concepts, Sobol' importance
-            per class, a table and figures.
-fit         Fit an estimator on an activation file; save it with joblib and a
-            JSON summary.
-transform   Concept codes (or erased activations) of an activation file,
-            written chunk by chunk to a .npy file.
-evaluate    Metrics of a fitted model on an activation file, as a table.
-
 Run 'skconcepts COMMAND --help' for the parameters of a command.
 """
 
@@ -785,7 +775,7 @@ def build_parser():
     parser.add_argument(
         "--version", action="version", version=f"skconcepts {__version__}"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     p = sub.add_parser(
         "demo",
