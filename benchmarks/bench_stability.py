@@ -139,6 +139,23 @@ def table(rows):
     return "\n".join(lines)
 
 
+def table_vs(rows, ref="ArchetypalSAE"):
+    """Paired differences of every other model to ``ref`` (the same halves)."""
+    cols = ("stability", "recovery", "R2")
+    lines = [
+        "| model | " + " | ".join(f"Δ {c} vs {ref}" for c in cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
+    base = {c: np.array([r[c] for r in rows[ref]]) for c in cols}
+    for name, res in rows.items():
+        if name == ref:
+            continue
+        v = {c: np.array([r[c] for r in res]) for c in cols}
+        cells = [paired(v[c], base[c]) for c in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-samples", type=int, default=20000)
@@ -163,7 +180,11 @@ def main():
         f"max_epochs={args.epochs}; {args.pairs} seed pairs (data split and model "
         f"seeds differ per pair and per half); RMS norm of the centred data "
         f"{RMS[0]:.3f}. mean ± std (ddof 1) over the pairs; Δ: paired difference "
-        "to TopKSAE on the same halves.\n\n" + table(rows) + "\n"
+        "to TopKSAE on the same halves.\n\n"
+        + table(rows)
+        + "\n\nPaired differences to ArchetypalSAE (mean ± std [95% CI]):\n\n"
+        + table_vs(rows)
+        + "\n"
     )
     print(text)
     with open(OUT, "w") as fh:
