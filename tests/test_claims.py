@@ -89,8 +89,8 @@ def test_alignment_captures_tilted_shared_concepts():
 
     The regime of ``bench_aligned.py --claims`` ("tilted", cosine 0.65 between
     a shared concept's two directions), one seed. Over 5 seeds the plain SAE
-    captured 0.606 +- 0.100 of the shared concepts and the default energy
-    alignment 0.981 +- 0.015 (paired difference +0.375 +- 0.105). With the
+    captured 0.606 +- 0.102 of the shared concepts and the default energy
+    alignment 0.981 +- 0.015 (paired difference +0.375 +- 0.095). With the
     alignment gradient removed (the term still logged) the fit is the plain
     SAE's, bit for bit, and this test fails.
     """
