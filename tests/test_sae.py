@@ -78,12 +78,8 @@ def test_issue_bars_at_full_size():
     common = dict(n_concepts=64, top_k=3, device="cpu")
     a1 = ArchetypalSAE(random_state=1, **common).fit(H1)
     a2 = ArchetypalSAE(random_state=2, **common).fit(H2)
-    t1 = TopKSAE(random_state=1, **common).fit(H1)
-    t2 = TopKSAE(random_state=2, **common).fit(H2)
     a = dictionary_stability(a1.components_, a2.components_)
-    t = dictionary_stability(t1.components_, t2.components_)
-    assert a >= 0.85
-    assert a >= t
+    assert a >= 0.85  # (against TopKSAE: over seed pairs, tests/test_claims.py)
 
 
 def test_archetypal_recovers_atoms(data, fitted):
@@ -98,12 +94,13 @@ def test_archetypal_recovers_atoms(data, fitted):
     assert dead_fraction(U) == pytest.approx(est.dead_fraction_)
 
 
-def test_stability_archetypal_vs_topk(fitted):
-    # different halves of the data, different seeds (k-means seed included)
+def test_archetypal_stable_across_halves(fitted):
+    # different halves of the data, different seeds (k-means seed included).
+    # The comparison with TopKSAE is made over seed pairs in a regime where
+    # it is beyond noise: tests/test_claims.py (here, one pair of this easy
+    # problem, the two were within noise of each other)
     a = dictionary_stability(fitted["A_h1"].components_, fitted["A_h2"].components_)
-    t = dictionary_stability(fitted["T_h1"].components_, fitted["T_h2"].components_)
     assert a >= 0.85
-    assert a >= t - 1e-3
 
 
 def test_topk_recovers_atoms(data, fitted):

@@ -84,7 +84,7 @@ def _importance_instances(name):
 
     common = {"extractor": PCA(), "head": _importance_check_head, "random_state": 0}
     if name == "SobolConceptImportance":
-        return [imp.SobolConceptImportance(n_designs=8, n_bootstrap=10, **common)]
+        return [imp.SobolConceptImportance(n_designs=8, n_replicates=2, **common)]
     return [
         imp.ConceptAttribution(method=m, n_steps=4, **common)
         for m in ("occlusion", "integrated_gradients")
