@@ -486,20 +486,33 @@ def _bar(args, total, desc):
 
 
 def code_statistics(model, X, *, chunk_size=None, args=None):
-    """Mean L0 and dead fraction of ``model.transform(X)``, chunk by chunk.
+    """Reconstruction R^2, mean L0 and dead fraction of ``model`` on ``X``.
 
-    Equal to ``mean_l0`` and ``dead_fraction`` of :mod:`skconcepts.metrics`
-    on the whole code matrix, without holding it.
+    One pass, chunk by chunk: equal to ``reconstruction_r2(X,
+    model.inverse_transform(model.transform(X)))``, ``mean_l0`` and
+    ``dead_fraction`` of :mod:`skconcepts.metrics` on the whole arrays,
+    without holding them (the per-feature means and sums of squares are
+    merged across chunks with Chan et al.'s update).
     """
     rows = _chunk_rows(X, chunk_size)
-    nnz, alive = 0, None
-    with _bar(args, X.shape[0], "codes") as bar:
+    nnz, alive, sse = 0, None, 0.0
+    n, mean, m2 = 0, 0.0, 0.0
+    with _bar(args, X.shape[0], "metrics") as bar:
         for _, chunk in _chunks(X, rows, bar):
             U = model.transform(chunk)
             nnz += int(np.count_nonzero(U))
             fired = np.any(U != 0, axis=0)
             alive = fired if alive is None else alive | fired
+            x = chunk.astype(np.float64)
+            sse += float(np.sum((x - model.inverse_transform(U)) ** 2))
+            nb, mb = x.shape[0], x.mean(axis=0)
+            delta, total = mb - mean, n + nb
+            m2 = m2 + ((x - mb) ** 2).sum(axis=0) + delta**2 * (n * nb / total)
+            mean, n = mean + delta * (nb / total), total
+    sst = float(np.sum(m2))
+    r2 = (1.0 if sse == 0.0 else 0.0) if sst == 0.0 else 1.0 - sse / sst
     return {
+        "reconstruction_r2": r2,
         "mean_l0": nnz / X.shape[0],
         "dead_fraction": float(1.0 - np.count_nonzero(alive) / alive.shape[0]),
     }
@@ -553,9 +566,10 @@ def cmd_fit(args):
 
         summary["skconcepts_version"] = __version__
         if _is_extractor(estimator):
-            with _estimator_errors(f"{name}.score"):
-                summary["r2"] = float(estimator.score(X))
-                summary.update(code_statistics(estimator, X, args=args))
+            with _estimator_errors(f"{name}.transform"):
+                stats = code_statistics(estimator, X, args=args)
+            summary["r2"] = stats.pop("reconstruction_r2")
+            summary.update(stats)
             summary["n_concepts"] = int(estimator.components_.shape[0])
         if _is_eraser(estimator):
             summary["removed_concepts"] = [int(c) for c in estimator.removed_concepts_]
@@ -621,8 +635,7 @@ def cmd_evaluate(args):
         y = load_labels(args.labels, X.shape[0], key=args.labels_key)
     metrics = {}
     if _is_extractor(model):
-        with _estimator_errors(f"{name}.score"):
-            metrics["reconstruction_r2"] = float(model.score(X))
+        with _estimator_errors(f"{name}.transform"):
             metrics.update(
                 code_statistics(model, X, chunk_size=args.chunk_size, args=args)
             )

@@ -144,7 +144,9 @@ def test_transform_streams_chunks_and_evaluate(acts, tmp_path, capsys):
         "m.joblib",
     ]
 
-    proc = run("evaluate", "m.joblib", "a.npy", "--json", cwd=tmp_path)
+    proc = run(
+        "evaluate", "m.joblib", "a.npy", "--json", "--chunk-size", 37, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(proc.stdout)
     assert metrics["reconstruction_r2"] == pytest.approx(
