@@ -215,7 +215,7 @@ def test_concept_sobol_indices_identity_and_residual():
     k, N = 3, 4096
     first_true, total_true = ishigami_indices()
     codes = np.ones((1, k))
-    res = concept_sobol_indices(codes, np.eye(k), ishigami, n_designs=N, random_state=0)
+    res = concept_sobol_indices(ishigami, codes, np.eye(k), n_designs=N, random_state=0)
     np.testing.assert_allclose(res["total"][0], total_true, atol=0.03)
     np.testing.assert_allclose(res["first_order"][0], first_true, atol=0.03)
     # samples batched together with a residual and a row-wise target
@@ -230,9 +230,9 @@ def test_concept_sobol_indices_identity_and_residual():
 
     target = np.array([0, 1, 1, 0])
     both = concept_sobol_indices(
+        head,
         codes,
         W,
-        head,
         residual=resid,
         target=target,
         n_designs=512,
@@ -241,9 +241,9 @@ def test_concept_sobol_indices_identity_and_residual():
     )
     for i in range(4):
         one = concept_sobol_indices(
+            lambda x, t=target[i]: (x @ lin)[:, t],
             codes[i : i + 1],
             W,
-            lambda x, t=target[i]: (x @ lin)[:, t],
             residual=resid[i],
             n_designs=512,
             random_state=0,
@@ -374,9 +374,9 @@ def test_per_class_importance_and_head_classes():
     W = pca.inverse_transform(np.eye(3)) - pca.mean_
     col = np.searchsorted(clf.classes_, y)
     res = concept_sobol_indices(
+        clf,
         U,
         W,
-        clf,
         residual=X - U @ W,
         target=col,
         n_designs=16,
@@ -405,13 +405,13 @@ def test_per_class_importance_and_head_classes():
         "n_designs": 16,
         "random_state": est_pred._design_seed,
     }
-    per = concept_sobol_indices(U, W, clf, per_sample_designs=True, **kw)["total"]
+    per = concept_sobol_indices(clf, U, W, per_sample_designs=True, **kw)["total"]
     for c, lab in enumerate(est_pred.classes_):
         np.testing.assert_allclose(
             est_pred.total_indices_[c], per[pred == lab].mean(0), rtol=1e-10
         )
     # transform explains each row for the arg-max with one shared design
-    shared = concept_sobol_indices(U, W, clf, **kw)["total"]
+    shared = concept_sobol_indices(clf, U, W, **kw)["total"]
     np.testing.assert_allclose(est_pred.transform(X), shared, rtol=1e-10)
     # labels the head does not know
     with pytest.raises(ValueError, match="not among the head's classes_"):
@@ -431,7 +431,7 @@ def test_fit_class_means_are_more_precise_than_one_shared_design():
     est = SobolConceptImportance(
         IdentityConcepts(), head, n_designs=16, n_bootstrap=50, random_state=0
     ).fit(X)
-    exact = concept_sobol_indices(X, np.eye(k), head, n_designs=8192, random_state=1)
+    exact = concept_sobol_indices(head, X, np.eye(k), n_designs=8192, random_state=1)
     truth = exact["total"].mean(0)
     err_fit = np.abs(est.total_indices_ - truth).max()
     err_shared = np.abs(est.transform(X).mean(0) - truth).max()

@@ -8,7 +8,7 @@ from ._attribution import (
     concept_integrated_gradients,
     concept_occlusion,
 )
-from ._base import _BaseConceptImportance, _is_power_of_two
+from ._base import POWER_OF_TWO, _BaseConceptImportance
 from ._engine import evaluate_masks
 from ._sobol import (
     _base_ints,
@@ -170,7 +170,7 @@ class SobolConceptImportance(_BaseConceptImportance):
 
     _parameter_constraints: dict = {
         **_BaseConceptImportance._parameter_constraints,
-        "n_designs": [Interval(Integral, 2, None, closed="left")],
+        "n_designs": [POWER_OF_TWO],
         "n_bootstrap": [
             Options(Integral, {0}),
             Interval(Integral, 2, None, closed="left"),
@@ -204,13 +204,6 @@ class SobolConceptImportance(_BaseConceptImportance):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    def _check_params_extra(self):
-        if not _is_power_of_two(self.n_designs):
-            raise ValueError(
-                f"n_designs must be a power of two (e.g. 32, 64, 1024); got "
-                f"{self.n_designs}."
-            )
 
     def _n_evals(self, k):
         return self.n_designs * (k + 2)
@@ -410,7 +403,7 @@ class ConceptAttribution(_BaseConceptImportance):
             kw["eps"] = self.epsilon
         if self.method == "integrated_gradients":
             kw["n_steps"] = self.n_steps
-        phi = _METHODS[self.method](codes, W, head, residual=r, target=target, **kw)
+        phi = _METHODS[self.method](head, codes, W, residual=r, target=target, **kw)
         return {"importance": phi}
 
     def _set_global(self, means, rep_means, single, dtype):
