@@ -436,6 +436,72 @@ def test_margin_head_matches_mlp():
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
 
 
+def _reference_margin(model, X):
+    """The probe's own margin: logit / decision value, top-1 minus top-2."""
+    if hasattr(model, "decision_function"):
+        out = np.asarray(model.decision_function(X), dtype=np.float64)
+        if out.ndim == 1:
+            return out
+        top = np.sort(out, axis=1)
+        return top[:, -1] - top[:, -2]
+    p = model.predict_proba(X)
+    if p.shape[1] == 2:
+        return np.log(p[:, 1]) - np.log(p[:, 0])  # the logit
+    top = np.sort(np.log(p), axis=1)  # log-softmax: same gaps as the logits
+    return top[:, -1] - top[:, -2]
+
+
+SCALER_FORMS = [
+    [],
+    [dict()],
+    [dict(with_mean=False)],
+    [dict(with_std=False)],
+    [dict(with_mean=False, with_std=False)],
+    [dict(with_mean=False), dict()],  # two scalers, composed
+]
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("scalers", SCALER_FORMS, ids=str)
+@pytest.mark.parametrize("kind", ["mlp", "logistic"])
+def test_folded_head_is_the_probe_margin(kind, scalers, n_classes):
+    """Every probe form margin_head folds gives the probe's own margin.
+
+    Issue 11 point 4: ``StandardScaler(with_mean=False)`` stores ``mean_`` but
+    does not subtract it; the folded head subtracted it anyway (off by up to
+    2.57 on a real probe). The data have a large mean so that such a slip
+    shows, and small weights keep the probabilities away from 0 and 1, where
+    the logit read off ``predict_proba`` would lose precision.
+    """
+    import torch
+
+    from skconcepts.erasure._probes import margin_head
+
+    rng = np.random.RandomState(n_classes)
+    X = rng.normal(size=(150, 4)) * [1.0, 2.0, 0.5, 3.0] + [5.0, -3.0, 2.0, 8.0]
+    y = np.argmax(X[:, :n_classes] * [1.0, -0.5, 0.7][:n_classes], axis=1)
+    if kind == "mlp":
+        clf = MLPClassifier(hidden_layer_sizes=(6, 5), max_iter=30, random_state=0)
+    else:
+        clf = LogisticRegression(C=0.1, max_iter=500)
+    model = make_pipeline(*[StandardScaler(**kw) for kw in scalers], clf)
+    if not scalers:
+        model = clf
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the short MLP does not converge
+        model.fit(X, y)
+    head = margin_head(model, X.shape[1])
+    if isinstance(head, torch.nn.Module):  # the folded MLP
+        got = head(torch.as_tensor(X)).numpy()
+    else:
+        got = head(X)
+    expected = _reference_margin(model, X)
+    assert np.ptp(expected) > 0.1  # a margin that varies: the check means something
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-8)
+
+
 def test_leakage():
     rng = np.random.RandomState(0)
     y = rng.randint(0, 2, 400)

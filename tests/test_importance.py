@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
 
 from skconcepts.importance import (
     ConceptAttribution,
@@ -807,3 +808,134 @@ def test_sobol_score_compares_magnitudes_with_magnitudes():
         head, codes, np.eye(5), unsigned, absolute=True, random_state=0
     )
     assert abs_score > signed_score + 0.3
+
+
+# --------------------------------------------------------------------------
+# Extractors the meta-estimators accept (skconcepts._extractors)
+
+
+class _NanTolerantPCA(PCA):
+    """A PCA that reads NaN as 0 (an extractor with the allow_nan tag)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    def fit(self, X, y=None):
+        return super().fit(np.nan_to_num(X))
+
+    def transform(self, X):
+        return super().transform(np.nan_to_num(X))
+
+
+class _PretrainedCodes:
+    """A fitted third-party extractor with transform and components_ only."""
+
+    def __init__(self, W):
+        self.components_ = W
+
+    def transform(self, X):
+        return np.asarray(X) @ np.linalg.pinv(self.components_)
+
+
+def test_plain_prefit_extractor_equals_the_same_sklearn_model():
+    """A plain object (no fit, no sklearn base) gives PCA's exact importances."""
+    from skconcepts.utils._test_common import PlainRotationExtractor
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 4))
+    W = np.linalg.qr(rng.normal(size=(4, 4)))[0]
+    kw = dict(n_designs=16, n_bootstrap=0, random_state=0)
+    plain = SobolConceptImportance(
+        _PretrainedCodes(W), _nonlinear_head, prefit=True, **kw
+    )
+    # the same decoder as a fitted scikit-learn object: a PCA whose axes are W
+    pca = PCA(4).fit(X)
+    pca.components_, pca.mean_ = W, np.zeros(4)
+    ref = SobolConceptImportance(pca, _nonlinear_head, prefit=True, **kw)
+    np.testing.assert_allclose(
+        plain.fit(X).total_indices_, ref.fit(X).total_indices_, rtol=1e-10
+    )
+    # inverse_transform with an offset: the decoder read off it, W and b
+    rot = PlainRotationExtractor(offset=0.5, scale=2.0)
+    est = ConceptAttribution(rot, _nonlinear_head, prefit=True).fit(X)
+    U = rot.transform(X)
+    Wd = rot._basis(4) / 2.0
+    np.testing.assert_allclose(U @ Wd + 0.5, X, atol=1e-12)
+    phi = est.transform(X)
+    # occlusion with the residual kept: f(x) - f(x - u_i W_i)
+    for i in range(4):
+        expected = _nonlinear_head(X) - _nonlinear_head(X - U[:, [i]] * Wd[i])
+        np.testing.assert_allclose(phi[:, i], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_extractor_contract_errors():
+    X = np.random.RandomState(0).rand(20, 4)
+    W = np.eye(4)[:2]
+
+    class NoTransform:
+        components_ = W
+
+    with pytest.raises(TypeError, match="has no transform.*skconcepts accepts"):
+        SobolConceptImportance(NoTransform(), _nonlinear_head, prefit=True).fit(X)
+    # a fitted object without fit needs prefit=True, and says so
+    with pytest.raises(TypeError, match="has no fit.*prefit=True"):
+        SobolConceptImportance(_PretrainedCodes(W), _nonlinear_head).fit(X)
+
+    class NoDecoder:
+        def transform(self, X):
+            return X[:, :2]
+
+    with pytest.raises(TypeError, match="inverse_transform or components_"):
+        ConceptAttribution(NoDecoder(), _nonlinear_head, prefit=True).fit(X)
+    with pytest.raises(TypeError, match="not the class PCA"):
+        ConceptAttribution(PCA, _nonlinear_head).fit(X)
+
+
+def test_tags_come_from_the_extractor():
+    from sklearn.utils import get_tags
+
+    from skconcepts import NMFConcepts
+
+    nmf = SobolConceptImportance(NMFConcepts(n_concepts=2), _nonlinear_head)
+    assert get_tags(nmf).input_tags.positive_only
+    assert not get_tags(
+        SobolConceptImportance(PCA(), _nonlinear_head)
+    ).input_tags.positive_only
+    # a plain object has no tags: the defaults
+    plain = SobolConceptImportance(_PretrainedCodes(np.eye(2)), _nonlinear_head)
+    assert not get_tags(plain).input_tags.positive_only
+    assert not get_tags(plain).input_tags.allow_nan
+    # allow_nan from an extractor that accepts NaN; NaN reaches the head
+    # through the residual, so the head must accept it as well
+    est = ConceptAttribution(
+        _NanTolerantPCA(2), lambda x: np.nansum(x, axis=1), residual=False
+    )
+    assert get_tags(est).input_tags.allow_nan
+    X = np.random.RandomState(0).rand(20, 4)
+    X[0, 0] = np.nan
+    est.fit(X)
+    assert np.all(np.isfinite(est.importances_))
+    with pytest.raises(ValueError, match="NaN"):
+        ConceptAttribution(PCA(2), _nonlinear_head).fit(X)
+
+
+def test_functions_take_the_head_first():
+    from skconcepts.importance import (
+        concept_gradient_input,
+        concept_integrated_gradients,
+        concept_occlusion,
+    )
+
+    codes, W = np.array([[1.0, 2.0]]), np.eye(2)
+
+    def head(x):
+        return x @ [3.0, 1.0]
+
+    for fn in (concept_occlusion, concept_gradient_input, concept_integrated_gradients):
+        np.testing.assert_allclose(fn(head, codes, W), [[3.0, 2.0]], rtol=1e-6)
+        with pytest.raises(ValueError, match="take the head first"):
+            fn(codes, W, head)
+    with pytest.raises(ValueError, match="take the head first"):
+        concept_sobol_indices(codes, W, head, n_designs=8)
