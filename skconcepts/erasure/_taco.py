@@ -382,10 +382,10 @@ class TaCoEraser(
     n_concepts_ : int
         Number of concepts.
 
-    components_ : ndarray of shape (n_concepts_, n_features_in_)
+    components_ : ndarray of shape (`n_concepts_`, `n_features_in_`)
         Decoder ``W`` (one row per concept, in the extractor's order).
 
-    mean_ : ndarray of shape (n_features_in_,)
+    mean_ : ndarray of shape (`n_features_in_`,)
         Decoder offset ``b`` (PCA's mean; zero for NMF).
 
     probe_ : classifier
@@ -394,27 +394,27 @@ class TaCoEraser(
     task_probe_ : classifier
         The task probe, when task labels were given to ``fit``.
 
-    protected_importances_ : ndarray of shape (n_concepts_,)
+    protected_importances_ : ndarray of shape (`n_concepts_`,)
         Total Sobol' index of each concept for the probe's margin, averaged
         over the samples of each class, then over classes.
 
-    task_importances_ : ndarray of shape (n_concepts_,)
+    task_importances_ : ndarray of shape (`n_concepts_`,)
         The same for the task, when there is one.
 
-    angles_ : ndarray of shape (n_concepts_,)
+    angles_ : ndarray of shape (`n_concepts_`,)
         ``arctan2(task_importances_, protected_importances_)``, when there is
         a task.
 
-    ranking_ : ndarray of shape (n_concepts_,)
+    ranking_ : ndarray of shape (`n_concepts_`,)
         Concept indices in removal order.
 
     n_remove_ : int
         Number of concepts removed.
 
-    removed_concepts_ : ndarray of shape (n_remove_,)
+    removed_concepts_ : ndarray of shape (`n_remove_`,)
         ``ranking_[:n_remove_]``.
 
-    recoverability_ : ndarray of shape (n_concepts_ + 1,)
+    recoverability_ : ndarray of shape (`n_concepts_` + 1,)
         With ``n_remove="auto"``: ``recoverability_[r]`` is the
         cross-validated balanced accuracy of the fresh probe after removing
         the top ``r`` concepts, for ``r = 0 .. n_remove_`` (NaN beyond;
@@ -423,7 +423,7 @@ class TaCoEraser(
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also

@@ -102,15 +102,18 @@ class SobolConceptImportance(_BaseConceptImportance):
     importances_ : ndarray of the same shape
         Alias of ``total_indices_`` (the importance every estimator of the
         family exposes).
-    total_indices_ci_, first_order_indices_ci_ : ndarray of shape (..., 2)
-        Bootstrap intervals (lower, upper) of the means above, ``mean -/+ z
-        sd`` with the standard deviation of the bootstrap replicates (design
-        rows resampled); they reflect the Monte Carlo error of the designs,
-        not the sampling of ``X`` nor the ``O(1/N)`` bias of the ratio
-        estimators. Only when ``n_bootstrap > 0``.
+    total_indices_ci_ : ndarray of shape (n_concepts, 2) or (n_classes, n_concepts, 2)
+        Bootstrap intervals (lower, upper) of ``total_indices_``,
+        ``mean -/+ z sd`` with the standard deviation of the bootstrap
+        replicates (design rows resampled); they reflect the Monte Carlo
+        error of the designs, not the sampling of ``X`` nor the ``O(1/N)``
+        bias of the ratio estimators. Only when ``n_bootstrap > 0``.
+    first_order_indices_ci_ : ndarray of the same shape
+        The same intervals for ``first_order_indices_``. Only when
+        ``n_bootstrap > 0``.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
@@ -324,7 +327,7 @@ class ConceptAttribution(_BaseConceptImportance):
         Mean attribution of each concept (per class when ``classes_`` is set).
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
