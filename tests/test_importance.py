@@ -939,3 +939,41 @@ def test_functions_take_the_head_first():
             fn(codes, W, head)
     with pytest.raises(ValueError, match="take the head first"):
         concept_sobol_indices(codes, W, head, n_designs=8)
+
+
+def test_functions_and_metrics_take_a_fitted_extractor_as_components():
+    """components=extractor: its decoder W, b (b the residual when None)."""
+    from sklearn.decomposition import PCA
+
+    from skconcepts.importance import affine_decoder, concept_occlusion
+    from skconcepts.metrics import c_deletion, c_mufidelity
+    from skconcepts.utils._test_common import PlainRotationExtractor
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 4)) + 2.0
+    for ext in (PCA(3).fit(X), PlainRotationExtractor()):
+        U = ext.transform(X)
+        W, b = affine_decoder(ext, U.shape[1])
+        imp = rng.rand(30, U.shape[1])
+        for fn in (concept_occlusion, concept_sobol_indices):
+            kw = (
+                {"n_designs": 8, "random_state": 0}
+                if fn is concept_sobol_indices
+                else {}
+            )
+            got = fn(_nonlinear_head, U, ext, **kw)
+            ref = fn(_nonlinear_head, U, W, residual=b, **kw)
+            got = got["total"] if isinstance(got, dict) else got
+            ref = ref["total"] if isinstance(ref, dict) else ref
+            np.testing.assert_allclose(got, ref, rtol=1e-12)
+        assert c_deletion(_nonlinear_head, U, ext, imp) == pytest.approx(
+            c_deletion(_nonlinear_head, U, W, imp, residual=b), rel=1e-12
+        )
+        # a given residual replaces the offset (x - u W already holds it)
+        r = X - U @ W
+        assert c_mufidelity(
+            _nonlinear_head, U, ext, imp, residual=r, random_state=0
+        ) == pytest.approx(
+            c_mufidelity(_nonlinear_head, U, W, imp, residual=r, random_state=0),
+            rel=1e-12,
+        )

@@ -18,7 +18,7 @@ for any other head (the step ``eps`` is relative to each code ``u_i``).
 
 import numpy as np
 
-from ._engine import evaluate_masks
+from ._engine import _decoder_and_residual, evaluate_masks
 from ._heads import as_head
 
 __all__ = [
@@ -37,8 +37,10 @@ def concept_occlusion(head, codes, components, *, residual=None, target=None, **
         Maps activations to outputs.
     codes : ndarray of shape (n_samples, n_concepts)
         Concept codes ``u``.
-    components : ndarray of shape (n_concepts, n_features)
-        Dictionary (decoder ``u @ components``).
+    components : ndarray of shape (n_concepts, n_features) or fitted extractor
+        Dictionary (decoder ``u @ components``), or the fitted extractor
+        (its decoder ``W``, ``b`` read off it; ``b`` is the residual when
+        ``residual`` is None).
     residual : ndarray of shape (n_samples, n_features) or (n_features,), default=None
         Added to every decoded row.
     target : ndarray of shape (n_samples,) of int, default=None
@@ -69,6 +71,7 @@ def _mask_gradients(head, codes, components, points, *, residual, target, eps, *
     """``df/dm`` at each mask in ``points`` (n_points, k) -> (n, n_points, k)."""
     head = as_head(head)
     codes = np.asarray(codes)
+    components, residual = _decoder_and_residual(components, residual, codes)
     if head.is_torch:
         _, grads = evaluate_masks(
             head,

@@ -333,8 +333,10 @@ def concept_sobol_indices(
         ``(m, n_outputs)`` with ``target``).
     codes : ndarray of shape (n_samples, n_concepts)
         Concept codes ``u``.
-    components : ndarray of shape (n_concepts, n_features)
-        Dictionary (decoder ``u @ components``).
+    components : ndarray of shape (n_concepts, n_features) or fitted extractor
+        Dictionary (decoder ``u @ components``), or the fitted extractor
+        (its decoder ``W``, ``b`` read off it; ``b`` is the residual when
+        ``residual`` is None).
     residual : ndarray of shape (n_samples, n_features) or (n_features,), default=None
         Added to every decoded row (reconstruction residual and/or decoder
         offset such as PCA's ``mean_``).
