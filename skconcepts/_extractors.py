@@ -110,6 +110,14 @@ def check_extractor_fitted(extractor, name="extractor"):
     """
     if not callable(getattr(extractor, "fit", None)):
         return
+    if extractor_tags(extractor) is None:  # no scikit-learn tags: its own word
+        is_fitted = getattr(extractor, "__sklearn_is_fitted__", None)
+        if callable(is_fitted) and not is_fitted():
+            raise ValueError(
+                f"prefit=True but the {name} says it is not fitted "
+                "(__sklearn_is_fitted__). Fit it first, or use prefit=False."
+            )
+        return
     try:
         check_is_fitted(extractor)
     except NotFittedError as exc:
@@ -144,6 +152,12 @@ def fitted_extractor(extractor, X, *, prefit, fit=None, name="extractor"):
     if prefit:
         check_extractor_fitted(extractor, name)
         return extractor
+    if not callable(getattr(extractor, "get_params", None)):
+        raise TypeError(
+            f"{name} ({_describe(extractor)}) has fit but no get_params, so it "
+            "cannot be cloned and fitted: pass prefit=True to use it as fitted, "
+            f"or derive it from sklearn.base.BaseEstimator. {ACCEPTED}"
+        )
     fitted = fit(extractor) if fit is not None else clone(extractor).fit(X)
     check_decoder(fitted, name)
     return fitted

@@ -870,6 +870,25 @@ def test_plain_prefit_extractor_equals_the_same_sklearn_model():
         np.testing.assert_allclose(phi[:, i], expected, rtol=1e-9, atol=1e-12)
 
 
+class _DummyFit(_PretrainedCodes):
+    """The issue's pretrained SAE with a dummy fit (no sklearn base, no tags)."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def inverse_transform(self, U):
+        return np.asarray(U) @ self.components_
+
+
+def test_object_with_a_dummy_fit_and_no_tags():
+    X = np.random.RandomState(0).rand(20, 4)
+    ext = _DummyFit(np.eye(4)[:2])
+    est = SobolConceptImportance(ext, _nonlinear_head, prefit=True, n_designs=8)
+    assert est.fit(X).extractor_ is ext  # was AttributeError about __sklearn_tags__
+    with pytest.raises(TypeError, match="no get_params.*prefit=True"):
+        SobolConceptImportance(ext, _nonlinear_head, n_designs=8).fit(X)
+
+
 def test_extractor_contract_errors():
     X = np.random.RandomState(0).rand(20, 4)
     W = np.eye(4)[:2]
