@@ -176,7 +176,7 @@ def table_concepts(n=1000, k=10, N=32, d=64, seed=0):
         return np.maximum(x @ W1, 0) @ W2
 
     def run_ours():
-        return concept_sobol_indices(U, W, head, n_designs=N, random_state=seed)
+        return concept_sobol_indices(head, U, W, n_designs=N, random_state=seed)
 
     problem = {"num_vars": k, "names": [f"c{i}" for i in range(k)]}
     problem["bounds"] = [[0.0, 1.0]] * k
@@ -270,7 +270,7 @@ def _estimator_rows(U, W, head, kw):
     )
 
     t0 = time.perf_counter()
-    sobol = concept_sobol_indices(U, W, head, n_designs=32, random_state=0, **kw)
+    sobol = concept_sobol_indices(head, U, W, n_designs=32, random_state=0, **kw)
     yield "Sobol' total (N=32)", sobol["total"], time.perf_counter() - t0
     yield "Sobol' first order (same run)", sobol["first_order"], 0.0
     for name, fn, extra in (
@@ -283,7 +283,7 @@ def _estimator_rows(U, W, head, kw):
         ),
     ):
         t0 = time.perf_counter()
-        phi = fn(U, W, head, **extra, **kw)
+        phi = fn(head, U, W, **extra, **kw)
         yield name, phi, time.perf_counter() - t0
     yield "random ranking", np.random.RandomState(0).rand(*U.shape), 0.0
 

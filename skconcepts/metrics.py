@@ -314,8 +314,10 @@ def c_deletion(
         :class:`~skconcepts.importance.SobolConceptImportance`).
     codes : array-like of shape (n_samples, n_concepts)
         Concept codes ``u``.
-    components : array-like of shape (n_concepts, n_features)
-        Dictionary (decoder ``u @ components``).
+    components : array-like of shape (n_concepts, n_features) or fitted extractor
+        Dictionary (decoder ``u @ components``), or the fitted extractor
+        (its decoder ``W``, ``b`` read off it; ``b`` is the residual when
+        ``residual`` is None).
     importances : array-like of shape (n_samples, n_concepts) or (n_concepts,)
         Per-sample importances, or one ranking shared by all samples.
     residual : array-like of shape (n_samples, n_features) or (n_features,), \

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
 
 from skconcepts.importance import (
     ConceptAttribution,
@@ -260,7 +261,7 @@ def test_concept_sobol_indices_identity_and_residual():
     k, N = 3, 4096
     first_true, total_true = ishigami_indices()
     codes = np.ones((1, k))
-    res = concept_sobol_indices(codes, np.eye(k), ishigami, n_designs=N, random_state=0)
+    res = concept_sobol_indices(ishigami, codes, np.eye(k), n_designs=N, random_state=0)
     np.testing.assert_allclose(res["total"][0], total_true, atol=0.03)
     np.testing.assert_allclose(res["first_order"][0], first_true, atol=0.03)
     # samples batched together with a residual and a row-wise target
@@ -275,9 +276,9 @@ def test_concept_sobol_indices_identity_and_residual():
 
     target = np.array([0, 1, 1, 0])
     both = concept_sobol_indices(
+        head,
         codes,
         W,
-        head,
         residual=resid,
         target=target,
         n_designs=512,
@@ -286,9 +287,9 @@ def test_concept_sobol_indices_identity_and_residual():
     )
     for i in range(4):
         one = concept_sobol_indices(
+            lambda x, t=target[i]: (x @ lin)[:, t],
             codes[i : i + 1],
             W,
-            lambda x, t=target[i]: (x @ lin)[:, t],
             residual=resid[i],
             n_designs=512,
             random_state=0,
@@ -421,9 +422,9 @@ def test_per_class_importance_and_head_classes():
     W = pca.inverse_transform(np.eye(3)) - pca.mean_
     col = np.searchsorted(clf.classes_, y)
     res = concept_sobol_indices(
+        clf,
         U,
         W,
-        clf,
         residual=X - U @ W,
         target=col,
         n_designs=16,
@@ -453,13 +454,13 @@ def test_per_class_importance_and_head_classes():
         "n_designs": 16,
         "random_state": est_pred._design_seed,
     }
-    per = concept_sobol_indices(U, W, clf, per_sample_designs=True, **kw)["total"]
+    per = concept_sobol_indices(clf, U, W, per_sample_designs=True, **kw)["total"]
     for c, lab in enumerate(est_pred.classes_):
         np.testing.assert_allclose(
             est_pred.total_indices_[c], per[pred == lab].mean(0), rtol=1e-10
         )
     # transform explains each row for the arg-max with one shared design
-    shared = concept_sobol_indices(U, W, clf, **kw)["total"]
+    shared = concept_sobol_indices(clf, U, W, **kw)["total"]
     np.testing.assert_allclose(est_pred.transform(X), shared, rtol=1e-10)
     # labels the head does not know
     with pytest.raises(ValueError, match="not among the head's classes_"):
@@ -479,7 +480,7 @@ def test_fit_class_means_are_more_precise_than_one_shared_design():
     est = SobolConceptImportance(
         IdentityConcepts(), head, n_designs=16, n_replicates=4, random_state=0
     ).fit(X)
-    exact = concept_sobol_indices(X, np.eye(k), head, n_designs=8192, random_state=1)
+    exact = concept_sobol_indices(head, X, np.eye(k), n_designs=8192, random_state=1)
     truth = exact["total"].mean(0)
     err_fit = np.abs(est.total_indices_ - truth).max()
     one = SobolConceptImportance(
@@ -813,7 +814,7 @@ def test_estimator_and_function_share_the_replicated_designs():
     head = lambda a: np.tanh(a @ np.array([1.0, -0.5, 0.25]))  # noqa: E731
     kw = dict(n_designs=16, n_replicates=3, random_state=5)
     est = SobolConceptImportance(IdentityConcepts(), head, **kw).fit(X)
-    res = concept_sobol_indices(X, np.eye(3), head, per_sample_designs=True, **kw)
+    res = concept_sobol_indices(head, X, np.eye(3), per_sample_designs=True, **kw)
     np.testing.assert_allclose(est.total_indices_, res["total"].mean(0), atol=1e-12)
     # the per-sample shifts of the function are the estimator's
     from skconcepts.importance._sobol import _replicate_estimates, _replicated_designs
@@ -871,3 +872,191 @@ def test_sobol_score_compares_magnitudes_with_magnitudes():
         head, codes, np.eye(5), unsigned, absolute=True, random_state=0
     )
     assert abs_score > signed_score + 0.3
+
+
+# --------------------------------------------------------------------------
+# Extractors the meta-estimators accept (skconcepts._extractors)
+
+
+class _NanTolerantPCA(PCA):
+    """A PCA that reads NaN as 0 (an extractor with the allow_nan tag)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    def fit(self, X, y=None):
+        return super().fit(np.nan_to_num(X))
+
+    def transform(self, X):
+        return super().transform(np.nan_to_num(X))
+
+
+class _PretrainedCodes:
+    """A fitted third-party extractor with transform and components_ only."""
+
+    def __init__(self, W):
+        self.components_ = W
+
+    def transform(self, X):
+        return np.asarray(X) @ np.linalg.pinv(self.components_)
+
+
+def test_plain_prefit_extractor_equals_the_same_sklearn_model():
+    """A plain object (no fit, no sklearn base) gives PCA's exact importances."""
+    from skconcepts.utils._test_common import PlainRotationExtractor
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 4))
+    W = np.linalg.qr(rng.normal(size=(4, 4)))[0]
+    kw = dict(n_designs=16, n_replicates=1, random_state=0)
+    plain = SobolConceptImportance(
+        _PretrainedCodes(W), _nonlinear_head, prefit=True, **kw
+    )
+    # the same decoder as a fitted scikit-learn object: a PCA whose axes are W
+    pca = PCA(4).fit(X)
+    pca.components_, pca.mean_ = W, np.zeros(4)
+    ref = SobolConceptImportance(pca, _nonlinear_head, prefit=True, **kw)
+    np.testing.assert_allclose(
+        plain.fit(X).total_indices_, ref.fit(X).total_indices_, rtol=1e-10
+    )
+    # inverse_transform with an offset: the decoder read off it, W and b
+    rot = PlainRotationExtractor(offset=0.5, scale=2.0)
+    est = ConceptAttribution(rot, _nonlinear_head, prefit=True).fit(X)
+    U = rot.transform(X)
+    Wd = rot._basis(4) / 2.0
+    np.testing.assert_allclose(U @ Wd + 0.5, X, atol=1e-12)
+    phi = est.transform(X)
+    # occlusion with the residual kept: f(x) - f(x - u_i W_i)
+    for i in range(4):
+        expected = _nonlinear_head(X) - _nonlinear_head(X - U[:, [i]] * Wd[i])
+        np.testing.assert_allclose(phi[:, i], expected, rtol=1e-9, atol=1e-12)
+
+
+class _DummyFit(_PretrainedCodes):
+    """The issue's pretrained SAE with a dummy fit (no sklearn base, no tags)."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def inverse_transform(self, U):
+        return np.asarray(U) @ self.components_
+
+
+def test_object_with_a_dummy_fit_and_no_tags():
+    X = np.random.RandomState(0).rand(20, 4)
+    ext = _DummyFit(np.eye(4)[:2])
+    est = SobolConceptImportance(ext, _nonlinear_head, prefit=True, n_designs=8)
+    assert est.fit(X).extractor_ is ext  # was AttributeError about __sklearn_tags__
+    with pytest.raises(TypeError, match="no get_params.*prefit=True"):
+        SobolConceptImportance(ext, _nonlinear_head, n_designs=8).fit(X)
+
+
+def test_extractor_contract_errors():
+    X = np.random.RandomState(0).rand(20, 4)
+    W = np.eye(4)[:2]
+
+    class NoTransform:
+        components_ = W
+
+    with pytest.raises(TypeError, match="has no transform.*skconcepts accepts"):
+        SobolConceptImportance(NoTransform(), _nonlinear_head, prefit=True).fit(X)
+    # a fitted object without fit needs prefit=True, and says so
+    with pytest.raises(TypeError, match="has no fit.*prefit=True"):
+        SobolConceptImportance(_PretrainedCodes(W), _nonlinear_head).fit(X)
+
+    class NoDecoder:
+        def transform(self, X):
+            return X[:, :2]
+
+    with pytest.raises(TypeError, match="inverse_transform or components_"):
+        ConceptAttribution(NoDecoder(), _nonlinear_head, prefit=True).fit(X)
+    with pytest.raises(TypeError, match="not the class PCA"):
+        ConceptAttribution(PCA, _nonlinear_head).fit(X)
+
+
+def test_tags_come_from_the_extractor():
+    from sklearn.utils import get_tags
+
+    from skconcepts import NMFConcepts
+
+    nmf = SobolConceptImportance(NMFConcepts(n_concepts=2), _nonlinear_head)
+    assert get_tags(nmf).input_tags.positive_only
+    assert not get_tags(
+        SobolConceptImportance(PCA(), _nonlinear_head)
+    ).input_tags.positive_only
+    # a plain object has no tags: the defaults
+    plain = SobolConceptImportance(_PretrainedCodes(np.eye(2)), _nonlinear_head)
+    assert not get_tags(plain).input_tags.positive_only
+    assert not get_tags(plain).input_tags.allow_nan
+    # allow_nan from an extractor that accepts NaN; NaN reaches the head
+    # through the residual, so the head must accept it as well
+    est = ConceptAttribution(
+        _NanTolerantPCA(2), lambda x: np.nansum(x, axis=1), residual=False
+    )
+    assert get_tags(est).input_tags.allow_nan
+    X = np.random.RandomState(0).rand(20, 4)
+    X[0, 0] = np.nan
+    est.fit(X)
+    assert np.all(np.isfinite(est.importances_))
+    with pytest.raises(ValueError, match="NaN"):
+        ConceptAttribution(PCA(2), _nonlinear_head).fit(X)
+
+
+def test_functions_take_the_head_first():
+    from skconcepts.importance import (
+        concept_gradient_input,
+        concept_integrated_gradients,
+        concept_occlusion,
+    )
+
+    codes, W = np.array([[1.0, 2.0]]), np.eye(2)
+
+    def head(x):
+        return x @ [3.0, 1.0]
+
+    for fn in (concept_occlusion, concept_gradient_input, concept_integrated_gradients):
+        np.testing.assert_allclose(fn(head, codes, W), [[3.0, 2.0]], rtol=1e-6)
+        with pytest.raises(ValueError, match="take the head first"):
+            fn(codes, W, head)
+    with pytest.raises(ValueError, match="take the head first"):
+        concept_sobol_indices(codes, W, head, n_designs=8)
+
+
+def test_functions_and_metrics_take_a_fitted_extractor_as_components():
+    """components=extractor: its decoder W, b (b the residual when None)."""
+    from sklearn.decomposition import PCA
+
+    from skconcepts.importance import affine_decoder, concept_occlusion
+    from skconcepts.metrics import c_deletion, c_mufidelity
+    from skconcepts.utils._test_common import PlainRotationExtractor
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 4)) + 2.0
+    for ext in (PCA(3).fit(X), PlainRotationExtractor()):
+        U = ext.transform(X)
+        W, b = affine_decoder(ext, U.shape[1])
+        imp = rng.rand(30, U.shape[1])
+        for fn in (concept_occlusion, concept_sobol_indices):
+            kw = (
+                {"n_designs": 8, "random_state": 0}
+                if fn is concept_sobol_indices
+                else {}
+            )
+            got = fn(_nonlinear_head, U, ext, **kw)
+            ref = fn(_nonlinear_head, U, W, residual=b, **kw)
+            got = got["total"] if isinstance(got, dict) else got
+            ref = ref["total"] if isinstance(ref, dict) else ref
+            np.testing.assert_allclose(got, ref, rtol=1e-12)
+        assert c_deletion(_nonlinear_head, U, ext, imp) == pytest.approx(
+            c_deletion(_nonlinear_head, U, W, imp, residual=b), rel=1e-12
+        )
+        # a given residual replaces the offset (x - u W already holds it)
+        r = X - U @ W
+        assert c_mufidelity(
+            _nonlinear_head, U, ext, imp, residual=r, random_state=0
+        ) == pytest.approx(
+            c_mufidelity(_nonlinear_head, U, W, imp, residual=r, random_state=0),
+            rel=1e-12,
+        )

@@ -8,7 +8,7 @@ from ._attribution import (
     concept_integrated_gradients,
     concept_occlusion,
 )
-from ._base import _BaseConceptImportance, _is_power_of_two
+from ._base import POWER_OF_TWO, _BaseConceptImportance
 from ._engine import evaluate_masks
 from ._sobol import (
     _base_ints,
@@ -109,15 +109,18 @@ class SobolConceptImportance(_BaseConceptImportance):
     importances_ : ndarray of the same shape
         Alias of ``total_indices_`` (the importance every estimator of the
         family exposes).
-    total_indices_ci_, first_order_indices_ci_ : ndarray of shape (..., 2)
-        Intervals (lower, upper) of the means above from the ``R``
+    total_indices_ci_ : ndarray of shape (n_concepts, 2) or (n_classes, n_concepts, 2)
+        Intervals (lower, upper) of ``total_indices_`` from the ``R``
         replicates' means, ``mean -/+ t_{R-1} sd / sqrt(R)``; they reflect
         the Monte Carlo error of the designs, not the sampling of ``X`` nor
         the ``O(1/N)`` bias of the ratio estimators. Only when
         ``n_replicates >= 2``.
+    first_order_indices_ci_ : ndarray of the same shape
+        The same intervals for ``first_order_indices_``. Only when
+        ``n_replicates >= 2``.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
@@ -177,7 +180,7 @@ class SobolConceptImportance(_BaseConceptImportance):
 
     _parameter_constraints: dict = {
         **_BaseConceptImportance._parameter_constraints,
-        "n_designs": [Interval(Integral, 2, None, closed="left")],
+        "n_designs": [POWER_OF_TWO],
         "n_replicates": [Interval(Integral, 1, None, closed="left")],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
     }
@@ -208,13 +211,6 @@ class SobolConceptImportance(_BaseConceptImportance):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    def _check_params_extra(self):
-        if not _is_power_of_two(self.n_designs):
-            raise ValueError(
-                f"n_designs must be a power of two (e.g. 32, 64, 1024); got "
-                f"{self.n_designs}."
-            )
 
     def _n_evals(self, k):
         return self.n_replicates * self.n_designs * (k + 2)
@@ -332,7 +328,7 @@ class ConceptAttribution(_BaseConceptImportance):
         Mean attribution of each concept (per class when ``classes_`` is set).
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
@@ -411,7 +407,7 @@ class ConceptAttribution(_BaseConceptImportance):
             kw["eps"] = self.epsilon
         if self.method == "integrated_gradients":
             kw["n_steps"] = self.n_steps
-        phi = _METHODS[self.method](codes, W, head, residual=r, target=target, **kw)
+        phi = _METHODS[self.method](head, codes, W, residual=r, target=target, **kw)
         return {"importance": phi}
 
     def _set_global(self, means, rep_means, single, dtype):

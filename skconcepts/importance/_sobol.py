@@ -310,9 +310,9 @@ def sobol_indices(
 
 
 def concept_sobol_indices(
+    head,
     codes,
     components,
-    head,
     *,
     residual=None,
     n_designs=32,
@@ -333,13 +333,15 @@ def concept_sobol_indices(
 
     Parameters
     ----------
-    codes : ndarray of shape (n_samples, n_concepts)
-        Concept codes ``u``.
-    components : ndarray of shape (n_concepts, n_features)
-        Dictionary (decoder ``u @ components``).
     head : callable, torch.nn.Module or fitted scikit-learn model
         Maps ``(m, n_features)`` activations to ``(m,)`` outputs (or
         ``(m, n_outputs)`` with ``target``).
+    codes : ndarray of shape (n_samples, n_concepts)
+        Concept codes ``u``.
+    components : ndarray of shape (n_concepts, n_features) or fitted extractor
+        Dictionary (decoder ``u @ components``), or the fitted extractor
+        (its decoder ``W``, ``b`` read off it; ``b`` is the residual when
+        ``residual`` is None).
     residual : ndarray of shape (n_samples, n_features) or (n_features,), default=None
         Added to every decoded row (reconstruction residual and/or decoder
         offset such as PCA's ``mean_``).
@@ -383,7 +385,7 @@ def concept_sobol_indices(
     >>> import numpy as np
     >>> from skconcepts.importance import concept_sobol_indices
     >>> codes = np.array([[1.0, 1.0]])
-    >>> res = concept_sobol_indices(codes, np.eye(2), lambda x: x[:, 0],
+    >>> res = concept_sobol_indices(lambda x: x[:, 0], codes, np.eye(2),
     ...                             n_designs=512, random_state=0)
     >>> np.round(res["total"], 2)  # only the first concept reaches the head
     array([[1., 0.]])
