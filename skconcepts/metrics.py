@@ -866,7 +866,10 @@ def atom_label_accuracy(true_atoms, true_labels, D, labels):
     :func:`atom_recovery`) and its label (e.g. ``AlignedSAE.atom_modality_``:
     ``"bimodal"`` or the modality that owns it) is compared with the true
     one (e.g. ``truth.atom_labels`` of
-    :func:`skconcepts.datasets.make_two_modality`).
+    :func:`skconcepts.datasets.make_two_modality`). Labels are compared as
+    strings, as ``atom_modality_`` holds them: the modality ``0`` of the
+    truth matches the label ``"0"`` of an ``AlignedSAE`` fitted with
+    ``y`` in ``{0, 1}``.
 
     Parameters
     ----------
@@ -889,7 +892,7 @@ def atom_label_accuracy(true_atoms, true_labels, D, labels):
     >>> from skconcepts.metrics import atom_label_accuracy
     >>> true = np.eye(2)
     >>> D = np.array([[0.0, 2.0], [1.0, 0.1]])
-    >>> atom_label_accuracy(true, ["bimodal", 0], D, [0, "bimodal"])
+    >>> atom_label_accuracy(true, ["bimodal", 0], D, ["0", "bimodal"])
     1.0
     """
     true_labels = np.asarray(true_labels, dtype=object)
@@ -899,8 +902,7 @@ def atom_label_accuracy(true_atoms, true_labels, D, labels):
         raise ValueError("One label per atom is needed in true_labels and labels.")
     best = cos.argmax(axis=1)
     hits = [
-        isinstance(t, str) == isinstance(p, str) and t == p
-        for t, p in zip(true_labels, labels[best], strict=True)
+        str(t) == str(p) for t, p in zip(true_labels, labels[best], strict=True)
     ]
     return float(np.mean(hits))
 

@@ -442,3 +442,14 @@ def test_early_stopping_and_streamed_chunks(holds, tmp_path, monkeypatch):
     est = AlignedSAE(random_state=0, **params).fit(mm, y)
     assert est.history_[0]["steps"] == 12  # 6 chunks of 512 rows (last: 440), 2 each
     assert est.reconstruction_r2_ > 0.5
+
+
+def test_atom_label_accuracy_compares_labels_as_strings():
+    # the truth of make_two_modality holds integer modalities, atom_modality_
+    # holds strings: the same modality must match, another must not
+    true = np.eye(3)
+    D = np.eye(3)
+    assert atom_label_accuracy(true, ["bimodal", 0, 1], D, ["bimodal", "0", "1"]) == 1
+    assert atom_label_accuracy(true, ["bimodal", 0, 1], D, ["bimodal", "1", "0"]) == (
+        1 / 3
+    )
