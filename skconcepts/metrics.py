@@ -901,9 +901,7 @@ def atom_label_accuracy(true_atoms, true_labels, D, labels):
     if true_labels.shape[0] != cos.shape[0] or labels.shape[0] != cos.shape[1]:
         raise ValueError("One label per atom is needed in true_labels and labels.")
     best = cos.argmax(axis=1)
-    hits = [
-        str(t) == str(p) for t, p in zip(true_labels, labels[best], strict=True)
-    ]
+    hits = [str(t) == str(p) for t, p in zip(true_labels, labels[best], strict=True)]
     return float(np.mean(hits))
 
 
