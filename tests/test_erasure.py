@@ -556,7 +556,12 @@ def test_minilm_biographies():
     eraser.fit(X[tr], gender[tr], task=occupation[tr])
     X_taco = eraser.transform(X[te])
     assert X_taco.dtype == np.float32
-    after = leakage(X_taco, gender[te], probes=PROBES, random_state=0)
+    # a fresh probe's balanced accuracy on 120 held-out rows has a standard
+    # error of about 0.045: average the attack over three splits
+    attacks = [
+        leakage(X_taco, gender[te], probes=PROBES, random_state=s) for s in range(3)
+    ]
+    after = {name: np.mean([a[name] for a in attacks]) for name in attacks[0]}
     assert max(after.values()) < 0.6
     occ = leakage(X_taco, occupation[te], probes=("linear",), random_state=0)
     assert occ["linear"] > 0.85  # chance is 1/6

@@ -344,7 +344,14 @@ class TaCoEraser(
 
     cv : int, cross-validation generator or iterable, default=3
         Splits of the stopping rule of ``n_remove="auto"``; an int is a
-        shuffled ``StratifiedKFold`` seeded from ``random_state``.
+        shuffled ``StratifiedKFold`` seeded from ``random_state``, and an
+        ``r`` that passes on it is confirmed on a second, independently
+        shuffled ``StratifiedKFold``: the mean of the two balanced accuracies
+        must pass too. The first ``r`` whose noisy estimate dips below the
+        threshold is otherwise taken too often (on 400 MiniLM biographies a
+        fresh MLP still read gender at 0.60 after such a stop; see
+        ``tests/test_erasure.py::test_minilm_biographies``). A given
+        splitter is used as it is, once.
 
     search : {"linear", "bisect"}, default="linear"
         How ``n_remove="auto"`` looks for ``r``. ``"linear"``: ``r = 0, 1,
@@ -772,25 +779,34 @@ class TaCoEraser(
 
     def _auto_n_remove(self, X, U, y_enc, template, seed):
         """Remove concepts in ranked order until a fresh probe is at chance."""
-        cv = self.cv
-        if isinstance(cv, Integral):
-            cv = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
-        cv = check_cv(cv, y_enc, classifier=True)
+        cvs = [self.cv]
+        if isinstance(self.cv, Integral):
+            # a pass is confirmed on a second, independently shuffled split
+            cvs = [
+                StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=s)
+                for s in np.random.SeedSequence(seed).generate_state(2)
+            ]
+        cvs = [check_cv(cv, y_enc, classifier=True) for cv in cvs]
         threshold = 1.0 / len(self.classes_) + self.tolerance
         k = self.n_concepts_
         scores = np.full(k + 1, np.nan)
 
         def erased_enough(r):
             Xe = self._erase(X, U, self.ranking_[:r])
-            with _quiet():
-                s = cross_val_score(
-                    seeded_clone(template, seed),
-                    Xe,
-                    y_enc,
-                    cv=cv,
-                    scoring="balanced_accuracy",
-                )
-            scores[r] = float(np.mean(s))
+            found = []
+            for cv in cvs:
+                with _quiet():
+                    s = cross_val_score(
+                        seeded_clone(template, seed),
+                        Xe,
+                        y_enc,
+                        cv=cv,
+                        scoring="balanced_accuracy",
+                    )
+                found.append(float(np.mean(s)))
+                scores[r] = float(np.mean(found))
+                if scores[r] > threshold:  # fails: no confirmation needed
+                    break
             self._log(f"{r} concept(s) removed: balanced accuracy {scores[r]:.3f}")
             return scores[r] <= threshold
 
