@@ -634,3 +634,19 @@ def test_transform_batches_follow_working_memory(data):
         U_small = est.transform(X)
     assert big > X.shape[0] > small  # one batch vs several
     np.testing.assert_allclose(U_small, est.transform(X), rtol=1e-12, atol=1e-12)
+
+
+def test_progress_bar_is_a_builtin_callback(data, monkeypatch, capsys):
+    # SKCONCEPTS_PROGRESS=1 draws the bar (skconcepts._progress policy): a
+    # bar over the epochs on stderr, the verbose lines unchanged on stdout
+    X = data[0][:300]
+    monkeypatch.setenv("SKCONCEPTS_PROGRESS", "1")
+    TopKSAE(
+        16, 3, max_epochs=3, batch_size=64, device="cpu", random_state=0, verbose=1
+    ).fit(X)
+    out, err = capsys.readouterr()
+    assert out.count("[TopKSAE] epoch") == 3
+    assert "TopKSAE" in err and "/3 [" in err  # a bar of the 3 epochs
+    monkeypatch.setenv("SKCONCEPTS_PROGRESS", "0")
+    TopKSAE(16, 3, max_epochs=2, batch_size=64, device="cpu", verbose=1).fit(X)
+    assert capsys.readouterr().err == ""

@@ -13,7 +13,12 @@ callbacks first, in this order, then of the user's ``callbacks``:
    ``early_stopping``);
 2. :class:`_Timer`: ``record["time"]``, the seconds of the epoch;
 3. :class:`_History`: appends the record to ``session.history``;
-4. :class:`_PrintLog`: the line of ``verbose`` (rank 0 only).
+4. :class:`_PrintLog`: the line of ``verbose`` (rank 0 only);
+5. :class:`_ProgressBar`: a tqdm bar over the epochs of the call, drawn by
+   the policy of :mod:`skconcepts._progress` (with ``verbose`` set: on a
+   terminal outside tests, always with ``verbose >= 2`` or
+   ``SKCONCEPTS_PROGRESS=1``; rank 0 only). It adds to the ``verbose``
+   lines, it does not replace them.
 
 So a user's callback sees the finished record, already in the history.
 """
@@ -24,6 +29,8 @@ import sys
 import time
 
 import joblib
+
+from .._progress import progress
 
 
 class Checkpoint:
@@ -242,6 +249,30 @@ class _PrintLog:
         return False
 
 
+class _ProgressBar:
+    """A progress bar over the epochs (``skconcepts._progress`` policy)."""
+
+    def on_train_begin(self, estimator, session):
+        dp = session.dp
+        hidden = dp is not None and dp.rank != 0
+        self.bar = progress(
+            total=session.planned_epochs,
+            desc=type(estimator).__name__,
+            unit="epoch",
+            verbose=0 if hidden else estimator.verbose,
+        )
+
+    def on_epoch_end(self, estimator, session, record):
+        self.bar.set_postfix(
+            loss=f"{record['loss']:.4g}", r2=f"{record['train_r2']:.4f}", refresh=False
+        )
+        self.bar.update(1)
+        return False
+
+    def on_train_end(self, estimator, session):
+        self.bar.close()
+
+
 def builtin_callbacks():
     """New instances of the built-in callbacks, in the order they run."""
-    return [_EarlyStopping(), _Timer(), _History(), _PrintLog()]
+    return [_EarlyStopping(), _Timer(), _History(), _PrintLog(), _ProgressBar()]

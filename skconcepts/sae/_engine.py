@@ -39,7 +39,7 @@ may override::
 
 ``_notify(hook, session, *args)`` calls ``hook(estimator, session, *args)``
 on the built-in callbacks (:func:`._callbacks.builtin_callbacks`: early
-stopping, timer, history, printing, in that order) and then on the user's
+stopping, timer, history, printing, progress bar, in that order) and then on the user's
 ``callbacks``; for ``on_epoch_end`` it returns True when one of them asked
 to stop (all are called).
 
@@ -638,6 +638,7 @@ class _BaseSAE(ConceptExtractor):
         # the sparsity rules and the loss terms
         session.dp = _data_parallel()
         epochs, chunk_rows, train_mask = self._plan(X, session, partial=partial)
+        session.planned_epochs = epochs
         session.callbacks = builtin_callbacks() + _check_callbacks(self.callbacks)
         self._notify("on_train_begin", session)
         cache = {}

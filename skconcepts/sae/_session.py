@@ -52,6 +52,7 @@ class _Session:
         self.callbacks = []  # during a training call: built-in, then the user's
         self.validation = None  # during a training call: (X, rows or tensor)
         self.epoch_rows = 0  # rows of the last epoch (all ranks)
+        self.planned_epochs = None  # epochs of the current training call
         k = module.enc_weight.shape[0]
         self.steps_since_fired = torch.zeros(k, dtype=torch.long, device=device)
 
