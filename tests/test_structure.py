@@ -119,9 +119,14 @@ def _find_cycle(graph):
 #: modules with the fidelity metrics beside the importance engine, which
 #: another helper is doing in parallel with this test. Remove these edges
 #: when that lands (``test_allowed_edges_are_still_needed`` then fails).
+#: ``skconcepts._demo`` (the ``skconcepts demo`` command) takes ``CLIError``
+#: and ``atomic_outputs`` from ``skconcepts._cli`` (function-local), which
+#: dispatches to it: the command line's owner should move those two into a
+#: leaf module (e.g. ``_cli_io``); then remove the edge.
 ALLOWED_EDGES = {
     ("skconcepts.metrics", "skconcepts.erasure"),
     ("skconcepts.metrics", "skconcepts.importance"),
+    ("skconcepts._demo", "skconcepts._cli"),
 }
 
 
