@@ -1,13 +1,24 @@
 """Torch plumbing shared by every estimator.
 
-Device resolution, NumPy <-> torch conversion, seeding without touching the
-global torch RNG, and batch iteration over arrays and memmaps that never
-copies a whole array that may not fit in memory.
+Device resolution, NumPy <-> torch conversion (:func:`to_tensor`, the one
+conversion of the package), seeding without touching the global torch RNG
+(child seeds from :class:`numpy.random.SeedSequence`), memory budgets from
+scikit-learn's ``working_memory`` and batch iteration over arrays and memmaps
+that never copies a whole array that may not fit in memory.
+
+Memory budgets
+--------------
+Every budget of the package that bounds a temporary (rows per transform
+batch, device chunks of the SAE training data, distance blocks of k-means)
+derives from ``sklearn.get_config()["working_memory"]`` (MiB, default 1024),
+read at call time, so ``with sklearn.config_context(working_memory=256):``
+bounds them all. :func:`working_memory_bytes` is that budget in bytes.
 """
 
 import numbers
 
 import numpy as np
+import sklearn
 from sklearn.utils import check_random_state
 
 
@@ -113,6 +124,24 @@ def seed_from(random_state):
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
+def spawn_seeds(random_state, n):
+    """``n`` independent child seeds (ints) of ``random_state``.
+
+    The children of ``numpy.random.SeedSequence(seed_from(random_state))``
+    (``spawn(n)``), one 32-bit word each: the way to give the stages of an
+    estimator their own random streams (instead of ``seed + i``, xor masks or
+    several draws used by index). The same ``random_state`` gives the same
+    children; an int ``random_state`` is its own entropy.
+    """
+    root = np.random.SeedSequence(seed_from(random_state))
+    return [int(c.generate_state(1)[0]) for c in root.spawn(int(n))]
+
+
+def working_memory_bytes():
+    """scikit-learn's ``working_memory`` (``sklearn.get_config()``) in bytes."""
+    return int(sklearn.get_config()["working_memory"] * 2**20)
+
+
 def to_tensor(X, device, dtype=None):
     """Move a NumPy array (or a slice of a memmap) to ``device``.
 
@@ -160,6 +189,18 @@ def iter_batches(X, batch_size, device, dtype=None):
         yield sl, to_tensor(X[sl], device, dtype)
 
 
-def default_batch_size(n_features, budget_bytes=256 * 2**20, itemsize=8):
-    """Rows per batch so that a batch of ``n_features`` columns fits a budget."""
+#: Share of ``working_memory`` one input batch of a batched pass may use: the
+#: codes, the reconstruction and the temporaries of the batch take the rest
+#: (256 MiB batches at scikit-learn's default of 1024 MiB).
+BATCH_MEMORY_SHARE = 0.25
+
+
+def default_batch_size(n_features, budget_bytes=None, itemsize=8):
+    """Rows per batch so that a batch of ``n_features`` columns fits a budget.
+
+    ``budget_bytes=None``: :data:`BATCH_MEMORY_SHARE` of scikit-learn's
+    ``working_memory`` (256 MiB at the default 1024 MiB).
+    """
+    if budget_bytes is None:
+        budget_bytes = int(BATCH_MEMORY_SHARE * working_memory_bytes())
     return max(1, int(budget_bytes // max(1, n_features * itemsize)))

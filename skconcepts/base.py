@@ -28,6 +28,7 @@ from ._backend import (
 )
 from ._compat import check_is_fitted, validate_data
 from ._io import memmap_face
+from ._stats import R2Accumulator
 
 __all__ = ["ConceptExtractor", "DEVICE_CONSTRAINT"]
 
@@ -187,6 +188,16 @@ class ConceptExtractor(
             bs = default_batch_size(n_features, itemsize=itemsize)
         return bs
 
+    def _transform_batch_rows(self, n_features, itemsize):
+        """Rows per batch of the batched passes (transform, score, ...).
+
+        Default: ``batch_size`` when the estimator has one that is not None,
+        else a share of scikit-learn's ``working_memory``
+        (:func:`skconcepts._backend.default_batch_size`). The SAEs override
+        it (their ``batch_size`` is the training minibatch only).
+        """
+        return self._batch_size_for(n_features, itemsize)
+
     @property
     def _n_features_out(self):
         """Number of concepts, used by ``get_feature_names_out``."""
@@ -228,6 +239,55 @@ class ConceptExtractor(
             state["offset"] = torch.as_tensor(offset, dtype=dtype, device=device)
         return state
 
+    def _inference_context(self, dtype):
+        """``(device, state)``: the resolved device and the fitted state on it."""
+        device = self._resolve_device()
+        return device, self._state_with_offset(device, dtype)
+
+    def _map_batches(self, X, fn, out_width=None, *, context=None, batch_rows=None):
+        """The one batched pass: ``fn`` on row batches of ``X`` on the device.
+
+        Every batched pass of the package goes through here: ``transform``,
+        ``inverse_transform``, ``score``, the SAE engine's fit metrics and
+        ``AlignedSAE``'s passes.
+
+        Parameters
+        ----------
+        X : ndarray or memmap of shape (n_samples, n)
+            Validated rows (float32 / float64); one batch is read at a time.
+        fn : callable
+            ``fn(xb, state, rows)`` with ``xb`` the batch (a tensor on the
+            device, in the dtype of ``X``), ``state`` the fitted state on the
+            device and ``rows`` the batch's slice of ``X``. Returns a tensor
+            of ``out_width`` columns, or anything when ``out_width`` is None
+            (``fn`` then accumulates what it needs).
+        out_width : int or None, default=None
+            Columns of the output array; None returns None.
+        context : (device, state) or None, default=None
+            None: :meth:`_inference_context`, resolved once for the pass.
+        batch_rows : int or None, default=None
+            Rows per batch; None: :meth:`_transform_batch_rows` of ``X``.
+
+        Returns
+        -------
+        out : ndarray of shape (n_samples, out_width) in the dtype of ``X``, or None
+        """
+        import torch
+
+        dtype = torch_dtype(X.dtype)
+        device, state = context or self._inference_context(dtype)
+        if batch_rows is None:
+            batch_rows = self._transform_batch_rows(X.shape[1], X.dtype.itemsize)
+        out = None
+        if out_width is not None:
+            out = np.empty((X.shape[0], out_width), dtype=X.dtype)
+        with torch.no_grad():
+            for sl, xb in iter_batches(X, batch_rows, device, dtype):
+                res = fn(xb, state, sl)
+                if out is not None:
+                    out[sl] = to_numpy(res, X.dtype)
+        return out
+
     # ------------------------------------------------------------ public API
     def transform(self, X):
         """Encode ``X`` as concept codes.
@@ -250,17 +310,9 @@ class ConceptExtractor(
         return self._transform_validated(X)
 
     def _transform_validated(self, X):
-        import torch
-
-        device = self._resolve_device()
-        dtype = torch_dtype(X.dtype)
-        state = self._state_with_offset(device, dtype)
-        out = np.empty((X.shape[0], self._n_features_out), dtype=X.dtype)
-        bs = self._batch_size_for(X.shape[1], X.dtype.itemsize)
-        with torch.no_grad():
-            for sl, xb in iter_batches(X, bs, device, dtype):
-                out[sl] = to_numpy(self._encode(xb, state), X.dtype)
-        return out
+        return self._map_batches(
+            X, lambda xb, state, _: self._encode(xb, state), self._n_features_out
+        )
 
     def inverse_transform(self, X):
         """Map concept codes back to the input space.
@@ -276,8 +328,6 @@ class ConceptExtractor(
             Reconstructed activations ``U @ components_`` (plus the decoder
             offset for estimators that have one).
         """
-        import torch
-
         check_is_fitted(self)
         U = check_array(X, dtype=[np.float64, np.float32])
         k = self._n_features_out
@@ -287,15 +337,13 @@ class ConceptExtractor(
                 f"{type(self).__name__} has {k} concepts; inverse_transform expects "
                 f"the codes returned by transform."
             )
-        device = self._resolve_device()
-        dtype = torch_dtype(U.dtype)
-        state = self._state_with_offset(device, dtype)
-        out = np.empty((U.shape[0], self.n_features_in_), dtype=U.dtype)
-        bs = self._batch_size_for(self.n_features_in_, U.dtype.itemsize)
-        with torch.no_grad():
-            for sl, ub in iter_batches(U, bs, device, dtype):
-                out[sl] = to_numpy(self._decode(ub, state), U.dtype)
-        return out
+        k_out = self.n_features_in_
+        return self._map_batches(
+            U,
+            lambda ub, state, _: self._decode(ub, state),
+            self.n_features_in_,
+            batch_rows=self._transform_batch_rows(k_out, U.dtype.itemsize),
+        )
 
     def score(self, X, y=None):
         """Reconstruction R^2 of ``X``: ``1 - ||X - X_hat||^2 / ||X - mean(X)||^2``.
@@ -316,24 +364,13 @@ class ConceptExtractor(
         score : float
             Reconstruction R^2.
         """
-        import torch
-
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        device = self._resolve_device()
-        dtype = torch_dtype(X.dtype)
-        state = self._state_with_offset(device, dtype)
-        bs = self._batch_size_for(X.shape[1], X.dtype.itemsize)
-        mean = torch.as_tensor(np.mean(X, axis=0, dtype=np.float64), device=device)
-        sse = torch.zeros((), dtype=torch.float64, device=device)
-        sst = torch.zeros((), dtype=torch.float64, device=device)
-        with torch.no_grad():
-            for _, xb in iter_batches(X, bs, device, dtype):
-                xhat = self._decode(self._encode(xb, state), state)
-                xb64 = xb.double()
-                sse += ((xb64 - xhat.double()) ** 2).sum()
-                sst += ((xb64 - mean) ** 2).sum()
-        sse, sst = float(sse), float(sst)
-        if sst == 0.0:
-            return 1.0 if sse == 0.0 else 0.0
-        return 1.0 - sse / sst
+        device, state = self._inference_context(torch_dtype(X.dtype))
+        acc = R2Accumulator(device, mean=np.mean(X, axis=0, dtype=np.float64))
+        self._map_batches(
+            X,
+            lambda xb, st, _: acc.update(xb, self._decode(self._encode(xb, st), st)),
+            context=(device, state),
+        )
+        return acc.score()

@@ -96,3 +96,47 @@ def test_import_is_lazy_and_side_effect_free():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_spawn_seeds_are_the_seed_sequence_children():
+    from skconcepts._backend import spawn_seeds
+
+    kids = np.random.SeedSequence(7).spawn(3)
+    assert spawn_seeds(7, 3) == [int(k.generate_state(1)[0]) for k in kids]
+    assert len(set(spawn_seeds(7, 3))) == 3
+    assert spawn_seeds(np.random.RandomState(0), 2) == spawn_seeds(
+        np.random.RandomState(0), 2
+    )
+
+
+def test_budgets_follow_working_memory():
+    import sklearn
+
+    from skconcepts._backend import default_batch_size, working_memory_bytes
+    from skconcepts.sae import TopKSAE
+
+    assert default_batch_size(128, itemsize=8) == 2**28 // 1024  # 1/4 of 1 GiB
+    with sklearn.config_context(working_memory=64):
+        assert working_memory_bytes() == 64 * 2**20
+        assert default_batch_size(128, itemsize=8) == 16 * 2**20 // 1024
+        assert TopKSAE()._feed().budget == 64 * 2**20
+
+
+def test_r2_accumulator_matches_sklearn():
+    from sklearn.metrics import r2_score
+
+    from skconcepts._stats import R2Accumulator
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(50, 4) * [1.0, 2.0, 3.0, 4.0] + 5.0
+    X_hat = X + 0.3 * rng.randn(50, 4)
+    # R^2 of the whole matrix: 1 - SSE / SST, sklearn's variance-weighted R^2
+    ref = r2_score(X, X_hat, multioutput="variance_weighted")
+    for mean in (None, X.mean(0)):
+        acc = R2Accumulator("cpu", mean=mean)
+        for s in range(0, 50, 7):
+            acc.update(torch.as_tensor(X[s : s + 7]), torch.as_tensor(X_hat[s : s + 7]))
+        assert acc.score() == pytest.approx(ref, rel=1e-12)
+    const = R2Accumulator("cpu")
+    const.update(torch.ones(3, 2), torch.ones(3, 2))
+    assert const.score() == 1.0

@@ -549,3 +549,101 @@ def test_history_keys_fixed_from_the_first_record(data, activation):
         assert (df["sparsity"] > 0).all()
     parts = df["mse"] + df["sparsity"] + df["auxk"]
     np.testing.assert_allclose(df["loss"], parts, rtol=1e-9)
+
+
+# ------------------------------------------------- engine structure (issue 13)
+def test_builtin_callbacks_run_before_the_users(data):
+    # a user's callback sees the finished record (val_r2 and time set by the
+    # built-ins) already appended to the history
+    X = data[0]
+    seen = []
+
+    class Probe:
+        def on_epoch_end(self, est, session, record):
+            seen.append(
+                (
+                    record is session.history[-1],
+                    np.isfinite(record["time"]),
+                    np.isfinite(record["val_r2"]),
+                )
+            )
+            return False
+
+    TopKSAE(
+        16,
+        3,
+        max_epochs=3,
+        batch_size=64,
+        early_stopping=True,
+        device="cpu",
+        random_state=0,
+        callbacks=[Probe()],
+    ).fit(X[:400])
+    assert seen == [(True, True, True)] * 3
+
+
+def test_fit_metrics_use_the_session_module(data, monkeypatch):
+    # after training, the fit metrics are measured with the session's module:
+    # no device resolution and no module rebuilt from the NumPy state
+    X = data[0]
+    est = TopKSAE(16, 3, max_epochs=2, batch_size=64, device="cpu", random_state=0)
+    calls = []
+    original = TopKSAE._device_state
+
+    def counting(self, device, dtype):
+        calls.append(1)
+        return original(self, device, dtype)
+
+    monkeypatch.setattr(TopKSAE, "_device_state", counting)
+    est.fit(X[:400])
+    assert calls == []
+    assert est.reconstruction_r2_ == pytest.approx(est.score(X[:400]), abs=1e-6)
+    assert calls  # score builds the state from the fitted NumPy state
+
+
+def test_batchtopk_takes_the_data_parallel_state_as_an_argument():
+    # the global selection is computed from the dp argument (here one rank
+    # whose "global batch" is twice its share): twice the kept entries
+    from skconcepts.sae._modules import BatchTopKRule
+
+    class OneRank:
+        batch_rows = 8
+
+        def all_gather(self, t):
+            return t
+
+    pre = torch.randn(4, 10, generator=torch.Generator().manual_seed(0))
+    local = BatchTopKRule(2).train_codes(pre)
+    wide = BatchTopKRule(2).train_codes(pre, OneRank())
+    assert int((local > 0).sum()) == 8
+    assert int((wide > 0).sum()) == min(16, int((pre > 0).sum()))
+
+
+def test_transform_batches_follow_working_memory(data):
+    import sklearn
+
+    X = data[0]
+    est = TopKSAE(16, 3, max_epochs=1, batch_size=64, device="cpu", random_state=0)
+    est.fit(X)
+    big = est._transform_batch_rows(X.shape[1], 8)
+    with sklearn.config_context(working_memory=1):
+        small = est._transform_batch_rows(X.shape[1], 8)
+        U_small = est.transform(X)
+    assert big > X.shape[0] > small  # one batch vs several
+    np.testing.assert_allclose(U_small, est.transform(X), rtol=1e-12, atol=1e-12)
+
+
+def test_progress_bar_is_a_builtin_callback(data, monkeypatch, capsys):
+    # SKCONCEPTS_PROGRESS=1 draws the bar (skconcepts._progress policy): a
+    # bar over the epochs on stderr, the verbose lines unchanged on stdout
+    X = data[0][:300]
+    monkeypatch.setenv("SKCONCEPTS_PROGRESS", "1")
+    TopKSAE(
+        16, 3, max_epochs=3, batch_size=64, device="cpu", random_state=0, verbose=1
+    ).fit(X)
+    out, err = capsys.readouterr()
+    assert out.count("[TopKSAE] epoch") == 3
+    assert "TopKSAE" in err and "/3 [" in err  # a bar of the 3 epochs
+    monkeypatch.setenv("SKCONCEPTS_PROGRESS", "0")
+    TopKSAE(16, 3, max_epochs=2, batch_size=64, device="cpu", verbose=1).fit(X)
+    assert capsys.readouterr().err == ""

@@ -26,22 +26,15 @@ import math
 import numpy as np
 
 from .._backend import _torch, gen_batches_idx, to_tensor
+from .._io import is_on_disk
 
 # Smallest denominator of a multiplicative update (scikit-learn's EPSILON).
 _EPS = float(np.finfo(np.float32).eps)
 
 
-def is_memmap(X):
-    """Whether ``X`` (or an array it is a view of) is backed by a memory map."""
-    import mmap
-
-    seen = 0
-    while X is not None and seen < 32:
-        if isinstance(X, (np.memmap, mmap.mmap)):
-            return True
-        X = getattr(X, "base", None)
-        seen += 1
-    return False
+#: The one on-disk check of the package (:func:`skconcepts._io.is_on_disk`),
+#: under the name the NMF family uses.
+is_memmap = is_on_disk
 
 
 class Rows:

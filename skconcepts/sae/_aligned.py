@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._backend import iter_batches, to_numpy, torch_dtype
+from .._backend import to_numpy, torch_dtype
 from .._compat import (
     Interval,
     Real,
@@ -487,10 +487,10 @@ dead_fraction_, n_iter_, n_steps_, n_features_in_, feature_names_in_
             term = paired_cosine_loss(codes, modality, side_batch["pair"])
         return {self.alignment: weight * term}
 
-    def _set_fit_metrics(self, X):
-        super()._set_fit_metrics(X)
+    def _set_fit_metrics(self, X, context=None):
+        super()._set_fit_metrics(X, context)
         modality = self.__dict__.pop("_fit_modality")
-        energy = self._modality_energy(X, modality)
+        energy = self._modality_energy(X, modality, context)
         self.modality_energy_ = energy
         total = energy.sum(axis=0)
         dead = total <= DEAD_ENERGY * max(float(total.sum()), np.finfo(float).tiny)
@@ -518,31 +518,30 @@ dead_fraction_, n_iter_, n_steps_, n_features_in_, feature_names_in_
 
     def _map_codes(self, X, fn, *, decode):
         """Encode ``X`` in batches, apply ``fn`` to the codes, maybe decode."""
-        device = self._resolve_device()
-        dtype = torch_dtype(X.dtype)
-        state = self._state_with_offset(device, dtype)
-        width = self.n_features_in_ if decode else self.n_concepts
-        out = np.empty((X.shape[0], width), dtype=X.dtype)
-        bs = self._batch_size_for(X.shape[1], X.dtype.itemsize)
-        with torch.no_grad():
-            for sl, xb in iter_batches(X, bs, device, dtype):
-                z = fn(self._encode(xb, state))
-                if decode:
-                    z = self._decode(z, state)
-                out[sl] = to_numpy(z, X.dtype)
-        return out
 
-    def _modality_energy(self, X, modality):
-        """``(2, k)`` mean squared code of each atom per modality (float64)."""
-        device = self._resolve_device()
-        dtype = torch_dtype(X.dtype)
-        state = self._state_with_offset(device, dtype)
+        def codes(xb, state, _):
+            z = fn(self._encode(xb, state))
+            return self._decode(z, state) if decode else z
+
+        width = self.n_features_in_ if decode else self.n_concepts
+        return self._map_batches(X, codes, width)
+
+    def _modality_energy(self, X, modality, context=None):
+        """``(2, k)`` mean squared code of each atom per modality (float64).
+
+        A pass of ``fit`` (``context``: the session's module), by training
+        batches.
+        """
+        if context is None:
+            context = self._inference_context(torch_dtype(X.dtype))
+        device = context[0]
         sums = torch.zeros(2, self.n_concepts, dtype=torch.float64, device=device)
-        bs = self._batch_size_for(X.shape[1], X.dtype.itemsize)
         m_all = torch.as_tensor(modality, device=device)
-        with torch.no_grad():
-            for sl, xb in iter_batches(X, bs, device, dtype):
-                sq = self._encode(xb, state).double() ** 2
-                sums.index_add_(0, m_all[sl], sq)
+
+        def add(xb, state, rows):
+            sq = self._encode(xb, state).double() ** 2
+            sums.index_add_(0, m_all[rows], sq)
+
+        self._map_batches(X, add, context=context, batch_rows=self.batch_size)
         counts = np.bincount(modality, minlength=2).astype(np.float64)
         return to_numpy(sums) / np.maximum(counts, 1.0)[:, None]

@@ -8,8 +8,9 @@ import torch
 
 from .._backend import make_generator, to_numpy
 from .._compat import Integral, Interval, Real, StrOptions
+from .._kmeans import kmeans
 from ._engine import INIT_SAMPLES, _BaseSAE
-from ._modules import ArchetypalDictionary, kmeans_torch
+from ._modules import ArchetypalDictionary
 
 #: ``relaxation="auto"``: this fraction of the RMS norm of the centred data.
 AUTO_RELAXATION = 0.3
@@ -246,7 +247,7 @@ n_steps_, n_features_in_, feature_names_in_
         if self.candidates == "random":
             rows = torch.randperm(centred.shape[0], generator=generator)[:n_c]
             return centred[rows.to(dev)].clone()
-        return kmeans_torch(centred, n_c, generator)
+        return kmeans(centred, n_c, generator)
 
     def _init_dictionary(self, X_init, b_pre, generator):
         C = self._candidate_points(X_init, b_pre, generator)

@@ -1,8 +1,36 @@
-"""Callbacks of the SAE training engine."""
+"""Callbacks of the SAE training engine: the public ones and the built-ins.
 
+Every callback has any of ``on_train_begin(estimator, session)``,
+``on_epoch_begin(estimator, session)``,
+``on_epoch_end(estimator, session, record) -> bool`` (a true return stops
+training) and ``on_train_end(estimator, session)``. The engine's
+``_notify(hook, session, *args)`` calls the hook of the **built-in**
+callbacks first, in this order, then of the user's ``callbacks``:
+
+1. :class:`_EarlyStopping`: the validation R^2 (``record["val_r2"]``), the
+   best state, the stop after ``n_iter_no_change`` epochs without
+   improvement, and the best state restored at the end (a no-op without
+   ``early_stopping``);
+2. :class:`_Timer`: ``record["time"]``, the seconds of the epoch;
+3. :class:`_History`: appends the record to ``session.history``;
+4. :class:`_PrintLog`: the line of ``verbose`` (rank 0 only);
+5. :class:`_ProgressBar`: a tqdm bar over the epochs of the call, drawn by
+   the policy of :mod:`skconcepts._progress` (with ``verbose`` set: on a
+   terminal outside tests, always with ``verbose >= 2`` or
+   ``SKCONCEPTS_PROGRESS=1``; rank 0 only). It adds to the ``verbose``
+   lines, it does not replace them.
+
+So a user's callback sees the finished record, already in the history.
+"""
+
+import math
 import os
+import sys
+import time
 
 import joblib
+
+from .._progress import progress
 
 
 class Checkpoint:
@@ -150,3 +178,101 @@ class LearningRateSchedule:
         session.base_lr = float(self.schedule(session.epoch, session.base_lr))
         self.lrs_.append(session.base_lr)
         return False
+
+
+# --------------------------------------------------------------------------
+# built-in callbacks (always run, before the user's)
+
+
+class _EarlyStopping:
+    """Validation R^2 each epoch, patience, best state restored at the end."""
+
+    def on_train_begin(self, estimator, session):
+        self.best_val, self.best_state, self.no_improve = math.inf, None, 0
+
+    def on_epoch_end(self, estimator, session, record):
+        if session.validation is None:
+            return False
+        val_r2 = estimator._validation_r2(session)
+        record["val_r2"] = val_r2
+        if 1.0 - val_r2 < self.best_val - estimator.tol:
+            self.best_val, self.no_improve = 1.0 - val_r2, 0
+            self.best_state = {
+                k: v.detach().clone() for k, v in session.module.state_dict().items()
+            }
+            return False
+        self.no_improve += 1
+        return self.no_improve >= estimator.n_iter_no_change
+
+    def on_train_end(self, estimator, session):
+        if self.best_state is not None:
+            session.module.load_state_dict(self.best_state)
+        self.best_state = None
+
+
+class _Timer:
+    """``record["time"]``: seconds from the start of the epoch."""
+
+    def on_epoch_begin(self, estimator, session):
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, estimator, session, record):
+        record["time"] = time.perf_counter() - self.t0
+        return False
+
+
+class _History:
+    """Appends each epoch's record to ``session.history`` (``history_``)."""
+
+    def on_epoch_end(self, estimator, session, record):
+        session.history.append(record)
+        return False
+
+
+class _PrintLog:
+    """One line per epoch when ``verbose`` (rank 0 of a data-parallel fit)."""
+
+    def on_epoch_end(self, estimator, session, record):
+        dp = session.dp
+        if not estimator.verbose or (dp is not None and dp.rank != 0):
+            return False
+        extra = "" if session.validation is None else f", val R2 {record['val_r2']:.4f}"
+        print(
+            f"[{type(estimator).__name__}] epoch {session.epoch}: loss "
+            f"{record['loss']:.5f}, R2 {record['train_r2']:.4f}{extra}, "
+            f"L0 {record['l0']:.2f}, "
+            f"dead {100 * record['dead_fraction']:.1f}%, "
+            f"{session.epoch_rows / max(record['time'], 1e-9):.0f} samples/s",
+            file=sys.stdout,
+            flush=True,
+        )
+        return False
+
+
+class _ProgressBar:
+    """A progress bar over the epochs (``skconcepts._progress`` policy)."""
+
+    def on_train_begin(self, estimator, session):
+        dp = session.dp
+        hidden = dp is not None and dp.rank != 0
+        self.bar = progress(
+            total=session.planned_epochs,
+            desc=type(estimator).__name__,
+            unit="epoch",
+            verbose=0 if hidden else estimator.verbose,
+        )
+
+    def on_epoch_end(self, estimator, session, record):
+        self.bar.set_postfix(
+            loss=f"{record['loss']:.4g}", r2=f"{record['train_r2']:.4f}", refresh=False
+        )
+        self.bar.update(1)
+        return False
+
+    def on_train_end(self, estimator, session):
+        self.bar.close()
+
+
+def builtin_callbacks():
+    """New instances of the built-in callbacks, in the order they run."""
+    return [_EarlyStopping(), _Timer(), _History(), _PrintLog(), _ProgressBar()]

@@ -3,15 +3,52 @@
 :class:`_BaseSAE` is a :class:`~skconcepts.base.ConceptExtractor` that owns the
 training loop (``fit``, ``partial_fit``), the fitted NumPy state and inference.
 A concrete SAE only says which dictionary it uses and, optionally, what side
-information and extra loss terms it needs.
+information and extra loss terms it needs. ``docs/design.md`` draws the whole
+house; the pieces are:
+
+- this module: parameters, plug-in hooks, the loop cut into small steps,
+  export and fit metrics;
+- :mod:`._session`: the training state (:class:`~._session._Session`) and how
+  a fit starts (``new_session``, with ``calibrate_jumprelu``) or resumes;
+- :mod:`._feed`: device chunks, epoch batches, the initialisation sample and
+  its variance;
+- :mod:`._callbacks`: the public callbacks and the built-in ones (early
+  stopping, timer, history, printing);
+- :mod:`._parallel`: the data-parallel state passed to the rules and losses;
+- :mod:`._modules`: the torch pieces (codec, sparsity rules, dictionaries).
 
 Training loop
 -------------
-For each epoch: the rows are cut into chunks that fit the device budget (one
-chunk, moved once, when the data fits), the chunk order and a permutation of
-the rows inside each chunk are drawn from a seeded CPU ``torch.Generator``,
-and mini-batches are *gathered* from the tensors already on the device (no
-``DataLoader``, no per-sample collation).
+The loop follows skorch's ``NeuralNet``: each piece is a method a subclass
+may override::
+
+    _fit(X, y, partial)            validate, get or make the session,
+                                   _train, _export_state, _set_fit_metrics
+    _train(X, side, session)       _plan (epochs, schedule, validation rows),
+                                   notify on_train_begin, epochs, notify
+                                   on_train_end
+    _run_epoch(...)  -> record     notify on_epoch_begin, _train_step on
+                                   every batch of the feed, _epoch_record,
+                                   notify on_epoch_end (stop if true)
+    _train_step(xb, side_b, s)     _set_lr, forward, _loss_terms,
+                                   _total_loss, backward, _optimizer_step,
+                                   _track_firing
+    _optimizer_step(session)       gradient all-reduce (data parallel),
+                                   clipping, Adam step, module.project_()
+    _validation_r2(session)        R^2 of the held-out rows
+
+``_notify(hook, session, *args)`` calls ``hook(estimator, session, *args)``
+on the built-in callbacks (:func:`._callbacks.builtin_callbacks`: early
+stopping, timer, history, printing, progress bar, in that order) and then on the user's
+``callbacks``; for ``on_epoch_end`` it returns True when one of them asked
+to stop (all are called).
+
+For each epoch: the rows are cut into chunks that fit the device budget
+(:data:`DEVICE_BUDGET_BYTES`, by default scikit-learn's ``working_memory``;
+one chunk, moved once, when the data fits), the chunk order and a
+permutation of the rows inside each chunk are drawn from a seeded CPU
+``torch.Generator``, and mini-batches are *gathered* from the tensors
+already on the device (no ``DataLoader``, no per-sample collation).
 
 Data on disk (a NumPy memmap, or a view of one such as what
 :func:`skconcepts._io.as_memmap` makes of a zarr / HDF5 / dask array) with
@@ -27,16 +64,21 @@ an in-memory array that fits the device budget, so such a fit is not
 bit-identical to the in-memory fit (the same quality; ``tests/test_scale``).
 A memmap of at most one chunk is fitted exactly as the same array in memory.
 In-memory arrays keep the fast path (one chunk when they fit the budget). The
-variance of the initialisation sample is centred by row batches
-(:data:`STAT_BATCH_ROWS`), never as a full-size copy. With
-``early_stopping=True`` the validation rows of a streamed memmap are read
-from the file by batches at every check (an in-memory array copies them to
-the device once); what grows with ``n_samples`` is only index data: the
-validation row numbers (8 bytes a row) and a boolean training mask.
+variance of the initialisation sample is centred by row blocks that fit
+``working_memory``, never as a full-size copy. With ``early_stopping=True``
+the validation rows of a streamed memmap are read from the file by batches
+at every check (an in-memory array copies them to the device once); what
+grows with ``n_samples`` is only index data: the validation row numbers (8
+bytes a row) and a boolean training mask.
+
+``batch_size`` is the training minibatch (and the batch of the passes made
+during ``fit``: validation, fit metrics); ``transform``, ``score`` and
+``inverse_transform`` take batches that fit a share of ``working_memory``
+(they treat rows independently, so the batch does not change the codes).
 
 One step is::
 
-    out    = module(xb)                        # SAEOutput: pre, codes, x_hat, D
+    out    = module(xb, dp=session.dp)         # SAEOutput: pre, codes, x_hat, D
     losses = {"mse": ||x - x_hat||^2 / (B var), "sparsity": rule penalty,
               "auxk": AuxK dead-atom term, **self._extra_loss(out, side_b)}
     Adam step on sum(losses) (linear warm-up + cosine decay, grad clipping)
@@ -73,9 +115,13 @@ Subclass :class:`_BaseSAE`, add the new constructor parameters to
     (``out.codes``: dense differentiable codes ``(B, k)``; ``out.pre``:
     pre-activations; ``out.x``, ``out.x_hat``, ``out.dictionary``) and the
     batch's side tensors. They are added to the loss and averaged per epoch
-    in ``history_``. On the TopK fast path only the kept codes carry a
+    in ``history_``; list their names in ``_extra_loss_names`` (the keys of
+    ``history_``). On the TopK fast path only the kept codes carry a
     gradient (``out.pre`` is detached); set the class attribute
     ``_sparse_path = False`` to get fully differentiable pre-activations.
+    Under data parallelism ``session.dp`` is set: a term that is not a mean
+    over rows computes global sums with ``session.dp.global_sum`` and adds
+    its name to ``session.global_terms``.
 
 ``_init_dictionary(self, X_init, b_pre, generator) -> module``
     The dictionary of a new fit (a module with ``weight() -> (k, d)`` and
@@ -89,42 +135,51 @@ Subclass :class:`_BaseSAE`, add the new constructor parameters to
 ``_init_pre_bias(self, X_init) -> tensor (d,)``
     Initial ``b_pre`` (default: the mean of ``X_init``).
 
-``_set_fit_metrics(self, X)``
-    Called after training with the validated ``X``; the default sets
-    ``reconstruction_r2_``, ``mean_l0_`` and ``dead_fraction_`` (one batched
-    pass, :func:`_evaluate`). Override to add diagnostics (call ``super()``).
+``_set_fit_metrics(self, X, context)``
+    Called after training with the validated ``X`` and ``context = (device,
+    state)``, the inference state of the session's module (no rebuild from
+    the NumPy state); the default sets ``reconstruction_r2_``,
+    ``reconstruction_err_``, ``mean_l0_`` and ``dead_fraction_`` (one batched
+    pass, :func:`_evaluate`). Override to add diagnostics (call ``super()``,
+    and use ``self._map_batches(X, fn, context=context)`` for the pass).
 
 ``fit``/``partial_fit`` signatures: a plug-in that needs ``y`` (e.g. a
 modality label) may override them to change the docstring and signature,
 decorated with ``_fit_context``, and call ``self._fit(X, y, partial=...)``.
 
-The ``session`` (:class:`_Session`) passed to hooks and callbacks holds the
-torch ``module``, the ``optimizer``, the ``generator``, ``step``, ``epoch``,
-``history`` and ``data_var`` (the variance used to normalise the MSE).
+The ``session`` (:class:`._session._Session`) passed to hooks and callbacks
+holds the torch ``module``, the ``optimizer``, the ``generator``, ``step``,
+``epoch``, ``history``, ``data_var`` (the variance used to normalise the
+MSE) and ``dp`` (the data-parallel state or None).
 
 Callbacks
 ---------
 ``callbacks`` is a list of objects with any of the methods
 ``on_train_begin(estimator, session)``,
 ``on_epoch_end(estimator, session, record) -> bool`` (a true return value
-stops training) and ``on_train_end(estimator, session)``. ``record`` is the
-epoch's entry of ``history_``. The learning rate of every step is
-``session.base_lr`` times the warm-up + cosine factor: a callback changes
-the learning rate by setting ``session.base_lr`` (see
-:class:`skconcepts.sae.LearningRateSchedule`); it may call
-``estimator._export_state(session)`` to snapshot the model (see
+stops training) and ``on_train_end(estimator, session)`` (and, like the
+built-ins, ``on_epoch_begin(estimator, session)``). ``record`` is the
+epoch's entry of ``history_`` (complete: the built-ins ran first). The
+learning rate of every step is ``session.base_lr`` times the warm-up +
+cosine factor: a callback changes the learning rate by setting
+``session.base_lr`` (see :class:`skconcepts.sae.LearningRateSchedule`); it
+may call ``estimator._export_state(session)`` to snapshot the model (see
 :class:`skconcepts.sae.Checkpoint`). skorch callbacks have another protocol
 and are refused with a ``TypeError``.
 """
 
 import math
-import sys
-import time
 
 import numpy as np
 import torch
 
-from .._backend import make_generator, to_numpy, to_tensor, torch_dtype
+from .._backend import (
+    default_batch_size,
+    to_numpy,
+    to_tensor,
+    torch_dtype,
+    working_memory_bytes,
+)
 from .._compat import (
     Integral,
     Interval,
@@ -133,8 +188,16 @@ from .._compat import (
     _fit_context,
     check_is_fitted,
 )
-from .._io import is_on_disk
-from ..base import DEVICE_CONSTRAINT, ConceptExtractor, check_callbacks, unit_rows
+from .._stats import R2Accumulator
+from ..base import (
+    DEVICE_CONSTRAINT,
+    ConceptExtractor,
+    call_hook,
+    check_callbacks,
+    unit_rows,
+)
+from ._callbacks import builtin_callbacks
+from ._feed import _Feed, data_var
 from ._modules import (
     BatchTopKRule,
     FreeDictionary,
@@ -144,10 +207,21 @@ from ._modules import (
     TopKRule,
     sparse_codec,
 )
+from ._parallel import current as _data_parallel
+from ._session import (
+    STREAM_WARMUP_STEPS,  # noqa: F401 (re-exported: the engine's knobs)
+    _Session,  # noqa: F401 (re-exported)
+    lr_factor,
+    make_optimizer,
+    new_session,
+    resume_session,
+)
 
-#: Bytes of training data kept on the device at once. Larger inputs (e.g. a
-#: memmap larger than memory) are streamed in chunks of this size.
-DEVICE_BUDGET_BYTES = 2**30
+#: Bytes of training data kept on the device at once; None (the default):
+#: scikit-learn's ``working_memory`` (``sklearn.get_config()``, 1024 MiB by
+#: default), read when a fit starts. Larger inputs (e.g. a memmap larger than
+#: memory) are streamed in chunks of this size.
+DEVICE_BUDGET_BYTES = None
 
 #: Rows sampled to initialise a new fit (b_pre, data scale, k-means).
 INIT_SAMPLES = 2**16
@@ -160,34 +234,12 @@ INIT_SAMPLES = 2**16
 #: anonymous memory of the fit is bounded by a small multiple of the batch.
 STREAM_CHUNK_BATCHES = 32
 
-#: Rows per batch of the centring in the variance of the initialisation sample.
-STAT_BATCH_ROWS = 4096
 
-#: Warm-up steps of the learning rate when training by ``partial_fit``.
-STREAM_WARMUP_STEPS = 50
-
-
-class _Session:
-    """Training state kept between ``partial_fit`` calls (never pickled)."""
-
-    def __init__(self, module, optimizer, generator, data_var, device, dtype):
-        self.module = module
-        self.optimizer = optimizer
-        self.generator = generator
-        self.data_var = data_var
-        self.device = device
-        self.dtype = dtype
-        self.step = 0
-        self.epoch = 0
-        self.dp = None  # skconcepts.distributed context, set by _train
-        # names of the loss terms computed on the global batch (data parallel)
-        self.global_terms = set()
-        self.total_steps = None
-        self.warmup_steps = STREAM_WARMUP_STEPS
-        self.base_lr = optimizer.param_groups[0]["lr"]
-        self.history = []
-        k = module.enc_weight.shape[0]
-        self.steps_since_fired = torch.zeros(k, dtype=torch.long, device=device)
+def _device_budget():
+    """:data:`DEVICE_BUDGET_BYTES`, or ``working_memory`` in bytes."""
+    if DEVICE_BUDGET_BYTES is None:
+        return working_memory_bytes()
+    return int(DEVICE_BUDGET_BYTES)
 
 
 def _check_callbacks(callbacks):
@@ -195,13 +247,8 @@ def _check_callbacks(callbacks):
     return check_callbacks(callbacks)
 
 
-def _lr_factor(step, warmup, total):
-    """Linear warm-up then cosine decay to 0 (constant after warm-up if total=None)."""
-    f = min(1.0, (step + 1) / max(1, warmup))
-    if total is not None and step >= warmup:
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        f *= 0.5 * (1.0 + math.cos(math.pi * progress))
-    return f
+#: (kept name) the learning-rate factor of :mod:`._session`.
+_lr_factor = lr_factor
 
 
 class _BaseSAE(ConceptExtractor):
@@ -437,173 +484,48 @@ class _BaseSAE(ConceptExtractor):
         self._session = session
         self._train(X, side, session, partial=partial)
         self._export_state(session)
-        self._set_fit_metrics(X)
+        self._set_fit_metrics(X, self._session_context(session))
         return self
 
-    def _streams(self, X):
-        """Whether ``X`` is an on-disk array larger than one streaming chunk.
-
-        Such an array is fitted with bounded memory: device chunks of
-        :data:`STREAM_CHUNK_BATCHES` batches, an initialisation sample of at
-        most one chunk, and streamed statistics. A memmap of at most one
-        chunk is fitted exactly as the same array in memory.
-        """
-        if not is_on_disk(X):
-            return False
-        return X.shape[0] > self._stream_chunk_rows(X)
-
-    def _stream_chunk_rows(self, X):
-        bs = self.batch_size
-        row_bytes = max(1, X.shape[1] * X.dtype.itemsize)
-        rows = min(DEVICE_BUDGET_BYTES // row_bytes, STREAM_CHUNK_BATCHES * bs)
-        return max(bs, rows // bs * bs)
-
-    def _init_sample(self, X, generator, device, dtype):
-        n = X.shape[0]
-        if self._streams(X):
-            # at most one chunk of rows, drawn with O(m) memory (no
-            # permutation of all n rows; duplicates are dropped) and copied
-            # once from the file
-            m = min(INIT_SAMPLES, self._stream_chunk_rows(X))
-            draw = torch.randint(n, (m,), generator=generator).numpy()
-            return to_tensor(np.asarray(X[np.unique(draw)]), device, dtype)
-        if n <= INIT_SAMPLES:
-            rows = slice(None)
-        else:
-            perm = torch.randperm(n, generator=generator)[:INIT_SAMPLES]
-            rows = np.sort(perm.numpy())
-        return to_tensor(X[rows], device, dtype)
-
-    def _data_var(self, X_init):
-        """Total variance of the initialisation sample (normalises the MSE).
-
-        ``mean_i ||x_i - mean||^2``, centred by row batches of
-        :data:`STAT_BATCH_ROWS` into one vector of row sums: no centred
-        copy of the sample (the per-row sums, hence the result, are the
-        ones of the full-size computation).
-        """
-        n = X_init.shape[0]
-        mean = X_init.mean(dim=0)
-        row_sq = torch.empty(n, dtype=X_init.dtype, device=X_init.device)
-        for start in range(0, n, STAT_BATCH_ROWS):
-            cb = X_init[start : start + STAT_BATCH_ROWS] - mean
-            row_sq[start : start + STAT_BATCH_ROWS] = (cb * cb).sum(1)
-        return float(row_sq.mean())
-
-    def _make_optimizer(self, module):
-        params = [p for p in module.parameters() if p.requires_grad]
-        try:  # one fused kernel for all parameters (CPU and CUDA, torch >= 2.4)
-            return torch.optim.Adam(params, lr=self.learning_rate, fused=True)
-        except (RuntimeError, TypeError, ValueError):  # pragma: no cover
-            return torch.optim.Adam(params, lr=self.learning_rate, foreach=True)
-
     def _new_session(self, X, device, dtype):
-        gen = make_generator(self.random_state)
-        X_init = self._init_sample(X, gen, device, dtype)
-        with torch.no_grad():
-            b_pre = self._init_pre_bias(X_init).to(dtype)
-            data_var = self._data_var(X_init)
-            data_var = data_var if data_var > 0 else 1.0
-            scale = math.sqrt(data_var)
-            dictionary = self._init_dictionary(X_init, b_pre, gen)
-            D = dictionary.weight().detach()
-            sq = (D * D).sum(1, keepdim=True)
-            enc_w = D / sq.clamp_min(torch.finfo(dtype).tiny)
-            enc_b = torch.zeros(self.n_concepts, dtype=dtype, device=device)
-            rule = self._make_rule(data_scale=scale)
-            if isinstance(rule, JumpReLURule):
-                pre = torch.addmm(enc_b, X_init[:4096] - b_pre, enc_w.t()).relu()
-                q = 1.0 - min(1.0, self.top_k / self.n_concepts)
-                thr = torch.quantile(pre.reshape(-1)[: 2**24].float(), q).to(dtype)
-                thr = thr.clamp_min(1e-6 * scale)
-                rule.log_threshold.data.fill_(float(torch.log(thr)))
-        module = SAEModule(enc_w, enc_b, b_pre, rule, dictionary).to(
-            device=device, dtype=dtype
-        )
-        return _Session(
-            module, self._make_optimizer(module), gen, data_var, device, dtype
-        )
+        return new_session(self, X, device, dtype)
 
     def _resume_session(self, X, device, dtype):
         """A session restarted from the fitted NumPy state (e.g. after pickling)."""
-        gen = make_generator(self.random_state)
-        state = self._device_state(device, dtype)
-        inf = state["module"]
-        rule = self._make_rule(
-            data_scale=1.0,
-            threshold=None if self.threshold_ is None else inf.rule.export(),
-        )
-        X_init = self._init_sample(X, gen, device, dtype)
-        with torch.no_grad():
-            data_var = self._data_var(X_init) or 1.0
-        if isinstance(rule, ReLURule):
-            rule.scale = math.sqrt(data_var)
-        if isinstance(rule, JumpReLURule):
-            rule.bandwidth = 1e-3 * math.sqrt(data_var)
-        module = SAEModule(
-            inf.enc_weight.data,
-            inf.enc_bias.data,
-            inf.b_pre.data,
-            rule,
-            self._dictionary_from_fitted(device, dtype),
-        ).to(device=device, dtype=dtype)
-        return _Session(
-            module, self._make_optimizer(module), gen, data_var, device, dtype
-        )
+        return resume_session(self, X, device, dtype)
+
+    def _make_optimizer(self, module):
+        return make_optimizer(module, self.learning_rate)
 
     # ------------------------------------------------------ data feeding
-    def _chunk_rows(self, X, device):
-        n = X.shape[0]
-        in_place = (
-            device.type == "cpu"
-            and not isinstance(X, np.memmap)
-            and X.flags.writeable
-            and X.flags.c_contiguous
+    def _feed(self):
+        """The data feed of a fit (:class:`._feed._Feed`), from the knobs."""
+        return _Feed(
+            self.batch_size, _device_budget(), STREAM_CHUNK_BATCHES, INIT_SAMPLES
         )
-        if self._streams(X):
-            return self._stream_chunk_rows(X)
-        if in_place or X.nbytes <= DEVICE_BUDGET_BYTES:
-            return n
-        row_bytes = max(1, X.nbytes // max(1, n))
-        rows = max(1, DEVICE_BUDGET_BYTES // row_bytes)
-        return max(self.batch_size, rows // self.batch_size * self.batch_size)
+
+    def _streams(self, X):
+        """Whether ``X`` is an on-disk array larger than one streaming chunk."""
+        return self._feed().streams(X)
+
+    def _stream_chunk_rows(self, X):
+        return self._feed().stream_chunk_rows(X)
+
+    def _chunk_rows(self, X, device):
+        return self._feed().chunk_rows(X, device)
+
+    def _init_sample(self, X, generator, device, dtype):
+        return self._feed().init_sample(X, generator, device, dtype)
+
+    def _data_var(self, X_init):
+        """Total variance of the initialisation sample (normalises the MSE)."""
+        return data_var(X_init)
 
     def _iter_epoch(self, X, side, session, chunk_rows, train_mask, cache):
         """Yield ``(x_batch, side_batch)`` for one epoch."""
-        n = X.shape[0]
-        starts = list(range(0, n, chunk_rows))
-        order = torch.randperm(len(starts), generator=session.generator).tolist()
-        dev, dt = session.device, session.dtype
-        for c in order:
-            sl = slice(starts[c], min(starts[c] + chunk_rows, n))
-            if cache.get("slice") == sl:
-                Xd, sd, local = cache["X"], cache["side"], cache["local"]
-            else:
-                Xd = to_tensor(X[sl], dev, dt)
-                sd = {
-                    k: torch.as_tensor(np.asarray(v[sl]), device=dev)
-                    for k, v in side.items()
-                }
-                local = None
-                if train_mask is not None:
-                    local = torch.as_tensor(np.flatnonzero(train_mask[sl]), device=dev)
-                    if local.numel() == 0:
-                        continue
-                if len(starts) == 1:
-                    cache.update(slice=sl, X=Xd, side=sd, local=local)
-            if local is not None:
-                sd_l = {k: v[local] for k, v in sd.items()}
-                n_rows = local.numel()
-            else:
-                sd_l, n_rows = sd, Xd.shape[0]
-            for idx in self._batch_indices(n_rows, sd_l, session.generator):
-                idx = idx.to(dev)
-                if session.dp is not None:  # this rank's share of the batch
-                    idx = session.dp.shard(idx)
-                rows = idx if local is None else local[idx]
-                yield Xd[rows], {k: v[idx] for k, v in sd_l.items()}
-            # release this chunk before the next one is read (one chunk held)
-            Xd = sd = sd_l = local = rows = None
+        return self._feed().iter_epoch(
+            X, side, session, chunk_rows, train_mask, cache, self._batch_indices
+        )
 
     # ------------------------------------------------------------ losses
     def _aux_k(self, n_features):
@@ -612,6 +534,7 @@ class _BaseSAE(ConceptExtractor):
         return min(self.n_concepts, max(self.top_k, n_features // 2))
 
     def _loss_terms(self, out, side_b, session):
+        """The loss terms of a batch: ``mse``, ``sparsity``, ``auxk``, extras."""
         module = session.module
         var = session.data_var
         # means over this batch's rows (a share of the global batch under
@@ -650,18 +573,39 @@ class _BaseSAE(ConceptExtractor):
         terms.update(self._extra_loss(out, side_b, session))
         return terms
 
-    # ------------------------------------------------------------- train
-    def _train(self, X, side, session, *, partial):
-        from ..distributed import current as _data_parallel
+    def _total_loss(self, terms, n_rows, session):
+        """The loss to differentiate: the sum of the terms.
 
-        # data-parallel training (skconcepts.distributed): sharded batches,
-        # gradients summed over ranks, synchronised statistics
-        session.dp = dp = _data_parallel()
-        module, opt = session.module, session.optimizer
-        device = session.device
+        Under data parallelism the local means are weighted by the share of
+        the global batch (global terms are not), so the all-reduced gradient
+        is the gradient of the global batch's loss.
+        """
+        dp = session.dp
+        if dp is None:
+            return sum(terms.values())
+        w = dp.weight(n_rows)
+        return sum(
+            v if name in session.global_terms else v * w for name, v in terms.items()
+        )
+
+    # ------------------------------------------------------------- train
+    def _notify(self, hook, session, *args):
+        """Call ``hook(self, session, *args)`` on the built-in callbacks, then on
+        the user's; True when one of them returned a true value (a stop)."""
+        return call_hook(session.callbacks, hook, self, session, *args)
+
+    def _plan(self, X, session, *, partial):
+        """Epochs, learning-rate schedule and validation rows of a training call.
+
+        Returns ``(epochs, chunk_rows, train_mask)`` and sets
+        ``session.validation`` (``(X, rows)`` for a streamed array, read at
+        every check; ``(X, tensor)`` otherwise) when early stopping holds out
+        rows.
+        """
         n = X.shape[0]
-        chunk_rows = self._chunk_rows(X, device)
-        train_mask, X_val = None, None
+        chunk_rows = self._chunk_rows(X, session.device)
+        train_mask = None
+        session.validation = None
         if self.early_stopping and not partial:
             n_val = int(round(self.validation_fraction * n))
             if 0 < n_val < n:
@@ -670,9 +614,10 @@ class _BaseSAE(ConceptExtractor):
                 train_mask = np.ones(n, dtype=bool)
                 train_mask[val_rows] = False
                 if self._streams(X):  # read from the file at every check
-                    X_val = val_rows
+                    session.validation = (X, val_rows)
                 else:
-                    X_val = to_tensor(X[val_rows], device, session.dtype)
+                    Xv = to_tensor(X[val_rows], session.device, session.dtype)
+                    session.validation = (X, Xv)
         n_train = n if train_mask is None else int(train_mask.sum())
         if partial:
             # streaming: constant learning rate after the warm-up (also when
@@ -684,174 +629,177 @@ class _BaseSAE(ConceptExtractor):
             steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
             session.total_steps = epochs * steps_per_epoch
             session.warmup_steps = max(1, min(1000, session.total_steps // 20))
-        callbacks = _check_callbacks(self.callbacks)
-        for cb in callbacks:
-            if hasattr(cb, "on_train_begin"):
-                cb.on_train_begin(self, session)
+        return epochs, chunk_rows, train_mask
+
+    def _train(self, X, side, session, *, partial):
+        """Train ``session.module`` on ``X``: one call of ``fit``/``partial_fit``."""
+        # data-parallel training (skconcepts.distributed.data_parallel):
+        # read once here, then passed explicitly (session.dp) to the feed,
+        # the sparsity rules and the loss terms
+        session.dp = _data_parallel()
+        epochs, chunk_rows, train_mask = self._plan(X, session, partial=partial)
+        session.planned_epochs = epochs
+        session.callbacks = builtin_callbacks() + _check_callbacks(self.callbacks)
+        self._notify("on_train_begin", session)
         cache = {}
-        best_val, best_state, no_improve = math.inf, None, 0
-        k = self.n_concepts
-        module.train()
-        # every loss term has a history_ key from the first record on (0.0
-        # while the term is inactive: no sparsity penalty for TopK, no dead
-        # atom for AuxK, alignment weight 0)
-        term_names = ("mse", "sparsity", "auxk", *self._extra_loss_names())
-        for _ in range(epochs):
-            t0 = time.perf_counter()
-            sums = {name: 0.0 for name in term_names}
-            sse = torch.zeros((), dtype=torch.float64, device=device)
-            l0 = torch.zeros((), dtype=torch.float64, device=device)
-            fired_epoch = torch.zeros(k, dtype=torch.bool, device=device)
-            n_seen, n_steps = 0, 0
-            for xb, sb in self._iter_epoch(
-                X, side, session, chunk_rows, train_mask, cache
-            ):
-                lr = session.base_lr * _lr_factor(
-                    session.step, session.warmup_steps, session.total_steps
+        session.module.train()
+        try:
+            for _ in range(epochs):
+                record = self._run_epoch(
+                    X, side, session, chunk_rows, train_mask, cache
                 )
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                opt.zero_grad(set_to_none=True)
-                # (under data parallelism a rank's share may be empty: it
-                # still runs the step, which holds collective operations)
-                out = module(xb, sparse_ok=self._sparse_path)
-                terms = self._loss_terms(out, sb, session)
-                if dp is None:
-                    loss = sum(terms.values())
-                else:  # local means weighted by the share, global terms not
-                    w = dp.weight(xb.shape[0])
-                    loss = sum(
-                        v if name in session.global_terms else v * w
-                        for name, v in terms.items()
-                    )
-                loss.backward()
-                if dp is not None:
-                    dp.all_reduce_grads(module)
-                if self.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(
-                        module.parameters(), self.max_grad_norm
-                    )
-                opt.step()
-                module.project_()
-                with torch.no_grad():
-                    fired = out.fired()
-                    if dp is not None:
-                        fired = dp.any(fired)
-                    fired_epoch |= fired
-                    session.steps_since_fired += 1
-                    session.steps_since_fired[fired] = 0
-                    for name, v in terms.items():
-                        sums[name] = (
-                            sums.get(name, 0.0) + v.detach().double() * xb.shape[0]
-                        )
-                    sse += terms["mse"].detach().double() * xb.shape[0]
-                    l0 += out.l0_sum()
-                session.step += 1
-                n_seen += xb.shape[0]
-                n_steps += 1
-            session.epoch += 1
-            if dp is not None:
-                n_seen, sse, l0, sums, fired_epoch = dp.reduce_epoch(
-                    n_seen, sse, l0, sums, fired_epoch
-                )
-            denom = max(1, n_seen)
-            record = {
-                "epoch": session.epoch,
-                "steps": n_steps,
-                "lr": lr if n_steps else 0.0,
-                "loss": float(sum(float(v) for v in sums.values())) / denom,
-            }
-            names = list(term_names) + sorted(set(sums) - set(term_names))
-            record.update({name: float(sums[name]) / denom for name in names})
-            record["train_r2"] = 1.0 - float(sse) / denom
-            record["l0"] = float(l0) / denom
-            record["dead_fraction"] = 1.0 - float(fired_epoch.sum()) / k
-            record["val_r2"] = math.nan
-            stop = False
-            if X_val is not None:
-                if isinstance(X_val, np.ndarray):
-                    val_r2 = self._r2_rows(module, X, X_val, session)
-                else:
-                    val_r2 = self._r2_tensor(module, X_val, session)
-                record["val_r2"] = val_r2
-                if 1.0 - val_r2 < best_val - self.tol:
-                    best_val, no_improve = 1.0 - val_r2, 0
-                    best_state = {
-                        k_: v.detach().clone() for k_, v in module.state_dict().items()
-                    }
-                else:
-                    no_improve += 1
-                    if no_improve >= self.n_iter_no_change:
-                        stop = True
-            record["time"] = time.perf_counter() - t0
-            session.history.append(record)
-            if self.verbose and (dp is None or dp.rank == 0):
-                extra = "" if X_val is None else f", val R2 {record['val_r2']:.4f}"
-                print(
-                    f"[{type(self).__name__}] epoch {session.epoch}: loss "
-                    f"{record['loss']:.5f}, R2 {record['train_r2']:.4f}{extra}, "
-                    f"L0 {record['l0']:.2f}, "
-                    f"dead {100 * record['dead_fraction']:.1f}%, "
-                    f"{n_seen / max(record['time'], 1e-9):.0f} samples/s",
-                    file=sys.stdout,
-                    flush=True,
-                )
-            for cb in callbacks:
-                if hasattr(cb, "on_epoch_end") and cb.on_epoch_end(
-                    self, session, record
-                ):
-                    stop = True
-            if stop:
-                break
-        if best_state is not None:
-            module.load_state_dict(best_state)
-        module.eval()
-        for cb in callbacks:
-            if hasattr(cb, "on_train_end"):
-                cb.on_train_end(self, session)
+                if self._notify("on_epoch_end", session, record):
+                    break
+            session.module.eval()
+            self._notify("on_train_end", session)
+        finally:
+            session.validation = None
+            session.callbacks = []
+
+    def _term_names(self):
+        """The loss terms of ``history_``, one key each from the first record on
+        (0.0 while a term is inactive: no sparsity penalty for TopK, no dead
+        atom for AuxK, alignment weight 0)."""
+        return ("mse", "sparsity", "auxk", *self._extra_loss_names())
+
+    def _run_epoch(self, X, side, session, chunk_rows, train_mask, cache):
+        """One pass over the data; returns the epoch's (unfinished) record."""
+        self._notify("on_epoch_begin", session)
+        device, k = session.device, self.n_concepts
+        stats = {
+            "sums": {name: 0.0 for name in self._term_names()},
+            "sse": torch.zeros((), dtype=torch.float64, device=device),
+            "l0": torch.zeros((), dtype=torch.float64, device=device),
+            "fired": torch.zeros(k, dtype=torch.bool, device=device),
+            "n_seen": 0,
+            "n_steps": 0,
+            "lr": 0.0,
+        }
+        for xb, sb in self._iter_epoch(X, side, session, chunk_rows, train_mask, cache):
+            # (under data parallelism a rank's share may be empty: it still
+            # runs the step, which holds collective operations)
+            out, terms = self._train_step(xb, sb, session, stats)
+            self._accumulate(stats, out, terms, xb.shape[0])
+        session.epoch += 1
+        return self._epoch_record(session, stats)
+
+    def _set_lr(self, session):
+        """The learning rate of this step (warm-up + cosine times base_lr)."""
+        lr = session.base_lr * lr_factor(
+            session.step, session.warmup_steps, session.total_steps
+        )
+        for group in session.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _train_step(self, xb, side_b, session, stats):
+        """One optimiser step on a batch; returns ``(out, terms)``."""
+        stats["lr"] = self._set_lr(session)
+        session.optimizer.zero_grad(set_to_none=True)
+        out = session.module(xb, sparse_ok=self._sparse_path, dp=session.dp)
+        terms = self._loss_terms(out, side_b, session)
+        self._total_loss(terms, xb.shape[0], session).backward()
+        self._optimizer_step(session)
+        self._track_firing(out, session, stats)
+        session.step += 1
+        return out, terms
+
+    def _optimizer_step(self, session):
+        """All-reduce (data parallel), clip, Adam step, project the dictionary."""
+        module = session.module
+        if session.dp is not None:
+            session.dp.all_reduce_grads(module)
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm)
+        session.optimizer.step()
+        module.project_()
 
     @torch.no_grad()
-    def _r2_tensor(self, module, Xd, session):
+    def _track_firing(self, out, session, stats):
+        """Dead-atom counters (AuxK) and the atoms that fired this epoch."""
+        fired = out.fired()
+        if session.dp is not None:
+            fired = session.dp.any(fired)
+        stats["fired"] |= fired
+        session.steps_since_fired += 1
+        session.steps_since_fired[fired] = 0
+
+    @torch.no_grad()
+    def _accumulate(self, stats, out, terms, n_rows):
+        """Add a batch to the epoch's sums (terms, squared error, L0)."""
+        sums = stats["sums"]
+        for name, v in terms.items():
+            sums[name] = sums.get(name, 0.0) + v.detach().double() * n_rows
+        stats["sse"] += terms["mse"].detach().double() * n_rows
+        stats["l0"] += out.l0_sum()
+        stats["n_seen"] += n_rows
+        stats["n_steps"] += 1
+
+    def _epoch_record(self, session, stats):
+        """The epoch's record of ``history_`` (``val_r2`` NaN and ``time``
+        unset until the built-in callbacks fill them)."""
+        n_seen, sse, l0 = stats["n_seen"], stats["sse"], stats["l0"]
+        sums, fired = stats["sums"], stats["fired"]
+        if session.dp is not None:
+            n_seen, sse, l0, sums, fired = session.dp.reduce_epoch(
+                n_seen, sse, l0, sums, fired
+            )
+        session.epoch_rows = n_seen
+        denom = max(1, n_seen)
+        term_names = self._term_names()
+        record = {
+            "epoch": session.epoch,
+            "steps": stats["n_steps"],
+            "lr": stats["lr"] if stats["n_steps"] else 0.0,
+            "loss": float(sum(float(v) for v in sums.values())) / denom,
+        }
+        names = list(term_names) + sorted(set(sums) - set(term_names))
+        record.update({name: float(sums[name]) / denom for name in names})
+        record["train_r2"] = 1.0 - float(sse) / denom
+        record["l0"] = float(l0) / denom
+        record["dead_fraction"] = 1.0 - float(fired.sum()) / self.n_concepts
+        record["val_r2"] = math.nan
+        record["time"] = math.nan
+        return record
+
+    # -------------------------------------------------------- validation
+    def _validation_r2(self, session):
+        """R^2 of the held-out rows of early stopping (``session.validation``)."""
+        X, val = session.validation
+        if isinstance(val, np.ndarray):
+            return self._r2_rows(session.module, X, val, session)
+        return self._r2_tensor(session.module, val, session)
+
+    @torch.no_grad()
+    def _module_r2(self, module, batches, acc):
         was_training = module.training
         module.eval()
-        sse = 0.0
-        mean = Xd.mean(dim=0)
-        sst = float(((Xd - mean) ** 2).sum())
-        for s in range(0, Xd.shape[0], self.batch_size):
-            xb = Xd[s : s + self.batch_size]
+        for xb in batches:
             codes = module.encode(xb)
-            xh = torch.addmm(module.b_pre, codes, module.dictionary.weight())
-            sse += float(((xb - xh) ** 2).sum())
+            acc.update(xb, torch.addmm(module.b_pre, codes, module.dictionary.weight()))
         module.train(was_training)
-        return 1.0 - sse / sst if sst > 0 else float(sse == 0)
+        return acc.score()
 
-    @torch.no_grad()
+    def _r2_tensor(self, module, Xd, session):
+        """R^2 of a device tensor (its exact mean), by training batches."""
+        bs = self.batch_size
+        acc = R2Accumulator(Xd.device, mean=Xd.double().mean(dim=0))
+        batches = (Xd[s : s + bs] for s in range(0, Xd.shape[0], bs))
+        return self._module_r2(module, batches, acc)
+
     def _r2_rows(self, module, X, rows, session):
         """Validation R^2 on ``X[rows]`` read by batches (a streamed memmap).
 
         The total sum of squares comes from per-feature float64 sums and
         sums of squares, so no more than one batch of rows is held.
         """
-        was_training = module.training
-        module.eval()
-        d = X.shape[1]
-        dev = session.device
-        s1 = torch.zeros(d, dtype=torch.float64, device=dev)
-        s2 = torch.zeros(d, dtype=torch.float64, device=dev)
-        sse = torch.zeros((), dtype=torch.float64, device=dev)
-        for s in range(0, len(rows), self.batch_size):
-            xb = to_tensor(X[rows[s : s + self.batch_size]], dev, session.dtype)
-            codes = module.encode(xb)
-            xh = torch.addmm(module.b_pre, codes, module.dictionary.weight())
-            sse += ((xb - xh) ** 2).sum().double()
-            x64 = xb.double()
-            s1 += x64.sum(0)
-            s2 += (x64 * x64).sum(0)
-        module.train(was_training)
-        m = max(1, len(rows))
-        sst = float((s2 - s1 * s1 / m).clamp_min(0).sum())
-        sse = float(sse)
-        return 1.0 - sse / sst if sst > 0 else float(sse == 0)
+        bs, dev = self.batch_size, session.device
+        acc = R2Accumulator(dev)
+        batches = (
+            to_tensor(X[rows[s : s + bs]], dev, session.dtype)
+            for s in range(0, len(rows), bs)
+        )
+        return self._module_r2(module, batches, acc)
 
     # ------------------------------------------------------------ export
     def _export_state(self, session):
@@ -874,39 +822,67 @@ class _BaseSAE(ConceptExtractor):
         self.n_iter_ = session.epoch
         self.n_steps_ = session.step
 
-    def _set_fit_metrics(self, X):
-        r2, l0, dead, sse = _evaluate(self, X)
+    def _session_context(self, session):
+        """``(device, state)`` for inference with the session's own module.
+
+        The state :meth:`_device_state` would rebuild from the NumPy state
+        just exported, without the rebuild: the module (in eval mode), the
+        unit-norm dictionary, the code scale (its row norms) and the offset.
+        """
+        with torch.no_grad():
+            module = session.module
+            D, norms = unit_rows(module.dictionary.weight().detach())
+            state = {
+                "module": module,
+                "components": D,
+                "scale": norms,
+                "offset": module.b_pre.detach(),
+            }
+        return session.device, state
+
+    def _transform_batch_rows(self, n_features, itemsize):
+        """Rows per batch of transform / score / inverse_transform.
+
+        A share of ``working_memory`` (:func:`skconcepts._backend.default_batch_size`)
+        for a row of the input, its pre-activations and its codes;
+        ``batch_size`` is the training minibatch only.
+        """
+        return default_batch_size(n_features + 2 * self.n_concepts, itemsize=itemsize)
+
+    def _set_fit_metrics(self, X, context=None):
+        r2, l0, dead, sse = _evaluate(self, X, context)
         self.reconstruction_r2_ = r2
         self.reconstruction_err_ = math.sqrt(sse)
         self.mean_l0_ = l0
         self.dead_fraction_ = dead
 
 
-def _evaluate(estimator, X):
+def _evaluate(estimator, X, context=None):
     """One batched pass: reconstruction R^2, mean L0, dead fraction and the
-    squared Frobenius error ``||X - X_hat||^2`` on X."""
+    squared Frobenius error ``||X - X_hat||^2`` on X.
+
+    ``context``: ``(device, state)`` of the training session (no rebuild of
+    the module); None builds it from the fitted NumPy state. The batches are
+    the training minibatch (``batch_size``): the pass is part of ``fit`` and
+    keeps its memory bound.
+    """
     check_is_fitted(estimator)
-    device = estimator._resolve_device()
-    dtype = torch_dtype(X.dtype)
-    state = estimator._state_with_offset(device, dtype)
+    if context is None:
+        context = estimator._inference_context(torch_dtype(X.dtype))
+    device = context[0]
     k = estimator.components_.shape[0]
-    bs = estimator._batch_size_for(X.shape[1], X.dtype.itemsize)
-    mean = torch.as_tensor(np.mean(X, axis=0, dtype=np.float64), device=device)
-    sse = torch.zeros((), dtype=torch.float64, device=device)
-    sst = torch.zeros((), dtype=torch.float64, device=device)
+    acc = R2Accumulator(device, mean=np.mean(X, axis=0, dtype=np.float64))
     l0 = torch.zeros((), dtype=torch.float64, device=device)
     fired = torch.zeros(k, dtype=torch.bool, device=device)
-    with torch.no_grad():
-        for s in range(0, X.shape[0], bs):
-            xb = to_tensor(X[s : s + bs], device, dtype)
-            codes = estimator._encode(xb, state)
-            xhat = estimator._decode(codes, state)
-            nz = codes != 0
-            l0 += nz.sum()
-            fired |= nz.any(dim=0)
-            sse += ((xb.double() - xhat.double()) ** 2).sum()
-            sst += ((xb.double() - mean) ** 2).sum()
-    sse, sst = float(sse), float(sst)
-    r2 = (1.0 if sse == 0 else 0.0) if sst == 0 else 1.0 - sse / sst
+
+    def measure(xb, state, rows):
+        nonlocal l0
+        codes = estimator._encode(xb, state)
+        acc.update(xb, estimator._decode(codes, state))
+        nz = codes != 0
+        l0 += nz.sum()
+        fired.logical_or_(nz.any(dim=0))
+
+    estimator._map_batches(X, measure, context=context, batch_rows=estimator.batch_size)
     n = max(1, X.shape[0])
-    return r2, float(l0) / n, 1.0 - float(fired.sum()) / k, sse
+    return acc.score(), float(l0) / n, 1.0 - float(fired.sum()) / k, float(acc.sse)

@@ -13,18 +13,18 @@ This module holds the pieces; :mod:`skconcepts.sae._engine` trains them.
   pre-activations of a row are kept, so the decoder and every gradient except
   the encoder's forward product are sparse: the backward pass costs
   ``O(batch * top_k * d)`` instead of four dense ``batch x k x d`` products.
-- :func:`kmeans_torch`: seeded Lloyd k-means on the device (archetypal
-  candidates).
+- :func:`kmeans_torch`: the shared seeded k-means of
+  :mod:`skconcepts._kmeans` (archetypal candidates), re-exported.
 
 Nothing here touches the global torch RNG: every random draw takes a
 ``torch.Generator`` on the CPU and is moved to the device afterwards.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .._kmeans import kmeans as kmeans_torch  # noqa: F401 (re-exported)
 
 # --------------------------------------------------------------------------
 # the sparse TopK codec
@@ -111,8 +111,14 @@ class _Rule(nn.Module):
 
     sparse = False
 
-    def train_codes(self, pre):
-        """Differentiable codes of a training batch (dense)."""
+    def train_codes(self, pre, dp=None):
+        """Differentiable codes of a training batch (dense).
+
+        ``dp`` is the data-parallel state of the session
+        (:class:`skconcepts.sae._parallel._DataParallel`) or None; a rule
+        whose selection spans the batch (BatchTopK) uses it to select over
+        the global batch.
+        """
         raise NotImplementedError
 
     def infer_codes(self, pre):
@@ -148,7 +154,7 @@ class TopKRule(_Rule):
     def select(self, pre):
         return pre.topk(self.top_k, dim=1)
 
-    def train_codes(self, pre):
+    def train_codes(self, pre, dp=None):
         vals, idx = pre.topk(self.top_k, dim=1)
         return torch.zeros_like(pre).scatter(1, idx, torch.relu(vals))
 
@@ -168,11 +174,8 @@ class BatchTopKRule(_Rule):
         init = float("nan") if threshold is None else float(threshold)
         self.register_buffer("threshold", torch.tensor(init))
 
-    def train_codes(self, pre):
-        from ..distributed import current
-
+    def train_codes(self, pre, dp=None):
         pos = torch.relu(pre)
-        dp = current()
         if dp is None:
             n_keep = min(self.top_k * pre.shape[0], pre.numel())
             vals, flat = pos.reshape(-1).topk(n_keep)
@@ -223,7 +226,7 @@ class ReLURule(_Rule):
         self.coef = float(coef)
         self.scale = float(scale)
 
-    def train_codes(self, pre):
+    def train_codes(self, pre, dp=None):
         return torch.relu(pre)
 
     def penalty(self, pre, codes, dictionary):
@@ -285,7 +288,7 @@ class JumpReLURule(_Rule):
         init = torch.zeros(n_concepts) if log_threshold is None else log_threshold
         self.log_threshold = nn.Parameter(init.clone())
 
-    def train_codes(self, pre):
+    def train_codes(self, pre, dp=None):
         theta = self.log_threshold.exp()
         return _JumpReLUFn.apply(pre, theta, self.bandwidth)
 
@@ -468,8 +471,12 @@ class SAEModule(nn.Module):
     def pre_activations(self, xc):
         return torch.addmm(self.enc_bias, xc, self.enc_weight.t())
 
-    def forward(self, x, sparse_ok=True):
-        """Training forward pass; returns an :class:`SAEOutput`."""
+    def forward(self, x, sparse_ok=True, dp=None):
+        """Training forward pass; returns an :class:`SAEOutput`.
+
+        ``dp``: the session's data-parallel state (or None), passed to the
+        sparsity rule (a batch-wide rule selects over the global batch).
+        """
         xc = x - self.b_pre
         D = self.dictionary.weight()
         if self.rule.sparse and sparse_ok:
@@ -479,7 +486,7 @@ class SAEModule(nn.Module):
             vals, rec = sparse_codec(xc, self.enc_weight, self.enc_bias, D, idx, sel)
             return SAEOutput(x, xc, pre, rec + self.b_pre, D, idx=idx, vals=vals)
         pre = self.pre_activations(xc)
-        codes = self.rule.train_codes(pre)
+        codes = self.rule.train_codes(pre, dp)
         x_hat = torch.addmm(self.b_pre, codes, D)
         return SAEOutput(x, xc, pre, x_hat, D, codes=codes)
 
@@ -492,79 +499,3 @@ class SAEModule(nn.Module):
     def project_(self):
         self.dictionary.project_()
         self.rule.after_step()
-
-
-# --------------------------------------------------------------------------
-# k-means on the device
-
-
-def _sq_dists(X, C, C_sq):
-    # ||x - c||^2 up to the constant ||x||^2
-    return C_sq.unsqueeze(0) - 2.0 * (X @ C.t())
-
-
-def _assign(X, C, chunk, x_sq=None):
-    C_sq = (C * C).sum(1)
-    labels = torch.empty(X.shape[0], dtype=torch.long, device=X.device)
-    best = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
-    for s in range(0, X.shape[0], chunk):
-        d = _sq_dists(X[s : s + chunk], C, C_sq)
-        b, lab = d.min(dim=1)
-        labels[s : s + chunk] = lab
-        best[s : s + chunk] = b
-    best += (X * X).sum(1) if x_sq is None else x_sq
-    return labels, best.clamp_min(0)
-
-
-@torch.no_grad()
-def _kmeans_plusplus(X, n_clusters, generator):
-    """k-means++ seeding (D^2 sampling); the uniforms come from ``generator``."""
-    n = X.shape[0]
-    u = torch.rand(n_clusters, generator=generator, dtype=torch.float64).to(X.device)
-    first = int(torch.randint(n, (1,), generator=generator))
-    centers = [first]
-    x_sq = (X * X).sum(1)
-    # 2.0 * (X @ c): scaling the product, not X (an X-sized temporary per
-    # centre); bit-identical, the factor 2 being exact
-    dist = (x_sq - 2.0 * (X @ X[first]) + x_sq[first]).clamp_min(0)
-    for i in range(1, n_clusters):
-        cum = torch.cumsum(dist.double(), 0)
-        j = torch.searchsorted(cum, (u[i] * cum[-1]).reshape(1)).clamp_max(n - 1)
-        c = X[j[0]]
-        centers.append(j)
-        dist = torch.minimum(dist, (x_sq - 2.0 * (X @ c) + (c * c).sum()).clamp_min(0))
-    idx = torch.cat([torch.as_tensor([first], device=X.device)] + centers[1:])
-    return X[idx].clone()
-
-
-@torch.no_grad()
-def kmeans_torch(X, n_clusters, generator, n_iter=30, tol=1e-6):
-    """Seeded k-means (k-means++ seeding, then Lloyd) on ``X``'s device.
-
-    The seeding runs on at most ``max(4096, 8 n_clusters)`` rows; an empty
-    cluster is re-seeded at the point farthest from its centroid. All
-    randomness comes from ``generator`` (a CPU generator). Returns the
-    ``(n_clusters, d)`` centroids.
-    """
-    n = X.shape[0]
-    n_clusters = min(int(n_clusters), n)
-    n_seed = min(n, max(4096, 8 * n_clusters))
-    rows = torch.randperm(n, generator=generator)[:n_seed].to(X.device)
-    C = _kmeans_plusplus(X[rows], n_clusters, generator)
-    chunk = max(1, int(2**24 // max(1, n_clusters)))
-    prev = math.inf
-    x_sq = (X * X).sum(1)  # once, not an X-sized temporary per iteration
-    for _ in range(n_iter):
-        labels, dist = _assign(X, C, chunk, x_sq)
-        sums = torch.zeros_like(C).index_add_(0, labels, X)
-        counts = torch.bincount(labels, minlength=n_clusters).to(X.dtype)
-        empty = counts == 0
-        C = sums / counts.clamp_min(1).unsqueeze(1)
-        if bool(empty.any()):
-            far = dist.topk(int(empty.sum())).indices
-            C[empty] = X[far]
-        inertia = float(dist.sum())
-        if prev - inertia <= tol * max(prev, 1e-30):
-            break
-        prev = inertia
-    return C

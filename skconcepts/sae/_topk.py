@@ -53,7 +53,10 @@ class TopKSAE(_BaseSAE):
     max_epochs : int, default=60
         Passes over the data in ``fit``.
     batch_size : int, default=1024
-        Rows per mini-batch (also the batch of ``transform``).
+        Rows per training mini-batch (also the batch of the passes made
+        during ``fit``: validation and fit metrics). ``transform``,
+        ``score`` and ``inverse_transform`` take batches that fit a quarter
+        of scikit-learn's ``working_memory`` (rows are independent there).
     learning_rate : float, default=4e-3
         Peak learning rate of Adam.
     max_grad_norm : float or None, default=1.0
