@@ -333,7 +333,8 @@ def test_multiclass_protected_attribute():
     eraser = TaCoEraser(n_concepts=5, n_designs=16, probe=small_probe(), random_state=0)
     eraser.fit(X[:600], labels[:600])
     np.testing.assert_array_equal(eraser.classes_, ["a", "b", "c"])
-    np.testing.assert_array_equal(eraser.probe_.classes_, ["a", "b", "c"])
+    # the probes see encoded labels (scikit-learn 1.6's MLP fails on strings)
+    np.testing.assert_array_equal(eraser.probe_.classes_, [0, 1, 2])
     assert set(eraser.ranking_[:2]) == {0, 1}
     r = eraser.n_remove_
     assert r >= 1 and set(eraser.removed_concepts_) <= {0, 1}
