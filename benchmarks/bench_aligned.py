@@ -10,6 +10,27 @@ The second run gives the SAEs four times as many atoms as there are true
 atoms, a regime where an unaligned SAE is freer to split a shared concept
 into one atom per modality.
 
+``--claims`` runs the regimes that separate the methods instead (about 8
+minutes on 2 busy cores; -> ``benchmarks/results/aligned_claims.md``)::
+
+    python benchmarks/bench_aligned.py --claims --seeds 5
+
+Three data regimes of ``make_two_modality`` (6000 pairs, 96 dimensions, 32
+shared + 2 x 16 specific concepts, codes zero with probability 0.95, offsets
+of norm 4): ``tilted`` (each shared concept has its own direction per
+modality, cosine 0.65; Iso-Energy holds), ``equal`` (one direction per
+shared concept; Iso-Energy holds) and ``violated`` (one direction, shared
+energies rescaled per modality by factors in [1/3, 3]). Models: 128 atoms,
+``top_k=8``, 20 epochs, batches of 512 rows, unaligned and several
+alignment forms and weights, the same seed for data and model. Measures:
+the capture of shared concepts (``metrics.shared_concept_capture``: one
+bimodal atom fires on both sides of more than half of the concept's pairs,
+and the concept is active on more than half of the pairs where the atom
+fires on both sides), the same without that precision condition (an atom
+firing on every row then "captures" every concept), the label accuracy,
+R^2 and the dead fraction; mean +- std over the seeds and the paired
+difference to the unaligned SAE (mean +- std of the per-seed differences).
+
 Data: :func:`skconcepts.datasets.make_two_modality` with 4000 pairs in 64
 dimensions, 24 shared atoms and 12 atoms specific to each modality (48 true
 atoms), codes zero with probability 0.92 (Exp(1) magnitudes), modality offsets
@@ -59,6 +80,7 @@ from skconcepts.metrics import (
     modality_gap,
     reconstruction_r2,
     retrieval_recall_at_k,
+    shared_concept_capture,
 )
 from skconcepts.sae import AlignedSAE
 
@@ -99,7 +121,10 @@ def evaluate(est, X, y, truth):
     }
     return {
         "label acc": atom_label_accuracy(
-            truth.atoms, truth.atom_labels, est.components_, est.atom_modality_
+            truth.atoms,
+            truth.atom_labels.astype(str),
+            est.components_,
+            est.atom_modality_,
         ),
         "recovery": atom_recovery(truth.atoms, est.components_),
         "gap cut (mean)": 1 - modality_gap(Za, Zb) / modality_gap(Xa, Xb),
@@ -160,14 +185,161 @@ def table(rows, seeds):
     return "\n".join(lines)
 
 
+CLAIMS_DATA = dict(n_features=96, n_shared=32, n_specific=16, sparsity=0.95)
+CLAIMS_DATA.update(modality_offset=4.0, noise=0.01)
+CLAIMS_REGIMES = {
+    "tilted": dict(shared_cosine=0.65),
+    "equal": dict(),
+    "violated": dict(iso_energy=False),
+}
+CLAIMS_MODEL = dict(n_concepts=128, top_k=8, max_epochs=20, batch_size=512)
+CLAIMS_METHODS = {
+    "unaligned": dict(alignment_weight=0.0),
+    "energy 0.01": dict(alignment="energy", alignment_weight=0.01),
+    "energy 0.03": dict(alignment="energy", alignment_weight=0.03),
+    "energy 0.1": dict(alignment="energy", alignment_weight=0.1),
+    "cosine 0.1": dict(alignment="cosine", alignment_weight=0.1),
+}
+CLAIMS_COLUMNS = ("capture", "capture (no precision)", "label acc", "R2", "dead")
+
+
+def bimodal_atoms(est):
+    """Atoms labelled bimodal, from the modality scores (any label dtype)."""
+    mu = np.asarray(est.modality_scores_, dtype=float)
+    thr = est.modality_threshold
+    return np.isfinite(mu) & (mu >= thr) & (mu <= 1 - thr)
+
+
+def claims_measures(est, X, y, truth):
+    n = len(X) // 2
+    Z = est.transform(X)
+    active = truth.codes[:n, : CLAIMS_DATA["n_shared"]] > 0
+    bim = bimodal_atoms(est)
+    return {
+        "capture": shared_concept_capture(Z[:n], Z[n:], active, bim),
+        "capture (no precision)": _capture_recall_only(Z[:n], Z[n:], active, bim),
+        "label acc": atom_label_accuracy(
+            truth.atoms, truth.atom_labels, est.components_, est.atom_modality_
+        ),
+        "R2": reconstruction_r2(X, est.inverse_transform(Z)),
+        "dead": float(est.dead_fraction_),
+    }
+
+
+def _capture_recall_only(za, zb, active, bim):
+    both = ((za > 0) & (zb > 0)).astype(float)
+    hits = active.T.astype(float) @ both
+    best = hits.argmax(axis=1)
+    recall = hits[np.arange(len(best)), best] / np.maximum(active.sum(0), 1)
+    return float(((recall > 0.5) & bim[best]).mean())
+
+
+CLAIMS_CACHE = os.path.join(RESULTS, "aligned_claims.json")
+
+
+def run_claims(n_pairs, seeds, methods):
+    """Fit and measure; every result is also kept in ``aligned_claims.json``
+    (key ``regime|method|seed|n_pairs``) so that a run of some methods adds
+    rows to the table of the others."""
+    import json
+
+    cache = {}
+    if os.path.exists(CLAIMS_CACHE):
+        with open(CLAIMS_CACHE) as fh:
+            cache = json.load(fh)
+    rows = {}
+    for regime, kw in CLAIMS_REGIMES.items():
+        for seed in seeds:
+            X, y, truth = make_two_modality(
+                n_pairs, random_state=seed, **CLAIMS_DATA, **kw
+            )
+            for name in methods:
+                if name not in CLAIMS_METHODS:
+                    raise ValueError(
+                        f"unknown method {name!r}; one of {CLAIMS_METHODS}"
+                    )
+                t0 = time.perf_counter()
+                est = AlignedSAE(
+                    device="cpu",
+                    random_state=seed,
+                    **CLAIMS_MODEL,
+                    **CLAIMS_METHODS[name],
+                ).fit(X, y)
+                res = claims_measures(est, X, y, truth)
+                cache[f"{regime}|{name}|{seed}|{n_pairs}"] = res
+                with open(CLAIMS_CACHE, "w") as fh:
+                    json.dump(cache, fh, indent=0)
+                print(
+                    f"{regime} {name} seed={seed} ({time.perf_counter() - t0:.0f} s): "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in res.items()),
+                    flush=True,
+                )
+    for regime in CLAIMS_REGIMES:
+        for name in CLAIMS_METHODS:
+            got = [cache.get(f"{regime}|{name}|{s}|{n_pairs}") for s in seeds]
+            if all(got):
+                rows[(regime, name)] = got
+    return rows
+
+
+def claims_table(rows):
+    head = "| regime | model | " + " | ".join(CLAIMS_COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(CLAIMS_COLUMNS) + 2)]
+    for (regime, name), res in rows.items():
+        base = rows[(regime, "unaligned")]
+        cells = []
+        for c in CLAIMS_COLUMNS:
+            v = np.array([r[c] for r in res])
+            cell = f"{v.mean():.3f} ± {v.std():.3f}"
+            if name != "unaligned":
+                d = v - np.array([r[c] for r in base])
+                cell += f" (Δ {d.mean():+.3f} ± {d.std():.3f})"
+            cells.append(cell)
+        lines.append(f"| {regime} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main_claims(args):
+    seeds = list(range(args.seeds))
+    t0 = time.perf_counter()
+    methods = args.methods.split(",") if args.methods else list(CLAIMS_METHODS)
+    rows = run_claims(args.n_pairs, seeds, methods)
+    params = ", ".join(f"{k}={v}" for k, v in {**CLAIMS_DATA, **CLAIMS_MODEL}.items())
+    text = (
+        "# AlignedSAE: the regimes that separate the alignment methods\n\n"
+        f"Command: `python benchmarks/bench_aligned.py --claims --n-pairs "
+        f"{args.n_pairs} --seeds {args.seeds}` ({time.perf_counter() - t0:.0f} s, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread).\n\n"
+        f"n_pairs={args.n_pairs}, {params}; regimes {CLAIMS_REGIMES}; mean ± std "
+        f"over seeds {seeds} (the seed draws both the data and the model); Δ: "
+        "paired difference to the unaligned SAE of the same seed (mean ± std).\n\n"
+        + claims_table(rows)
+        + "\n"
+    )
+    print(text)
+    out = os.path.join(RESULTS, "aligned_claims.md")
+    with open(out, "w") as fh:
+        fh.write(text)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-pairs", type=int, default=4000)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--n-concepts", type=int, default=MODEL["n_concepts"])
     parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument(
+        "--claims", action="store_true", help="the regimes that separate methods"
+    )
+    parser.add_argument(
+        "--methods", default=None, help="--claims: comma-separated subset to (re)run"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # the machine is shared; one thread is fastest here
+    if args.claims:
+        if args.n_pairs == 4000:
+            args.n_pairs = 6000
+        return main_claims(args)
     seeds = list(range(args.seeds))
     t0 = time.perf_counter()
     model = dict(MODEL, n_concepts=args.n_concepts)
@@ -175,7 +347,8 @@ def main():
     md = table(rows, seeds)
     params = ", ".join(f"{k}={v}" for k, v in {**DATA, **model}.items())
     text = (
-        "# AlignedSAE on the synthetic two-modality problem\n\n"
+        "# AlignedSAE on the synthetic two-modality problem, "
+        f"{args.n_concepts} concepts\n\n"
         f"Command: `python benchmarks/bench_aligned.py --n-pairs {args.n_pairs} "
         f"--seeds {args.seeds} --n-concepts {args.n_concepts}"
         + (f" --out {os.path.relpath(args.out)}" if args.out != DEFAULT_OUT else "")

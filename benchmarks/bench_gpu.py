@@ -97,10 +97,21 @@ def main():
         def fit():
             trace = []
             t0 = time.perf_counter()
+
+            class Trace:  # the callback protocol shared with the SAEs
+                def on_epoch_end(self, est, session, record):
+                    trace.append((time.perf_counter(), record["relative_error"]))
+
             m = NMFConcepts(
-                32, init="nndsvda", max_iter=100, tol=0, device=device, random_state=0
+                32,
+                init="nndsvda",
+                max_iter=100,
+                tol=0,
+                device=device,
+                random_state=0,
+                callbacks=[Trace()],
             )
-            m.fit(X, callback=lambda it, err: trace.append((time.perf_counter(), err)))
+            m.fit(X)
             hit = [t for t, err in trace if err <= target]
             t_hit = (hit[0] if hit else trace[-1][0]) - t0
             return t_hit, float(m.reconstruction_err_ / np.linalg.norm(X))

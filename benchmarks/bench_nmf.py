@@ -104,8 +104,9 @@ def run_ours(X, k, solver, max_iter):
     trace = []
     t0 = time.perf_counter()
 
-    def cb(i, e):
-        trace.append((time.perf_counter() - t0, e))
+    class Trace:  # the callback protocol shared with the SAEs
+        def on_epoch_end(self, est, session, record):
+            trace.append((time.perf_counter() - t0, record["relative_error"]))
 
     est = NMFConcepts(
         k,
@@ -114,7 +115,8 @@ def run_ours(X, k, solver, max_iter):
         max_iter=max_iter,
         random_state=0,
         device="cpu",
-    ).fit(X, callback=cb)
+        callbacks=[Trace()],
+    ).fit(X)
     t = time.perf_counter() - t0
     nx = float(np.linalg.norm(X))
     # codes of the fit are not kept; dead atoms are zero concept rows (the

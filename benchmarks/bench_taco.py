@@ -123,10 +123,10 @@ def bench_biographies():
     X_tr, g_tr, o_tr = X[:h], gender[:h], occ[:h]
     X_te, g_te, o_te = X[h:], gender[h:], occ[h:]
     print(
-        f"\n### MiniLM biographies ({h} train / {h} held out, 384-d; protected: "
+        f"\n### MiniLM biographies\n\n{h} train / {h} held out, 384-d; protected: "
         f"gender, chance 0.5; task: occupation, {len(BIOGRAPHY_OCCUPATIONS)} "
         f"classes, chance {1 / len(BIOGRAPHY_OCCUPATIONS):.3f}; embedding "
-        f"{embed_s:.0f} s)\n"
+        f"{embed_s:.0f} s.\n"
     )
     print(HEADER)
     print(row("none", "-", evaluate(X_te, g_te, o_te)))

@@ -58,6 +58,9 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # MathJax is copied into the site (_static/mathjax) and loaded from there,
+    # so the math renders offline; sphinx's default loads it from a CDN
+    "sphinx-mathjax-offline",
     "sphinx.ext.viewcode",
     "numpydoc",
     "myst_parser",
@@ -74,6 +77,9 @@ exclude_patterns = [
     "Thumbs.db",
     ".DS_Store",
     "examples/*.md",
+    # left by builds of older configurations
+    "sg_execution_times.rst",
+    "auto_examples/sg_execution_times.rst",
     "auto_examples/*.ipynb",
     "auto_examples/*.py",
     "auto_examples/*.zip",
@@ -119,6 +125,9 @@ sphinx_gallery_conf = {
     "min_reported_time": 1,
     "log_level": {"backreference_missing": "debug"},
     "matplotlib_animations": False,
+    # the execution-times page loads its table scripts from CDNs; the site
+    # must read offline
+    "write_computation_times": False,
 }
 
 # -- HTML --------------------------------------------------------------------
@@ -195,6 +204,20 @@ def _unlink_sklearn_refs(app, what, name, obj, options, lines):
 _BARE_TRAILING_UNDERSCORE = re.compile(r"(?<![`\w.*])([A-Za-z]\w*_)(?![`\w(])")
 
 
+def _literal_outside_markup(line):
+    """``line`` with bare ``name_`` made literal, except inside literals and
+    inside bold text: numpydoc writes the names of a Parameters / Attributes
+    entry as ``**a_, b_** : type``, where a nested literal shows its raw
+    backticks."""
+    bold = line.split("**")  # odd parts are bold (entry names)
+    for b in range(0, len(bold), 2):
+        parts = bold[b].split("``")  # odd parts are literals already
+        for j in range(0, len(parts), 2):
+            parts[j] = _BARE_TRAILING_UNDERSCORE.sub(r"``\1``", parts[j])
+        bold[b] = "``".join(parts)
+    return "**".join(bold)
+
+
 def _literal_attribute_names(app, what, name, obj, options, lines):
     """Render bare attribute names such as ``n_features_in_`` as literals
     outside the Examples section and code."""
@@ -215,10 +238,7 @@ def _literal_attribute_names(app, what, name, obj, options, lines):
         if stripped.endswith("::"):
             in_code = True
             code_indent = len(line) - len(line.lstrip()) + 1
-        parts = line.split("``")  # odd parts are literals already
-        for j in range(0, len(parts), 2):
-            parts[j] = _BARE_TRAILING_UNDERSCORE.sub(r"``\1``", parts[j])
-        lines[i] = "``".join(parts)
+        lines[i] = _literal_outside_markup(line)
 
 
 def setup(app):

@@ -3,10 +3,12 @@
 A concept extractor factors an activation matrix ``X`` (``n_samples x
 n_features``) into codes ``U`` (``n_samples x n_concepts``) and a dictionary
 ``components_`` (``n_concepts x n_features``) so that ``X ~ U @ components_``
-(plus an optional offset). The base class keeps the contracts of
-``shared/design.md``: parameter validation, NumPy fitted state, device
-resolution at call time, dtype preservation, batched transfer to the device,
-``inverse_transform``, ``score`` (reconstruction R^2) and feature names.
+(plus an optional offset). Scale convention: the rows of ``components_`` have
+unit L2 norm (a dead atom's row is zero) and the codes carry the magnitude.
+The base class keeps the contracts of ``shared/design.md``: parameter
+validation, NumPy fitted state, device resolution at call time, dtype
+preservation, batched transfer to the device, ``inverse_transform``,
+``score`` (reconstruction R^2) and feature names.
 """
 
 import numpy as np
@@ -28,6 +30,61 @@ from ._compat import check_is_fitted, validate_data
 from ._io import memmap_face
 
 __all__ = ["ConceptExtractor", "DEVICE_CONSTRAINT"]
+
+#: The hooks of the callback protocol shared by every iterative fit (the NMF
+#: family and the SAEs): ``on_train_begin(estimator, session)``,
+#: ``on_epoch_end(estimator, session, record) -> bool`` (a true return stops
+#: training) and ``on_train_end(estimator, session)``.
+CALLBACK_METHODS = ("on_train_begin", "on_epoch_end", "on_train_end")
+
+
+def check_callbacks(callbacks):
+    """The callbacks as a list, each with at least one hook of the protocol.
+
+    Raises a ``TypeError`` for a skorch callback (another protocol) and for an
+    object without any of :data:`CALLBACK_METHODS`.
+    """
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if type(cb).__module__.startswith("skorch"):
+            raise TypeError(
+                f"{type(cb).__name__} is a skorch callback; skconcepts calls "
+                "on_train_begin(estimator, session), on_epoch_end(estimator, "
+                "session, record) and on_train_end(estimator, session). Use "
+                "skconcepts.sae.Checkpoint / LearningRateSchedule, "
+                "early_stopping=True and verbose=1, or wrap it in an object with "
+                "those methods."
+            )
+        if not any(callable(getattr(cb, m, None)) for m in CALLBACK_METHODS):
+            raise TypeError(
+                f"callback {cb!r} has none of the methods {CALLBACK_METHODS}."
+            )
+    return callbacks
+
+
+def call_hook(callbacks, name, *args):
+    """Call hook ``name`` of every callback that has it; True if one asked to stop."""
+    stop = False
+    for cb in callbacks:
+        fn = getattr(cb, name, None)
+        if callable(fn) and fn(*args):
+            stop = True
+    return stop
+
+
+def unit_rows(W):
+    """``(W / norms, norms)`` for the rows of a torch tensor ``W``.
+
+    The scale convention of every concept extractor: ``components_`` has
+    unit-norm rows and the codes carry the magnitude. A zero row (a dead atom)
+    stays zero, with norm 1 (its codes are zero anyway).
+    """
+    import torch
+
+    norms = torch.linalg.vector_norm(W, dim=1)
+    norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+    return W / norms[:, None], norms
+
 
 #: Constraint for the ``device`` parameter: any string, resolved (and checked
 #: against the machine) at fit/transform time by ``resolve_device``.
@@ -53,7 +110,9 @@ class ConceptExtractor(
     Attributes
     ----------
     components_ : ndarray of shape (n_concepts, n_features)
-        The concepts, one per row (set by the subclass's ``fit``).
+        The concepts, one per row (set by the subclass's ``fit``). Every
+        extractor of the package gives them unit L2 norm (a dead atom's row
+        is zero, and so are its codes); the codes carry the magnitude.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)

@@ -372,6 +372,8 @@ def make_two_modality(
     modality_offset=2.0,
     noise=0.01,
     violation=3.0,
+    shared_cosine=1.0,
+    frequency_decay=0.0,
     dtype=np.float32,
     random_state=None,
 ):
@@ -391,6 +393,26 @@ def make_two_modality(
     each modality are rescaled per atom, ``z_S[:, k] * s_a[k]`` and
     ``z_S[:, k] * s_b[k]``, with factors drawn log-uniformly in
     ``[1 / violation, violation]`` independently for each modality and atom.
+
+    Three regimes separate the alignment methods (see the user guide page
+    ``docs/guide/alignment.md``):
+
+    - ``shared_cosine < 1`` tilts the shared concepts per modality: modality
+      ``1`` uses ``Phi_S'`` instead of ``Phi_S``, each row
+      ``phi'_k = c phi_k + sqrt(1 - c^2) u_k`` with ``u_k`` a random unit
+      vector orthogonal to ``phi_k``, so that ``cos(phi_k, phi'_k) = c``
+      (the image and the text direction of one concept differ, as in a
+      vision-language model);
+    - ``iso_energy=False`` (see above) breaks the equal energy of a shared
+      concept in the two modalities;
+    - ``frequency_decay > 0`` makes concept frequencies unequal: within each
+      group of atoms (shared, specific to ``0``, specific to ``1``) atom
+      ``j`` is active with probability proportional to
+      ``(j + 1) ** -frequency_decay``, scaled so that the mean probability
+      stays ``1 - sparsity`` (and clipped to 1).
+
+    The defaults (``shared_cosine=1``, ``iso_energy=True``,
+    ``frequency_decay=0``) give the same rows as before these options.
 
     Parameters
     ----------
@@ -412,6 +434,12 @@ def make_two_modality(
         Standard deviation of the Gaussian noise.
     violation : float, default=3.0
         Largest rescaling factor of a shared atom when ``iso_energy=False``.
+    shared_cosine : float, default=1.0
+        Cosine in ``[-1, 1]`` between the direction of a shared concept in
+        modality ``0`` and in modality ``1``. 1 means one direction for both.
+    frequency_decay : float, default=0.0
+        Exponent of the power law of the activation probabilities within each
+        group of atoms; 0 gives every atom the probability ``1 - sparsity``.
     dtype : dtype, default=np.float32
         dtype of ``X`` and of the arrays of the ground truth.
     random_state : int, RandomState instance or None, default=None
@@ -432,7 +460,11 @@ def make_two_modality(
         ``AlignedSAE.atom_modality_``), ``codes`` (``(2 n_pairs, n_atoms)``),
         ``offsets`` (``(2, n_features)``) and ``energy_scale``
         (``(2, n_shared)``, the factors ``s_a``, ``s_b``; ones when
-        ``iso_energy``).
+        ``iso_energy``), ``shared_atoms_b`` (``(n_shared, n_features)``, the
+        directions ``Phi_S'`` of the shared concepts in modality ``1``; equal
+        to the first ``n_shared`` rows of ``atoms`` when ``shared_cosine=1``)
+        and ``frequencies`` (``(n_atoms,)``, the activation probability of
+        each atom).
 
     Examples
     --------
@@ -453,13 +485,24 @@ def make_two_modality(
         raise ValueError(f"sparsity must be in [0, 1); got {sparsity}.")
     if violation < 1.0:
         raise ValueError(f"violation must be >= 1; got {violation}.")
+    if not -1.0 <= shared_cosine <= 1.0:
+        raise ValueError(f"shared_cosine must be in [-1, 1]; got {shared_cosine}.")
+    if frequency_decay < 0:
+        raise ValueError(f"frequency_decay must be >= 0; got {frequency_decay}.")
     n, s, p = n_pairs, n_shared, n_specific
     n_atoms = s + 2 * p
     atoms = rng.standard_normal((n_atoms, n_features))
     atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
 
+    def group_probabilities(size):
+        weights = np.arange(1, size + 1, dtype=float) ** -frequency_decay
+        return np.minimum((1.0 - sparsity) * weights * size / weights.sum(), 1.0)
+
     def sparse_codes(shape):
-        active = rng.random_sample(shape) >= sparsity
+        if frequency_decay == 0:  # the historical draw, bit for bit
+            active = rng.random_sample(shape) >= sparsity
+        else:
+            active = rng.random_sample(shape) < group_probabilities(shape[1])
         return active * rng.exponential(1.0, size=shape)
 
     z_shared = sparse_codes((n, s))
@@ -478,6 +521,19 @@ def make_two_modality(
     X = codes @ atoms + offsets[y]
     if noise:
         X += noise * rng.standard_normal(X.shape)
+    shared_b = atoms[:s].copy()
+    if shared_cosine != 1.0:
+        # drawn after everything else so that the default stream is unchanged
+        u = rng.standard_normal((s, n_features))
+        u -= np.sum(u * shared_b, axis=1, keepdims=True) * shared_b
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        shared_b = shared_cosine * shared_b + np.sqrt(1 - shared_cosine**2) * u
+        X[n:] += codes[n:, :s] @ (shared_b - atoms[:s])
+    frequencies = np.full(n_atoms, 1.0 - sparsity)
+    if frequency_decay:
+        frequencies = np.concatenate(
+            [group_probabilities(s), group_probabilities(p), group_probabilities(p)]
+        )
     labels = np.array(["bimodal"] * s + [0] * p + [1] * p, dtype=object)
     truth = Bunch(
         atoms=atoms.astype(dtype),
@@ -485,6 +541,8 @@ def make_two_modality(
         codes=codes.astype(dtype),
         offsets=offsets.astype(dtype),
         energy_scale=scale.astype(dtype),
+        shared_atoms_b=shared_b.astype(dtype),
+        frequencies=frequencies,
     )
     return X.astype(dtype), y, truth
 

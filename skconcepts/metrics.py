@@ -316,8 +316,10 @@ def c_deletion(
         :class:`~skconcepts.importance.SobolConceptImportance`).
     codes : array-like of shape (n_samples, n_concepts)
         Concept codes ``u``.
-    components : array-like of shape (n_concepts, n_features)
-        Dictionary (decoder ``u @ components``).
+    components : array-like of shape (n_concepts, n_features) or fitted extractor
+        Dictionary (decoder ``u @ components``), or the fitted extractor
+        (its decoder ``W``, ``b`` read off it; ``b`` is the residual when
+        ``residual`` is None).
     importances : array-like of shape (n_samples, n_concepts) or (n_concepts,)
         Per-sample importances, or one ranking shared by all samples.
     residual : array-like of shape (n_samples, n_features) or (n_features,), \
@@ -866,7 +868,10 @@ def atom_label_accuracy(true_atoms, true_labels, D, labels):
     :func:`atom_recovery`) and its label (e.g. ``AlignedSAE.atom_modality_``:
     ``"bimodal"`` or the modality that owns it) is compared with the true
     one (e.g. ``truth.atom_labels`` of
-    :func:`skconcepts.datasets.make_two_modality`).
+    :func:`skconcepts.datasets.make_two_modality`). Labels are compared as
+    strings, as ``atom_modality_`` holds them: the modality ``0`` of the
+    truth matches the label ``"0"`` of an ``AlignedSAE`` fitted with
+    ``y`` in ``{0, 1}``.
 
     Parameters
     ----------
@@ -889,7 +894,7 @@ def atom_label_accuracy(true_atoms, true_labels, D, labels):
     >>> from skconcepts.metrics import atom_label_accuracy
     >>> true = np.eye(2)
     >>> D = np.array([[0.0, 2.0], [1.0, 0.1]])
-    >>> atom_label_accuracy(true, ["bimodal", 0], D, [0, "bimodal"])
+    >>> atom_label_accuracy(true, ["bimodal", 0], D, ["0", "bimodal"])
     1.0
     """
     true_labels = np.asarray(true_labels, dtype=object)
@@ -898,8 +903,81 @@ def atom_label_accuracy(true_atoms, true_labels, D, labels):
     if true_labels.shape[0] != cos.shape[0] or labels.shape[0] != cos.shape[1]:
         raise ValueError("One label per atom is needed in true_labels and labels.")
     best = cos.argmax(axis=1)
-    hits = [
-        isinstance(t, str) == isinstance(p, str) and t == p
-        for t, p in zip(true_labels, labels[best], strict=True)
-    ]
+    hits = [str(t) == str(p) for t, p in zip(true_labels, labels[best], strict=True)]
     return float(np.mean(hits))
+
+
+def shared_concept_capture(codes_a, codes_b, true_active, bimodal, *, min_rate=0.5):
+    """Share of shared concepts that one bimodal atom captures on both sides.
+
+    The rows of ``codes_a`` and ``codes_b`` are the codes of paired rows of
+    the two modalities (row ``i`` of each is pair ``i``). A true shared
+    concept ``c`` (active on the pairs where ``true_active[:, c]``) is
+    captured when the atom ``j`` that fires on both sides of the most of
+    those pairs
+
+    - fires on both sides of more than ``min_rate`` of them (recall),
+    - has the concept active on more than ``min_rate`` of the pairs where it
+      fires on both sides (precision; an atom that fires everywhere does not
+      capture anything), and
+    - is bimodal (``bimodal[j]``, e.g. ``AlignedSAE.atom_modality_ ==
+      "bimodal"``).
+
+    A plain SAE may split a concept whose direction differs per modality into
+    one atom per modality: then no atom fires on both sides and the concept
+    is not captured.
+
+    Parameters
+    ----------
+    codes_a, codes_b : array-like of shape (n_pairs, n_atoms)
+        Codes of the rows of each modality, in pair order.
+    true_active : array-like of shape (n_pairs, n_shared)
+        Whether each true shared concept is active in each pair (e.g.
+        ``truth.codes[:n_pairs, :n_shared] > 0`` of
+        :func:`skconcepts.datasets.make_two_modality`).
+    bimodal : array-like of shape (n_atoms,), bool
+        Which learned atoms are labelled bimodal.
+    min_rate : float, default=0.5
+        Recall and precision above which a concept counts as captured.
+
+    Returns
+    -------
+    capture : float
+        Share of the shared concepts (with at least one active pair) that
+        are captured.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.metrics import shared_concept_capture
+    >>> active = np.array([[1, 0], [0, 1], [1, 1]], dtype=bool)
+    >>> za = np.array([[2.0, 0, 0], [0, 1.0, 0], [1.0, 1.0, 0]])
+    >>> zb = np.array([[1.0, 0, 0], [0, 0, 3.0], [1.0, 0, 1.0]])
+    >>> shared_concept_capture(za, zb, active, [True, True, True])
+    0.5
+    """
+    za = check_array(codes_a) > 0
+    zb = check_array(codes_b) > 0
+    active = check_array(true_active, dtype=None).astype(bool)
+    bimodal = np.asarray(bimodal, dtype=bool)
+    if za.shape != zb.shape or active.shape[0] != za.shape[0]:
+        raise ValueError(
+            "codes_a, codes_b and true_active need one row per pair, and codes_a "
+            f"and codes_b the same shape; got {za.shape}, {zb.shape} and "
+            f"{active.shape}."
+        )
+    if bimodal.shape != (za.shape[1],):
+        raise ValueError(f"bimodal needs one entry per atom ({za.shape[1]}).")
+    both = (za & zb).astype(float)  # (n_pairs, n_atoms)
+    hits = active.T.astype(float) @ both  # pairs where c active and j on both
+    n_active = active.sum(axis=0)
+    n_both = both.sum(axis=0)
+    keep = n_active > 0
+    if not keep.any():
+        raise ValueError("No shared concept is active in any pair.")
+    best = hits.argmax(axis=1)
+    rows = np.arange(len(best))
+    recall = hits[rows, best] / np.maximum(n_active, 1)
+    precision = hits[rows, best] / np.maximum(n_both[best], 1)
+    captured = (recall > min_rate) & (precision > min_rate) & bimodal[best]
+    return float(captured[keep].mean())

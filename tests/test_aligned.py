@@ -62,15 +62,18 @@ def test_labels_match_truth_when_iso_energy_holds(holds):
     X, y, truth, fits = holds
     acc = {
         w: atom_label_accuracy(
-            truth.atoms, truth.atom_labels, est.components_, est.atom_modality_
+            truth.atoms,
+            truth.atom_labels.astype(str),
+            est.components_,
+            est.atom_modality_,
         )
         for w, est in fits.items()
     }
     assert acc[0.03] >= 0.85
     assert acc[0.03] >= acc[0.0]
     # alignment_weight=0 is the plain SAE: no alignment term in the loss
-    assert "energy" not in fits[0.0].history_[-1]
-    assert 0 < fits[0.03].history_[-1]["energy"] <= 0.03
+    assert all(r["energy"] == 0.0 for r in fits[0.0].history_)
+    assert fits[0.03].history_[-1]["energy"] > 0
     assert atom_recovery(truth.atoms, fits[0.03].components_) >= 0.9
 
 
@@ -103,6 +106,16 @@ def test_alignment_neutral_when_iso_energy_violated(violated):
     rec = {w: atom_recovery(truth.atoms, est.components_) for w, est in fits.items()}
     assert rec[0.03] >= rec[0.0] - 0.03
     assert aligned.reconstruction_r2_ >= plain.reconstruction_r2_ - 0.02
+    # the term is trained: the aligned codes carry less Iso-Energy imbalance
+    # over the whole data (measured 0.633 vs 0.712; equal when the alignment
+    # gradient is removed, since the fits are then bit-identical)
+    pen = {
+        w: float(
+            iso_energy_loss(torch.as_tensor(est.transform(X)), torch.as_tensor(y), 1e-8)
+        )
+        for w, est in fits.items()
+    }
+    assert pen[0.03] < pen[0.0] - 0.03, pen
     # (label accuracy under violation is reported, over seeds, by the benchmark:
     # a shared atom rescaled 9x in one modality is unimodal by its energy)
 
@@ -121,7 +134,10 @@ def test_label_accuracy_over_model_seeds(iso):
             est = AlignedSAE(alignment_weight=w, random_state=seed, **SMALL).fit(X, y)
             acc[w].append(
                 atom_label_accuracy(
-                    truth.atoms, truth.atom_labels, est.components_, est.atom_modality_
+                    truth.atoms,
+                    truth.atom_labels.astype(str),
+                    est.components_,
+                    est.atom_modality_,
                 )
             )
     aligned, plain = np.mean(acc[0.03]), np.mean(acc[0.0])
@@ -153,7 +169,7 @@ def test_cosine_form(holds):
     est = AlignedSAE(alignment="cosine", random_state=0, **SMALL).fit(X, y)
     assert "cosine" in est.history_[-1] and est.history_[-1]["cosine"] < 0
     acc = atom_label_accuracy(
-        truth.atoms, truth.atom_labels, est.components_, est.atom_modality_
+        truth.atoms, truth.atom_labels.astype(str), est.components_, est.atom_modality_
     )
     assert acc >= 0.85
     Z = est.remove_modality_gap(X)
@@ -184,15 +200,18 @@ def test_modality_scores_and_labels(holds):
         expected = (
             "dead"
             if dead[k]
-            else 0
+            else "0"
             if mu[k] > 1 - eps
-            else 1
+            else "1"
             if mu[k] < eps
             else "bimodal"
         )
-        assert lab[k] == expected and type(lab[k]) is type(expected)
+        assert lab[k] == expected
+    # one string dtype: np.unique and pandas handle it
+    assert lab.dtype.kind == "U"
+    assert set(np.unique(lab)) <= {"0", "1", "bimodal", "dead"}
     share = est.energy_share_
-    assert set(share) == {"bimodal", 0, 1}
+    assert set(share) == {"bimodal", "0", "1"}
     assert sum(share.values()) == pytest.approx(1.0)
     assert share["bimodal"] == pytest.approx(
         total[np.array([v == "bimodal" for v in lab])].sum() / total.sum()
@@ -423,3 +442,14 @@ def test_early_stopping_and_streamed_chunks(holds, tmp_path, monkeypatch):
     est = AlignedSAE(random_state=0, **params).fit(mm, y)
     assert est.history_[0]["steps"] == 12  # 6 chunks of 512 rows (last: 440), 2 each
     assert est.reconstruction_r2_ > 0.5
+
+
+def test_atom_label_accuracy_compares_labels_as_strings():
+    # the truth of make_two_modality holds integer modalities, atom_modality_
+    # holds strings: the same modality must match, another must not
+    true = np.eye(3)
+    D = np.eye(3)
+    assert atom_label_accuracy(true, ["bimodal", 0, 1], D, ["bimodal", "0", "1"]) == 1
+    assert atom_label_accuracy(true, ["bimodal", 0, 1], D, ["bimodal", "1", "0"]) == (
+        1 / 3
+    )

@@ -206,3 +206,58 @@ def test_valid_input_left_unmodified(estimator):
         X_copy = X.copy()
         fitted.transform(X)
         np.testing.assert_array_equal(X, X_copy)
+
+
+# ------------------------------------------------- meta-estimators' extractors
+
+
+def _meta(kind, extractor, **kw):
+    from skconcepts.erasure import TaCoEraser
+    from skconcepts.importance import ConceptAttribution, SobolConceptImportance
+    from skconcepts.utils._test_common import _importance_check_head
+
+    if kind == "TaCoEraser":
+        return TaCoEraser(decomposition=extractor, n_remove=1, n_designs=4, **kw)
+    cls = SobolConceptImportance if kind == "Sobol" else ConceptAttribution
+    return cls(extractor, _importance_check_head, **kw)
+
+
+class _OnlyComponents:
+    components_ = np.eye(5)[:2]
+
+
+class _NoDecoder:
+    def transform(self, X):
+        return np.asarray(X)[:, :2]
+
+
+@pytest.mark.parametrize("kind", ["Sobol", "Attribution", "TaCoEraser"])
+def test_meta_estimators_name_what_the_extractor_lacks(kind):
+    from sklearn.decomposition import PCA
+
+    X, y = np.random.RandomState(0).rand(30, 5) + 0.1, np.arange(30) % 2
+    cases = [
+        (_OnlyComponents(), True, "has no transform"),
+        (_NoDecoder(), True, "inverse_transform or components_"),
+        (_NoDecoder(), False, "has no fit"),
+        (PCA, False, "not the class PCA"),
+        ("not an extractor" if kind != "TaCoEraser" else 3, False, "has no transform"),
+    ]
+    for extractor, prefit, match in cases:
+        est = _meta(kind, extractor, prefit=prefit)
+        with pytest.raises(TypeError, match=match) as info:
+            est.fit(X, y)
+        assert "skconcepts accepts as extractor" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["Sobol", "Attribution", "TaCoEraser"])
+def test_meta_estimators_refuse_what_the_extractor_refuses(kind):
+    from skconcepts import NMFConcepts
+
+    est = _meta(kind, NMFConcepts(n_concepts=2, max_iter=20, random_state=0))
+    X, y = np.random.RandomState(0).rand(30, 5) + 0.1, np.arange(30) % 2
+    Xn = X.copy()
+    Xn[1, 1] = -1.0
+    _raises_and_unmodified(lambda A: est.fit(A, y), Xn, ValueError, "Negative values")
+    est.fit(X, y)
+    _raises_and_unmodified(est.transform, Xn, ValueError, "Negative values")

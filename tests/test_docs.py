@@ -125,6 +125,39 @@ def test_docs_build(tmp_path):
     bench = (html / "benchmarks.html").read_text()
     for table in sorted((ROOT / "benchmarks" / "results").glob("*.md")):
         assert f"benchmarks/results/{table.name}" in bench, table.name
+    _check_rendering(html, bench)
+
+
+def _page_text(path):
+    import html as _html
+
+    text = re.sub(r"<script.*?</script>", "", path.read_text(), flags=re.S)
+    return _html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def _check_rendering(html, bench):
+    """What a reader sees: offline math, no raw markup, readable headings."""
+    # MathJax is shipped with the site: no page loads it from the network
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    for page in html.rglob("*.html"):
+        text = page.read_text()
+        scripts = re.findall(r"<script[^>]+src=\"([^\"]+)\"", text)
+        scripts += re.findall(r"<link[^>]+stylesheet[^>]+href=\"([^\"]+)\"", text)
+        remote = [s for s in scripts if s.startswith(("http:", "https:", "//"))]
+        assert not remote, f"{page.relative_to(html)} loads {remote}"
+    # no raw reST literal markup (``name``) in the text of an API page
+    for page in sorted((html / "api" / "generated").glob("*.html")):
+        raw = re.findall(r".{0,40}``.{0,40}", _page_text(page))
+        assert not raw, f"raw double backticks in {page.name}: {raw[:3]}"
+    # the benchmarks page: one section per table, short headings
+    heads = [
+        re.sub(r"<[^>]+>|#", "", h).strip()
+        for h in re.findall(r"<h[23][^>]*>(.*?)</h[23]>", bench, re.S)
+    ]
+    repeated = {h for h in heads if heads.count(h) > 1}
+    assert not repeated, f"headings repeated on the benchmarks page: {repeated}"
+    long = [h for h in heads if len(h) > 90]
+    assert not long, f"headings too long to read as headings: {long}"
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -147,6 +180,9 @@ def test_readme_example_runs(tmp_path):
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
     lines = [ln for ln in code.splitlines() if ln.strip() and "import" not in ln]
     assert len(lines) <= 10, "the README promises ten lines"
+    # run from the folder that holds a clone named like the package: the
+    # clone must not shadow the installed package (a namespace package)
+    (tmp_path / "skconcepts").mkdir()
     proc = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,

@@ -1,7 +1,9 @@
 """NMF family: accuracy against scikit-learn, ground truth, guards, streaming."""
 
+import copy
 import warnings
 
+import joblib
 import numpy as np
 import pytest
 import torch
@@ -109,7 +111,9 @@ def test_regularization_matches_sklearn_scaling():
         )
 
     f_sk = objective(sk.transform(X), sk.components_)
-    f_ours = objective(ours.transform(X), ours.components_)
+    # the penalties act on the solver's factors, before the unit-norm scaling
+    s = ours._code_scale
+    f_ours = objective(ours.transform(X) / s, ours.components_ * s[:, None])
     assert f_ours <= 1.01 * f_sk
 
 
@@ -228,7 +232,15 @@ def test_transform_is_row_independent(Est):
     np.testing.assert_allclose(est.transform(X[perm]), U[perm], atol=1e-10)
     # fit_transform is fit then transform
     np.testing.assert_allclose(est.fit_transform(X), U, atol=1e-12)
-    assert U.min() >= 0
+    # the codes solve the NNLS problem min_{U >= 0} ||X - U W||^2: the KKT
+    # conditions hold (gradient >= 0, and 0 where a code is positive). A
+    # least-squares solution clamped at 0 violates them (measured 2e-3 to
+    # 0.9 of the scale, against <= 5e-5 for the transform)
+    W = est.components_
+    G = (U @ W - X) @ W.T
+    tol = 2e-4 * np.abs(X @ W.T).max()
+    assert U.min() >= 0 and G.min() >= -tol
+    assert np.abs(G[U > 0]).max() <= tol
 
 
 def test_partial_fit_streams_to_a_good_error():
@@ -340,7 +352,7 @@ def test_semi_nmf_reaches_svd_bound_and_recovers_atoms():
 def test_convex_nmf_atoms_in_the_cone_of_the_data():
     X, W = _signed()
     est = ConvexNMFConcepts(4, device="cpu", random_state=0).fit(X)
-    G = est.convex_weights_
+    G = est.candidate_weights_
     assert G.min() >= 0
     np.testing.assert_allclose(
         G @ X[est.candidate_indices_], est.components_, rtol=1e-8, atol=1e-8
@@ -357,10 +369,10 @@ def test_convex_nmf_atoms_in_the_cone_of_the_data():
 
 def test_convex_nmf_subsamples_candidates():
     X, _ = _signed(n=300)
-    est = ConvexNMFConcepts(4, max_candidates=50, device="cpu", random_state=0).fit(X)
+    est = ConvexNMFConcepts(4, n_candidates=50, device="cpu", random_state=0).fit(X)
     assert est.candidate_indices_.shape == (50,)
     assert len(np.unique(est.candidate_indices_)) == 50
-    assert est.convex_weights_.shape == (4, 50)
+    assert est.candidate_weights_.shape == (4, 50)
 
 
 def test_nndsvd_needs_fewer_concepts_than_features():
@@ -432,7 +444,7 @@ def _stream_data(Est):
         return X, W, {}
     X, W = _signed(n=900, d=30, k=5, seed=1)
     # candidates: the whole first chunk (150 rows), no warning
-    return X, W, {"max_candidates": 150} if Est is ConvexNMFConcepts else {}
+    return X, W, {"n_candidates": 150} if Est is ConvexNMFConcepts else {}
 
 
 def _stream(est, X, n_epochs=5, n_chunks=6, seed=0):
@@ -462,11 +474,20 @@ def test_partial_fit_streams_close_to_fit(Est):
     if Est is ConvexNMFConcepts:
         # the candidates are rows of the first chunk, the weights >= 0
         first = X[np.random.RandomState(0).permutation(len(X))][:150]
-        G = online.convex_weights_
+        G = online.candidate_weights_
         assert G.min() >= 0 and G.shape == (5, 150)
         np.testing.assert_allclose(
             G @ first[online.candidate_indices_], online.components_, atol=1e-8
         )
+
+
+def _chunk_err(prev, est, c):
+    """``||c - U W||`` with the chunk's codes solved by ``prev`` and the updated
+    concepts, both in the solver's scale (the unit-norm rows times their norms;
+    the codes divided by the previous norms)."""
+    U = prev.transform(c) / prev._code_scale
+    W = est.components_ * est._code_scale[:, None]
+    return np.linalg.norm(c - U @ W)
 
 
 @pytest.mark.parametrize("Est", [NMFConcepts, SemiNMFConcepts, ConvexNMFConcepts])
@@ -486,9 +507,8 @@ def test_partial_fit_sets_n_iter_and_chunk_error(Est, capsys):
     # solved with the previous concepts, times the updated concepts
     prev = copy.deepcopy(est)
     est.partial_fit(c)
-    U = prev.transform(c)
     np.testing.assert_allclose(
-        est.reconstruction_err_, np.linalg.norm(c - U @ est.components_), rtol=1e-6
+        est.reconstruction_err_, _chunk_err(prev, est, c), rtol=1e-6
     )
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 3
@@ -502,9 +522,8 @@ def test_partial_fit_sets_n_iter_and_chunk_error(Est, capsys):
     prev = copy.deepcopy(est)
     est.partial_fit(c)
     assert (est.n_iter_, est.n_steps_) == (n_fit + 1, 1)
-    U = prev.transform(c)
     np.testing.assert_allclose(
-        est.reconstruction_err_, np.linalg.norm(c - U @ est.components_), rtol=1e-6
+        est.reconstruction_err_, _chunk_err(prev, est, c), rtol=1e-6
     )
     assert est.reconstruction_err_ < err_fit  # a chunk, not the full data
     # partial_fit continues from the fit: the concepts stay good
@@ -536,22 +555,146 @@ def test_partial_fit_on_a_memmap_chunk(Est, tmp_path):
 
 def test_convex_partial_fit_warns_on_a_small_first_chunk():
     X, _ = _signed(n=300, d=20, k=4)
-    est = ConvexNMFConcepts(4, max_candidates=200, device="cpu", random_state=0)
+    est = ConvexNMFConcepts(4, n_candidates=200, device="cpu", random_state=0)
     with pytest.warns(UserWarning, match="first chunk only, which has 100 rows"):
         est.partial_fit(X[:100])
-    assert est.convex_weights_.shape == (4, 100)
+    assert est.candidate_weights_.shape == (4, 100)
     np.testing.assert_array_equal(est.candidate_indices_, np.arange(100))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # only the first chunk draws candidates
         est.partial_fit(X[100:200])
     np.testing.assert_allclose(
-        est.convex_weights_ @ X[:100], est.components_, atol=1e-8
+        est.candidate_weights_ @ X[:100], est.components_, atol=1e-8
     )
 
 
 def test_convex_partial_fit_after_an_old_pickle_says_what_to_do():
     X = np.abs(np.random.RandomState(0).normal(size=(200, 6)))
     est = ConvexNMFConcepts(2, max_iter=5, random_state=0, device="cpu").fit(X)
-    del est._candidate_rows  # as a model pickled before the rows were kept
+    del est.candidates_  # as a model pickled before the rows were kept
     with pytest.raises(ValueError, match="fit it again"):
         est.partial_fit(X[:50])
+
+
+# ------------------------------------------------------ the scale convention
+@pytest.mark.parametrize("Est", [NMFConcepts, SemiNMFConcepts, ConvexNMFConcepts])
+def test_unit_norm_concepts_same_reconstruction(Est):
+    """Rows of components_ have unit norm; the codes carry the scale, so the
+    reconstruction is the solver's own (the same R^2 as before the scaling)."""
+    X = _lowrank(150, 20, 4) if Est is NMFConcepts else _signed()[0]
+    est = Est(4, device="cpu", random_state=0).fit(X)
+    np.testing.assert_allclose(np.linalg.norm(est.components_, axis=1), 1, rtol=1e-6)
+    U = est.transform(X)
+    # the model before the convention: raw concepts, codes without the norms
+    raw = copy.deepcopy(est)
+    raw.components_ = est.components_ * est._code_scale[:, None]
+    del raw._code_scale
+    np.testing.assert_allclose(U, raw.transform(X) * est._code_scale, rtol=1e-6)
+    X_hat = est.inverse_transform(U)
+    np.testing.assert_allclose(
+        X_hat, raw.inverse_transform(raw.transform(X)), atol=1e-8
+    )
+    assert est.score(X) == pytest.approx(raw.score(X), abs=1e-10)
+    # the scale is not trivially one: the solver's rows are far from unit norm
+    assert np.abs(np.log(est._code_scale)).max() > 0.1
+    # reconstruction_r2_ is the R^2 of the fit's reconstruction
+    r2 = 1 - est.reconstruction_err_**2 / np.sum((X - X.mean(0)) ** 2)
+    assert est.reconstruction_r2_ == pytest.approx(r2, rel=1e-8)
+    assert est.reconstruction_r2_ == pytest.approx(est.score(X), abs=1e-3)
+
+
+@pytest.mark.parametrize("Est", [NMFConcepts, SemiNMFConcepts, ConvexNMFConcepts])
+def test_partial_fit_keeps_unit_norm_and_resumes(Est):
+    X, _, kw = _stream_data(Est)
+    est = Est(5, device="cpu", random_state=0, **kw)
+    for i in range(3):
+        est.partial_fit(X[150 * i : 150 * (i + 1)])
+        norms = np.linalg.norm(est.components_, axis=1)
+        np.testing.assert_allclose(norms[norms > 0], 1, rtol=1e-6)
+    # resuming from the unit-norm rows continues the solver's factorisation:
+    # the same as one estimator that never stored them
+    a = Est(5, device="cpu", random_state=0, **kw).fit(X[:300])
+    b = copy.deepcopy(a)
+    a.partial_fit(X[300:450])
+    b.partial_fit(X[300:450])
+    np.testing.assert_allclose(a.components_, b.components_, rtol=1e-6, atol=1e-9)
+    assert a.score(X) > 0.9
+
+
+def test_dead_atom_stays_zero():
+    X = _lowrank(100, 12, 3)
+    est = NMFConcepts(3, device="cpu", random_state=0).fit(X)
+    est.components_[1] = 0.0
+    est._code_scale[1] = 1.0
+    U = est.transform(X)
+    assert np.all(U[:, 1] == 0) and np.isfinite(U).all()
+
+
+class _Recorder:
+    def __init__(self, stop_at=None):
+        self.stop_at = stop_at
+
+    def on_train_begin(self, est, session):
+        self.records, self.ended = [], False
+
+    def on_epoch_end(self, est, session, record):
+        self.records.append(dict(record))
+        return self.stop_at is not None and session.epoch >= self.stop_at
+
+    def on_train_end(self, est, session):
+        self.ended = True
+
+
+@pytest.mark.parametrize("Est", [NMFConcepts, SemiNMFConcepts, ConvexNMFConcepts])
+def test_nmf_callbacks_protocol(Est, tmp_path):
+    from skconcepts.sae import Checkpoint
+
+    X = _lowrank(120, 15, 3) if Est is NMFConcepts else _signed()[0]
+    rec = _Recorder(stop_at=7)
+    ckpt = Checkpoint(str(tmp_path / "m-{epoch}.joblib"), every=3)
+    est = Est(
+        3, max_iter=50, tol=0, device="cpu", random_state=0, callbacks=[rec, ckpt]
+    )
+    est.fit(X)
+    assert rec.ended and est.n_iter_ == 7  # a true return stops the fit
+    assert [r["epoch"] for r in rec.records] == list(range(1, 8))
+    assert set(rec.records[0]) == {
+        "epoch",
+        "reconstruction_err",
+        "relative_error",
+        "train_r2",
+    }
+    last = rec.records[-1]
+    assert last["relative_error"] == pytest.approx(
+        last["reconstruction_err"] / np.linalg.norm(X)
+    )
+    assert last["train_r2"] == pytest.approx(est.reconstruction_r2_, abs=1e-6)
+    # the checkpoint loads as a fitted estimator with unit-norm concepts
+    loaded = joblib.load(ckpt.saved_[-1])
+    np.testing.assert_allclose(np.linalg.norm(loaded.components_, axis=1), 1, rtol=1e-6)
+    assert loaded.score(X) > 0.5
+    with pytest.raises(TypeError, match="none of the methods"):
+        Est(3, callbacks=[object()], device="cpu").fit(X)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_digits_pipeline_picks_16_concepts(n_jobs):
+    """The issue's pipeline: unit-norm concepts let a classifier use the codes."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+
+    X, y = load_digits(return_X_y=True)
+    pipe = Pipeline(
+        [
+            ("c", NMFConcepts(max_iter=100, random_state=0, device="cpu")),
+            ("clf", LogisticRegression(max_iter=500)),
+        ]
+    )
+    search = GridSearchCV(pipe, {"c__n_concepts": [4, 16]}, cv=3, n_jobs=n_jobs)
+    search.fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert search.best_params_ == {"c__n_concepts": 16}
+    assert scores[1] >= 0.88

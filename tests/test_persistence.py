@@ -51,14 +51,10 @@ def _outputs(est, X, y):
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_joblib_round_trip(estimator, tmp_path):
     est, X, y = _fitted(estimator)
+    # every output is compared: with random_state fixed each one (a score
+    # that trains fresh probes included) is a function of the fitted state
     before = _outputs(est, X, y)
-    # compare the outputs that are a deterministic function of the fitted
-    # state (a score that trains fresh probes may draw new random numbers)
-    again = _outputs(est, X, y)
-    before = {
-        k: v for k, v in before.items() if np.array_equal(np.asarray(v), again[k])
-    }
-    assert before, "the estimator has no reproducible output to compare"
+    assert before, "the estimator has no output to compare"
     path = tmp_path / "model.joblib"
     joblib.dump(est, path)
     loaded = joblib.load(path)

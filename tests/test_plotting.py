@@ -393,7 +393,7 @@ def test_plots_of_a_fitted_sobol_importance_and_its_deletion_curves():
         return np.tanh(x[:, 0]) + 0.3 * x[:, 1]
 
     est = SobolConceptImportance(
-        PCA(n_components=3), head, n_designs=64, n_bootstrap=20, random_state=0
+        PCA(n_components=3), head, n_designs=64, n_replicates=2, random_state=0
     ).fit(X, y)
     fig = plot_concept_importance(est)
     assert [a.get_title() for a in fig.axes] == [str(c) for c in est.classes_]

@@ -78,12 +78,8 @@ def test_issue_bars_at_full_size():
     common = dict(n_concepts=64, top_k=3, device="cpu")
     a1 = ArchetypalSAE(random_state=1, **common).fit(H1)
     a2 = ArchetypalSAE(random_state=2, **common).fit(H2)
-    t1 = TopKSAE(random_state=1, **common).fit(H1)
-    t2 = TopKSAE(random_state=2, **common).fit(H2)
     a = dictionary_stability(a1.components_, a2.components_)
-    t = dictionary_stability(t1.components_, t2.components_)
-    assert a >= 0.85
-    assert a >= t
+    assert a >= 0.85  # (against TopKSAE: over seed pairs, tests/test_claims.py)
 
 
 def test_archetypal_recovers_atoms(data, fitted):
@@ -98,12 +94,13 @@ def test_archetypal_recovers_atoms(data, fitted):
     assert dead_fraction(U) == pytest.approx(est.dead_fraction_)
 
 
-def test_stability_archetypal_vs_topk(fitted):
-    # different halves of the data, different seeds (k-means seed included)
+def test_archetypal_stable_across_halves(fitted):
+    # different halves of the data, different seeds (k-means seed included).
+    # The comparison with TopKSAE is made over seed pairs in a regime where
+    # it is beyond noise: tests/test_claims.py (here, one pair of this easy
+    # problem, the two were within noise of each other)
     a = dictionary_stability(fitted["A_h1"].components_, fitted["A_h2"].components_)
-    t = dictionary_stability(fitted["T_h1"].components_, fitted["T_h2"].components_)
     assert a >= 0.85
-    assert a >= t - 1e-3
 
 
 def test_topk_recovers_atoms(data, fitted):
@@ -118,13 +115,16 @@ def test_topk_recovers_atoms(data, fitted):
 # ------------------------------------------------------ archetypal details
 def test_archetypal_constraints(fitted):
     est = fitted["A"]
-    W = est.archetype_weights_
+    W = est.candidate_weights_
     assert (W >= 0).all()
     np.testing.assert_allclose(W.sum(axis=1), 1.0, rtol=1e-5)
-    lam = np.linalg.norm(est.relaxation_, axis=1)
-    assert (lam <= est.relaxation_radius_ * (1 + 1e-5)).all()
-    D = (W @ est.candidates_ + est.relaxation_) * est.scale_
-    np.testing.assert_allclose(est.components_, D, rtol=1e-4, atol=1e-5)
+    lam = np.linalg.norm(est.relaxation_matrix_, axis=1)
+    assert (lam <= est.relaxation_ * (1 + 1e-5)).all()
+    D = (W @ est.candidates_ + est.relaxation_matrix_) * est.scale_
+    norms = np.linalg.norm(D, axis=1, keepdims=True)
+    # unit-norm components_: the rows of D over their norms
+    np.testing.assert_allclose(est.components_, D / norms, rtol=1e-4, atol=1e-5)
+    assert np.ptp(norms) > 0.01 or abs(norms.mean() - 1) > 0.01  # not trivial
 
 
 def test_archetypal_relaxation_is_in_data_units(data):
@@ -133,25 +133,25 @@ def test_archetypal_relaxation_is_in_data_units(data):
     for scale in (1.0, 100.0):
         est = ArchetypalSAE(relaxation=0.05, max_epochs=3, random_state=0, **SMALL)
         est.fit(X * scale)
-        assert est.relaxation_radius_ == 0.05
-        lam = np.linalg.norm(est.relaxation_, axis=1)
+        assert est.relaxation_ == 0.05
+        lam = np.linalg.norm(est.relaxation_matrix_, axis=1)
         assert lam.max() > 0.04 and (lam <= 0.05 * (1 + 1e-5)).all()
     # "auto": 0.3 x the RMS norm of the centred data, so it scales with X
     auto = ArchetypalSAE(max_epochs=1, random_state=0, **SMALL).fit(X * 10)
     rms = np.sqrt(((X * 10 - (X * 10).mean(0)) ** 2).sum(1).mean())
-    np.testing.assert_allclose(auto.relaxation_radius_, 0.3 * rms, rtol=1e-4)
+    np.testing.assert_allclose(auto.relaxation_, 0.3 * rms, rtol=1e-4)
 
 
 def test_strict_archetypal_relaxation_zero(data):
     X = data[0][:2000]
     est = ArchetypalSAE(relaxation=0.0, max_epochs=10, random_state=0, **SMALL).fit(X)
     assert np.isfinite(est.components_).all()
-    assert np.all(est.relaxation_ == 0)
-    # every atom is exactly scale * (convex combination of the candidates)
-    W = est.archetype_weights_
-    np.testing.assert_allclose(
-        est.components_, est.scale_ * W @ est.candidates_, rtol=1e-4, atol=1e-5
-    )
+    assert np.all(est.relaxation_matrix_ == 0)
+    # every atom is exactly scale * (convex combination of the candidates),
+    # exported with unit norm
+    D = est.scale_ * est.candidate_weights_ @ est.candidates_
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    np.testing.assert_allclose(est.components_, D, rtol=1e-4, atol=1e-5)
     assert est.reconstruction_r2_ > 0.5
 
 
@@ -278,7 +278,10 @@ def test_auxk_reduces_dead_atoms():
     aux = TopKSAE(aux_coef=1.0, **params).fit(X)
     assert no_aux.dead_fraction_ >= 0.04
     assert aux.dead_fraction_ <= 0.5 * no_aux.dead_fraction_
-    assert "auxk" in aux.history_[-1] and "auxk" not in no_aux.history_[-1]
+    # the auxk key is there from the first record on (0.0 while inactive)
+    assert aux.history_[-1]["auxk"] > 0 and all(
+        r["auxk"] == 0.0 for r in no_aux.history_
+    )
 
 
 def test_partial_fit_streams_chunks(data, tmp_path):
@@ -480,3 +483,69 @@ def test_archetypal_partial_fit_warns_on_a_small_first_chunk(data):
         warnings.simplefilter("error")
         ok = clone(est).partial_fit(X[:100])
     assert ok.candidates_.shape[0] == 16
+
+
+# ------------------------------------------------------ the scale convention
+@pytest.mark.parametrize("activation", ["topk", "batchtopk", "relu", "jumprelu"])
+@pytest.mark.parametrize("Est", [TopKSAE, ArchetypalSAE])
+def test_unit_norm_components_same_reconstruction(data, Est, activation):
+    """Unit-norm rows; the codes are scaled after the sparsity rule, so the
+    support of the codes and the reconstruction are the trained model's."""
+    import copy
+
+    X = data[0][:1500]
+    est = Est(activation=activation, max_epochs=3, random_state=0, **SMALL).fit(X)
+    norms = np.linalg.norm(est.components_, axis=1)
+    np.testing.assert_allclose(norms[norms > 0], 1.0, rtol=1e-5)
+    # the model as it was before the convention: the raw dictionary, codes
+    # not rescaled
+    raw = copy.deepcopy(est)
+    raw.components_ = est.components_ * est._code_scale[:, None]
+    raw._code_scale = None
+    U, U_raw = est.transform(X), raw.transform(X)
+    np.testing.assert_array_equal(U != 0, U_raw != 0)  # same selection
+    np.testing.assert_allclose(U, U_raw * est._code_scale, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        est.inverse_transform(U), raw.inverse_transform(U_raw), rtol=1e-4, atol=1e-4
+    )
+    assert est.score(X) == pytest.approx(raw.score(X), abs=1e-5)
+    assert est.reconstruction_r2_ == pytest.approx(est.score(X), abs=1e-5)
+    sse = np.sum((X - est.inverse_transform(U)) ** 2)
+    assert est.reconstruction_err_ == pytest.approx(np.sqrt(sse), rel=1e-3)
+    if Est is ArchetypalSAE:  # D = (W C + Lambda) exp(s) is far from unit norm
+        assert np.abs(np.log(est._code_scale)).max() > 0.05
+
+
+@pytest.mark.parametrize("activation", ["topk", "batchtopk", "relu", "jumprelu"])
+def test_history_keys_fixed_from_the_first_record(data, activation):
+    pd = pytest.importorskip("pandas")
+    X = data[0][:1500]
+    params = dict(SMALL, n_concepts=48, dead_steps=2, aux_coef=1.0)
+    est = TopKSAE(activation=activation, max_epochs=4, random_state=0, **params)
+    est.fit(X)
+    est.partial_fit(X[:500])
+    keys = [list(r) for r in est.history_]
+    assert all(k == keys[0] for k in keys)
+    assert keys[0] == [
+        "epoch",
+        "steps",
+        "lr",
+        "loss",
+        "mse",
+        "sparsity",
+        "auxk",
+        "train_r2",
+        "l0",
+        "dead_fraction",
+        "val_r2",
+        "time",
+    ]
+    df = pd.DataFrame(est.history_)
+    assert df.drop(columns="val_r2").notna().all().all()
+    assert df["val_r2"].isna().all()  # no early stopping
+    if activation in ("topk", "batchtopk"):
+        assert (df["sparsity"] == 0.0).all()
+    else:
+        assert (df["sparsity"] > 0).all()
+    parts = df["mse"] + df["sparsity"] + df["auxk"]
+    np.testing.assert_allclose(df["loss"], parts, rtol=1e-9)

@@ -62,7 +62,10 @@ def run(iso, weight, seed):
     Za, Zb = sae.remove_modality_gap(Xa), sae.remove_modality_gap(Xb)
     scores = {
         "label acc": atom_label_accuracy(
-            truth.atoms, truth.atom_labels, sae.components_, sae.atom_modality_
+            truth.atoms,
+            truth.atom_labels.astype(str),
+            sae.components_,
+            sae.atom_modality_,
         ),
         "recovery": atom_recovery(truth.atoms, sae.components_),
         "R2": sae.reconstruction_r2_,

@@ -84,7 +84,7 @@ for c in range(k):
 from skconcepts import SobolConceptImportance
 
 sobol = SobolConceptImportance(
-    nmf, head, prefit=True, n_designs=32, n_bootstrap=100, random_state=0
+    nmf, head, prefit=True, n_designs=32, n_replicates=4, random_state=0
 )
 sobol.fit(A_test, y_test)
 
@@ -119,12 +119,12 @@ print(f"mean total - first order: {gap.mean():.3f} (max {gap.max():.3f})")
 # How many designs? The Monte Carlo error
 # ---------------------------------------
 # ``n_designs`` (``N``) sets the cost, ``N (k + 2)`` head calls per image,
-# and the precision. The bootstrap intervals shrink like ``1 / sqrt(N)``:
+# and the precision. The replicate intervals shrink at least like ``1 / sqrt(N)``:
 # CRAFT's default of 32 is enough to rank the top concepts of a class; use
 # more to compare close ones.
 for n_designs in (16, 32, 128):
     est = SobolConceptImportance(
-        nmf, head, prefit=True, n_designs=n_designs, n_bootstrap=100, random_state=0
+        nmf, head, prefit=True, n_designs=n_designs, n_replicates=4, random_state=0
     ).fit(A_test, y_test)
     width = est.total_indices_ci_[..., 1] - est.total_indices_ci_[..., 0]
     print(f"N = {n_designs:4d}: mean CI width {width.mean():.3f}")

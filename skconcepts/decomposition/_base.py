@@ -7,7 +7,13 @@ import numpy as np
 
 from .._backend import default_batch_size, to_numpy, to_tensor, torch_dtype
 from .._compat import Integral, Interval, Real, StrOptions
-from ..base import DEVICE_CONSTRAINT, ConceptExtractor
+from ..base import (
+    DEVICE_CONSTRAINT,
+    ConceptExtractor,
+    call_hook,
+    check_callbacks,
+    unit_rows,
+)
 from ._solvers import Rows, gram_reg, is_memmap, nnls_codes
 
 
@@ -29,6 +35,7 @@ class _BaseNMF(ConceptExtractor):
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "forget_factor": [Interval(Real, 0, 1, closed="both")],
+        "callbacks": [list, None],
         "device": DEVICE_CONSTRAINT,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -63,10 +70,76 @@ class _BaseNMF(ConceptExtractor):
             )
         return Rows(X, device, torch_dtype(X.dtype), bs)
 
+    def _set_concepts(self, W, X_dtype):
+        """Store the solver's concepts ``W`` under the scale convention.
+
+        ``components_`` gets the unit-norm rows ``W / ||W_t||`` and the row
+        norms are kept (``_code_scale``): ``transform`` solves the codes with
+        the solver's ``W`` (the same penalised problem as ``fit``) and
+        multiplies them by the norms, so ``U @ components_`` is unchanged. A
+        zero row (dead atom) stays zero, with norm 1.
+        """
+        Wn, norms = unit_rows(W)
+        self.components_ = to_numpy(Wn, X_dtype)
+        self._code_scale = to_numpy(norms, X_dtype)
+
+    def _raw_components(self):
+        """The solver's concepts ``components_ * norms`` (NumPy, a new array)."""
+        scale = getattr(self, "_code_scale", None)
+        W = np.array(self.components_)
+        return W if scale is None else W * np.asarray(scale)[:, None]
+
     def _set_fit_result(self, rows, Ut, W, n_iter, X_dtype):
-        self.components_ = to_numpy(W, X_dtype)
+        self._set_concepts(W, X_dtype)
         self.n_iter_ = int(n_iter)
-        self.reconstruction_err_ = float(math.sqrt(rows.residual_sq(Ut, W)))
+        self._set_quality(*rows.residual_stats(Ut, W))
+
+    def _set_quality(self, sse, sst):
+        """``reconstruction_err_`` (Frobenius) and ``reconstruction_r2_``."""
+        self.reconstruction_err_ = float(math.sqrt(max(sse, 0.0)))
+        if sst > 0:
+            self.reconstruction_r2_ = float(1.0 - sse / sst)
+        else:
+            self.reconstruction_r2_ = 1.0 if sse == 0 else 0.0
+
+    # --------------------------------------------------------- callbacks
+    def _fit_hooks(self, X_dtype):
+        """``(callbacks, on_iter)``: the callback protocol of the SAEs for a fit.
+
+        ``on_iter(n_iter, err, rel_err, W)`` appends the iteration's record to
+        the session's history, calls ``on_epoch_end`` of every callback and
+        returns True when one asked to stop.
+        """
+        callbacks = check_callbacks(self.callbacks)
+        session = _NMFSession(X_dtype)
+        call_hook(callbacks, "on_train_begin", self, session)
+
+        def on_iter(n_iter, err, rel_err, sst, W):
+            session.epoch = n_iter
+            session.W = W
+            r2 = 1.0 - err**2 / sst if sst > 0 else float(err == 0)
+            record = {
+                "epoch": n_iter,
+                "reconstruction_err": err,
+                "relative_error": rel_err,
+                "train_r2": r2,
+            }
+            session.history.append(record)
+            return call_hook(callbacks, "on_epoch_end", self, session, record)
+
+        return callbacks, session, on_iter
+
+    def _end_hooks(self, callbacks, session):
+        call_hook(callbacks, "on_train_end", self, session)
+
+    def _export_state(self, session):
+        """Write ``components_`` from a running fit (for :class:`Checkpoint`)."""
+        if session.W is not None:
+            self._set_concepts(session.W, session.dtype)
+            self._export_extra(session)
+
+    def _export_extra(self, session):
+        """Estimator-specific state of a running fit (Convex-NMF's weights)."""
 
     def _set_fit_stats(self, UtU, UtX, n, X_dtype):
         """Keep ``fit``'s statistics so that ``partial_fit`` continues from it."""
@@ -86,7 +159,7 @@ class _BaseNMF(ConceptExtractor):
 
     def _online_store(self, update, X_dtype):
         """Keep the fitted state of the concept update (``components_``, ...)."""
-        self.components_ = to_numpy(update.W, X_dtype)
+        self._set_concepts(update.W, X_dtype)
 
     def _online_reseed(self, update, dead, rows, Ut):
         update.reseed(dead, rows, Ut)
@@ -146,14 +219,15 @@ class _BaseNMF(ConceptExtractor):
             dead = update.dead(A)
             if bool(dead.any()):
                 self._online_reseed(update, dead, rows, Ut)
-            err = math.sqrt(rows.residual_sq(Ut, update.W))
+            sse, sst = rows.residual_stats(Ut, update.W)
+            err = math.sqrt(max(sse, 0.0))
         self._online_store(update, X.dtype)
         self._stat_UtU = to_numpy(A, X.dtype)
         self._stat_UtX = to_numpy(B, X.dtype)
         self._stat_n = float(n_eff)
         self.n_steps_ = (0 if first else getattr(self, "n_steps_", 0)) + 1
         self.n_iter_ = (0 if first else getattr(self, "n_iter_", 0)) + 1
-        self.reconstruction_err_ = float(err)
+        self._set_quality(sse, sst)
         if self.verbose:
             rel = err / math.sqrt(max(xsq, 1e-300))
             print(
@@ -167,18 +241,42 @@ class _BaseNMF(ConceptExtractor):
         import torch
 
         W = torch.as_tensor(self.components_, dtype=dtype, device=device)
+        scale = getattr(self, "_code_scale", None)
+        if scale is None:
+            scale = np.ones(W.shape[0])
+        s = torch.as_tensor(np.asarray(scale), dtype=dtype, device=device)
+        W_raw = W * s[:, None]
         _, l2_U, _, _ = self._regularization(1, self.n_features_in_)
-        G = gram_reg(W, l2_U)
-        return {"components": W, "gram": G, "gram_pinv": torch.linalg.pinv(G)}
+        G = gram_reg(W_raw, l2_U)
+        return {
+            "components": W,
+            "raw": W_raw,
+            "scale": s,
+            "gram": G,
+            "gram_pinv": torch.linalg.pinv(G),
+        }
 
     def _encode(self, Xb, state):
         l1_U, _, _, _ = self._regularization(1, self.n_features_in_)
-        return nnls_codes(
+        U = nnls_codes(
             Xb,
-            state["components"],
+            state["raw"],
             state["gram"],
             state["gram_pinv"],
             l1=l1_U,
             max_iter=self.max_iter,
             tol=self.tol,
         ).T
+        return U * state["scale"]
+
+
+class _NMFSession:
+    """What the callbacks of an NMF fit see: ``epoch`` (iterations done),
+    ``history`` (the records so far) and ``W`` (the solver's concepts)."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.epoch = 0
+        self.history = []
+        self.W = None
+        self.update = None

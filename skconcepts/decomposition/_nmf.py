@@ -1,7 +1,5 @@
 """Non-negative matrix factorisation concepts (CRAFT, COCKATIEL)."""
 
-import numpy as np
-
 from .._backend import make_generator, to_tensor
 from .._compat import StrOptions, _fit_context
 from ._base import _BaseNMF
@@ -78,6 +76,18 @@ class NMFConcepts(_BaseNMF):
         Weight of the past statistics at each :meth:`partial_fit` call (as in
         scikit-learn's :class:`~sklearn.decomposition.MiniBatchNMF`).
 
+    callbacks : list or None, default=None
+        Objects with any of ``on_train_begin(est, session)``,
+        ``on_epoch_end(est, session, record) -> bool`` (a true return stops
+        the fit) and ``on_train_end(est, session)``: the protocol of the
+        SAEs (:class:`skconcepts.sae.Checkpoint` works here too).
+        ``on_epoch_end`` is called after every pass of ``fit`` with
+        ``record = {"epoch", "reconstruction_err", "relative_error",
+        "train_r2"}`` (computed from the solver's statistics);
+        ``session.epoch`` counts the passes and ``session.history`` holds the
+        records. (This replaces the ``fit(X, callback=f)`` argument of
+        skconcepts 0.1.dev, removed.)
+
     device : str, default="auto"
         Torch device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``,
         ``"cuda:N"`` or ``"mps"``. Resolved at each call.
@@ -93,7 +103,13 @@ class NMFConcepts(_BaseNMF):
     Attributes
     ----------
     components_ : ndarray of shape (n_concepts, n_features)
-        The concepts ``W >= 0``, in the dtype of ``X``.
+        The concepts ``W >= 0``, in the dtype of ``X``, with unit L2 norm
+        (the scale convention of every skconcepts extractor): the codes
+        carry the magnitude. scikit-learn's ``NMF`` leaves the scale in
+        ``components_``; here the solver's rows are divided by their norms
+        and :meth:`transform` multiplies the codes by them, so
+        ``transform(X) @ components_`` is the same reconstruction. A dead
+        atom (all-zero row) stays zero, and so do its codes.
 
     n_iter_ : int
         Number of concept updates: the passes over the data done by ``fit``,
@@ -105,6 +121,10 @@ class NMFConcepts(_BaseNMF):
         iteration), as scikit-learn's ``reconstruction_err_``. After
         :meth:`partial_fit`, the same norm on the chunk just seen (its codes
         solved with the previous concepts, ``W`` the updated ones).
+
+    reconstruction_r2_ : float
+        ``1 - reconstruction_err_**2 / ||X - mean(X)||_F^2``: the R^2 of the
+        same reconstruction (as the SAEs' ``reconstruction_r2_``).
 
     n_steps_ : int
         Number of :meth:`partial_fit` calls since the last ``fit`` (0 after
@@ -128,6 +148,10 @@ class NMFConcepts(_BaseNMF):
     squares problem with ``components_`` fixed (HALS sweeps from the clipped
     least-squares solution), so a sample's codes do not depend on the other
     samples. ``fit_transform`` is ``fit`` followed by ``transform``.
+
+    Regularisation (``alpha_W``, ``alpha_H``) acts on the solver's factors,
+    before the rows are normalised; ``transform`` solves the same penalised
+    problem and rescales, so its codes are those of ``fit``.
 
     HALS re-seeds an atom whose code column or concept row becomes all zero
     (the concept is set to the residual of the worst-reconstructed sample);
@@ -189,6 +213,7 @@ class NMFConcepts(_BaseNMF):
         l1_ratio=0.0,
         batch_size=None,
         forget_factor=0.7,
+        callbacks=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -203,6 +228,7 @@ class NMFConcepts(_BaseNMF):
         self.l1_ratio = l1_ratio
         self.batch_size = batch_size
         self.forget_factor = forget_factor
+        self.callbacks = callbacks
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -225,7 +251,7 @@ class NMFConcepts(_BaseNMF):
         return NonnegMU(W, l1_W, l2_W)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, callback=None):
+    def fit(self, X, y=None):
         """Learn the concepts of ``X``.
 
         Parameters
@@ -235,9 +261,6 @@ class NMFConcepts(_BaseNMF):
             row batches.
         y : Ignored
             Not used, present for API consistency.
-        callback : callable, default=None
-            ``callback(n_iter, relative_error)`` called after every pass (for
-            monitoring and benchmarks).
 
         Returns
         -------
@@ -254,8 +277,9 @@ class NMFConcepts(_BaseNMF):
         l1_U, l2_U, l1_W, l2_W = self._regularization(n, d)
         rows = self._rows(X, X_in, device)
         gen = make_generator(self.random_state)
+        callbacks, session, on_iter = self._fit_hooks(X.dtype)
         with torch.no_grad():
-            xsq, mean = rows.stats()
+            xsq, mean, sst = rows.stats(centred=True)
             Ut, W = nmf_init(
                 rows, self.n_concepts, init, gen, mean, svd_n_iter=self._svd_n_iter
             )
@@ -275,11 +299,13 @@ class NMFConcepts(_BaseNMF):
                 tol=self.tol,
                 stop="violation" if self.solver == "hals" else "error",
                 verbose=self.verbose,
-                callback=callback,
+                on_iter=on_iter,
+                sst=sst,
             )
             self._set_fit_result(rows, Ut, update.W, n_iter, X.dtype)
             # sufficient statistics, so that partial_fit continues from this fit
             self._set_fit_stats(UtU, UtX, n, X.dtype)
+        self._end_hooks(callbacks, session)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -320,5 +346,5 @@ class NMFConcepts(_BaseNMF):
         return NonnegHALS(W, n_inner=self._n_inner_concepts)
 
     def _online_restore(self, device, dtype):
-        W = to_tensor(np.array(self.components_), device, dtype)
+        W = to_tensor(self._raw_components(), device, dtype)
         return NonnegHALS(W, n_inner=self._n_inner_concepts)

@@ -63,7 +63,7 @@ class _SignedNMF(_BaseNMF):
         raise NotImplementedError
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, callback=None):
+    def fit(self, X, y=None):
         """Learn the concepts of ``X``.
 
         Parameters
@@ -72,15 +72,13 @@ class _SignedNMF(_BaseNMF):
             Activations (any sign). A NumPy memmap is streamed from disk.
         y : Ignored
             Not used, present for API consistency.
-        callback : callable, default=None
-            ``callback(n_iter, relative_error)`` called after every pass.
 
         Returns
         -------
         self : object
             The fitted estimator.
         """
-        self._store_extra(self._fit(X, callback))
+        self._store_extra(self._fit(X))
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -125,7 +123,11 @@ class _SignedNMF(_BaseNMF):
     def _store_extra(self, update):
         """Keep estimator-specific fitted state from the concept update."""
 
-    def _fit(self, X, callback=None):
+    def _export_extra(self, session):
+        if session.update is not None:
+            self._store_extra(session.update)
+
+    def _fit(self, X):
         import torch
 
         X_in = X
@@ -135,9 +137,11 @@ class _SignedNMF(_BaseNMF):
         l1_U, l2_U, l1_W, l2_W = self._regularization(n, d)
         rows = self._rows(X, X_in, device)
         gen = make_generator(self.random_state)
+        callbacks, session, on_iter = self._fit_hooks(X.dtype)
         with torch.no_grad():
-            xsq, _ = rows.stats()
+            xsq, _, sst = rows.stats(centred=True)
             update = self._make_update(rows, gen, l1_W, l2_W)
+            session.update = update
             Ut = init_codes(rows, update.W, l1_U, l2_U)
             n_iter, UtU, UtX = fit_alternating(
                 rows,
@@ -152,11 +156,13 @@ class _SignedNMF(_BaseNMF):
                 tol=self.tol,
                 stop="error",
                 verbose=self.verbose,
-                callback=callback,
+                on_iter=on_iter,
+                sst=sst,
             )
             self._set_fit_result(rows, Ut, update.W, n_iter, X.dtype)
             # sufficient statistics, so that partial_fit continues from this fit
             self._set_fit_stats(UtU, UtX, n, X.dtype)
+        self._end_hooks(callbacks, session)
         return update
 
 
@@ -196,6 +202,18 @@ _SIGNED_PARAMS_DOC = """
         Weight of the past statistics at each :meth:`partial_fit` call (as in
         :class:`NMFConcepts`).
 
+    callbacks : list or None, default=None
+        Objects with any of ``on_train_begin(est, session)``,
+        ``on_epoch_end(est, session, record) -> bool`` (a true return stops
+        the fit) and ``on_train_end(est, session)``: the protocol of the
+        SAEs (:class:`skconcepts.sae.Checkpoint` works here too).
+        ``on_epoch_end`` is called after every pass of ``fit`` with
+        ``record = {"epoch", "reconstruction_err", "relative_error",
+        "train_r2"}`` (computed from the solver's statistics);
+        ``session.epoch`` counts the passes and ``session.history`` holds the
+        records. (This replaces the ``fit(X, callback=f)`` argument of
+        skconcepts 0.1.dev, removed.)
+
     device : str, default="auto"
         Torch device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
 
@@ -226,7 +244,9 @@ class SemiNMFConcepts(_SignedNMF):
     Attributes
     ----------
     components_ : ndarray of shape (n_concepts, n_features)
-        The concepts (signed).
+        The concepts (signed), with unit L2 norm: the codes carry the
+        magnitude (``X ~ U @ components_`` as fitted; a dead atom's row is
+        zero, and so are its codes).
 
     n_iter_ : int
         Number of concept updates: the passes over the data done by ``fit``,
@@ -236,6 +256,10 @@ class SemiNMFConcepts(_SignedNMF):
     reconstruction_err_ : float
         Frobenius norm ``||X - U W||_F`` of the fit; after :meth:`partial_fit`,
         the same norm on the chunk just seen.
+
+    reconstruction_r2_ : float
+        ``1 - reconstruction_err_**2 / ||X - mean(X)||_F^2``: the R^2 of the
+        same reconstruction (as the SAEs' ``reconstruction_r2_``).
 
     n_steps_ : int
         Number of :meth:`partial_fit` calls since the last ``fit`` (0 after
@@ -281,6 +305,7 @@ class SemiNMFConcepts(_SignedNMF):
         l1_ratio=0.0,
         batch_size=None,
         forget_factor=0.7,
+        callbacks=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -294,6 +319,7 @@ class SemiNMFConcepts(_SignedNMF):
         self.l1_ratio = l1_ratio
         self.batch_size = batch_size
         self.forget_factor = forget_factor
+        self.callbacks = callbacks
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -304,7 +330,7 @@ class SemiNMFConcepts(_SignedNMF):
         return SignedLS(centroids.contiguous(), l1_W, l2_W)
 
     def _online_restore(self, device, dtype):
-        W = to_tensor(np.array(self.components_), device, dtype)
+        W = to_tensor(self._raw_components(), device, dtype)
         return SignedLS(W)
 
 
@@ -320,26 +346,38 @@ class ConvexNMFConcepts(_SignedNMF):
     ``U^T U`` and ``U^T X`` only, so ``X`` is streamed once per iteration.
 
     For large ``n_samples`` the candidates are a random subsample of
-    ``max_candidates`` rows (all rows when ``n_samples <= max_candidates``):
-    the concepts are then combinations of those rows only. With
+    ``n_candidates`` rows (all rows when ``n_samples <= n_candidates``):
+    the concepts are then combinations of those rows only. The vocabulary is
+    the one of :class:`~skconcepts.sae.ArchetypalSAE`: ``candidates_`` are
+    the candidate points, ``candidate_weights_`` the non-negative weights
+    that combine them into concepts. With
     :meth:`partial_fit` the candidates are drawn from the first chunk only
-    (a warning says so when it has fewer than ``max_candidates`` rows) and
+    (a warning says so when it has fewer than ``n_candidates`` rows) and
     stay fixed; later chunks update the weights. The candidate rows are kept
-    (privately) so that :meth:`partial_fit` can continue after ``fit``.
+    (``candidates_``) so that :meth:`partial_fit` can continue after ``fit``.
 
     Parameters
     ----------
     {params}
-    max_candidates : int, default=1000
-        Maximum number of candidate rows the concepts are combined from.
+    n_candidates : int, default=1000
+        Number of candidate rows the concepts are combined from (capped at
+        ``n_samples``). Called ``max_candidates`` before skconcepts 0.1
+        (renamed to share :class:`~skconcepts.sae.ArchetypalSAE`'s name).
 
     Attributes
     ----------
     components_ : ndarray of shape (n_concepts, n_features)
-        The concepts, ``convex_weights_ @ X[candidate_indices_]``.
+        The concepts, ``candidate_weights_ @ candidates_``, with unit L2 norm
+        (the scale convention of every extractor: the codes carry the
+        magnitude; a dead atom's row is zero).
 
-    convex_weights_ : ndarray of shape (n_concepts, n_candidates)
-        The non-negative mixing weights ``G``.
+    candidates_ : ndarray of shape (n_candidates, n_features)
+        The candidate rows ``C = X[candidate_indices_]``.
+
+    candidate_weights_ : ndarray of shape (n_concepts, n_candidates)
+        The non-negative mixing weights ``G`` (each row divided by the norm of
+        its concept, so that ``components_ = candidate_weights_ @
+        candidates_``). Called ``convex_weights_`` before.
 
     candidate_indices_ : ndarray of shape (n_candidates,)
         Indices of the candidate rows in the training data (in the first
@@ -353,6 +391,10 @@ class ConvexNMFConcepts(_SignedNMF):
     reconstruction_err_ : float
         Frobenius norm ``||X - U W||_F`` of the fit; after :meth:`partial_fit`,
         the same norm on the chunk just seen.
+
+    reconstruction_r2_ : float
+        ``1 - reconstruction_err_**2 / ||X - mean(X)||_F^2``: the R^2 of the
+        same reconstruction (as the SAEs' ``reconstruction_r2_``).
 
     n_steps_ : int
         Number of :meth:`partial_fit` calls since the last ``fit`` (0 after
@@ -381,16 +423,18 @@ class ConvexNMFConcepts(_SignedNMF):
     >>> rng = np.random.RandomState(0)
     >>> X = rng.randn(100, 10)
     >>> cvx = ConvexNMFConcepts(n_concepts=4, device="cpu", random_state=0).fit(X)
-    >>> W = cvx.convex_weights_ @ X[cvx.candidate_indices_]
+    >>> W = cvx.candidate_weights_ @ X[cvx.candidate_indices_]
     >>> bool(np.allclose(W, cvx.components_, atol=1e-8))
     True
-    >>> bool(cvx.convex_weights_.min() >= 0)
+    >>> bool(cvx.candidate_weights_.min() >= 0)
     True
+    >>> np.linalg.norm(cvx.components_, axis=1).round(6).tolist()
+    [1.0, 1.0, 1.0, 1.0]
     """
 
     _parameter_constraints: dict = {
         **_SignedNMF._parameter_constraints,
-        "max_candidates": [Interval(Integral, 1, None, closed="left")],
+        "n_candidates": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -403,9 +447,10 @@ class ConvexNMFConcepts(_SignedNMF):
         alpha_W=0.0,
         alpha_H="same",
         l1_ratio=0.0,
-        max_candidates=1000,
+        n_candidates=1000,
         batch_size=None,
         forget_factor=0.7,
+        callbacks=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -417,9 +462,10 @@ class ConvexNMFConcepts(_SignedNMF):
         self.alpha_W = alpha_W
         self.alpha_H = alpha_H
         self.l1_ratio = l1_ratio
-        self.max_candidates = max_candidates
+        self.n_candidates = n_candidates
         self.batch_size = batch_size
         self.forget_factor = forget_factor
+        self.callbacks = callbacks
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -427,7 +473,7 @@ class ConvexNMFConcepts(_SignedNMF):
     def _make_update(self, rows, gen, l1_W, l2_W):
         import torch
 
-        idx, C = self._candidates(rows, gen, self.max_candidates)
+        idx, C = self._candidates(rows, gen, self.n_candidates)
         _, labels = self._seed(C, gen)
         k, m = self.n_concepts, C.shape[0]
         onehot = torch.zeros((k, m), dtype=C.dtype, device=C.device)
@@ -440,21 +486,25 @@ class ConvexNMFConcepts(_SignedNMF):
         return ConvexMU(Gm, C, idx, l1_W, l2_W)
 
     def _store_extra(self, update):
-        self.convex_weights_ = to_numpy(update.Gm, self.components_.dtype)
+        # the weights under the scale convention: components_ (unit-norm rows)
+        # = candidate_weights_ @ candidates_; the solver's are times the norms
+        scale = np.asarray(self._code_scale, dtype=np.float64)[:, None]
+        Gm = to_numpy(update.Gm).astype(np.float64) / scale
+        self.candidate_weights_ = Gm.astype(self.components_.dtype)
         self.candidate_indices_ = to_numpy(update.cand_idx).astype(int)
-        # the candidate rows themselves, for partial_fit after fit
-        self._candidate_rows = to_numpy(update.C, self.components_.dtype)
+        # the candidate rows themselves (also what partial_fit continues from)
+        self.candidates_ = to_numpy(update.C, self.components_.dtype)
 
     def _online_init(self, rows, gen):
-        m = max(self.max_candidates, self.n_concepts)
+        m = max(self.n_candidates, self.n_concepts)
         if rows.n < m:
             warnings.warn(
                 f"ConvexNMFConcepts.partial_fit draws its candidate rows from the "
                 f"first chunk only, which has {rows.n} rows (fewer than "
-                f"max(max_candidates={self.max_candidates}, n_concepts="
+                f"max(n_candidates={self.n_candidates}, n_concepts="
                 f"{self.n_concepts})): every concept will be a combination of "
                 f"these {rows.n} rows. Pass a larger first chunk, or lower "
-                f"max_candidates.",
+                f"n_candidates.",
                 UserWarning,
                 stacklevel=5,
             )
@@ -463,14 +513,15 @@ class ConvexNMFConcepts(_SignedNMF):
     def _online_restore(self, device, dtype):
         import torch
 
-        if not hasattr(self, "_candidate_rows"):
+        if not hasattr(self, "candidates_"):
             raise ValueError(
                 "This ConvexNMFConcepts was fitted by an older skconcepts that did "
                 "not keep its candidate rows, so partial_fit cannot continue it; "
                 "fit it again (or start a new stream with a fresh estimator)."
             )
-        Gm = to_tensor(np.array(self.convex_weights_), device, dtype)
-        C = to_tensor(np.array(self._candidate_rows), device, dtype)
+        scale = np.asarray(self._code_scale, dtype=np.float64)[:, None]
+        Gm = to_tensor(self.candidate_weights_ * scale, device, dtype)
+        C = to_tensor(np.array(self.candidates_), device, dtype)
         idx = torch.as_tensor(self.candidate_indices_, device=device)
         return ConvexMU(Gm, C, idx)
 

@@ -106,15 +106,23 @@ class Rows:
         out[order] = self._array[idx[order]]
         return to_tensor(out, self.device, self.dtype)
 
-    def stats(self):
-        """``(||X||_F^2, mean(X))`` as Python floats, in one pass."""
+    def stats(self, centred=False):
+        """``(||X||_F^2, mean(X))`` as Python floats, in one pass.
+
+        With ``centred``, also ``||X - mean_rows(X)||_F^2`` (the total sum of
+        squares of an R^2), from float64 per-feature sums.
+        """
         torch = _torch()
         sq = torch.zeros((), dtype=torch.float64, device=self.device)
-        s = torch.zeros((), dtype=torch.float64, device=self.device)
+        s1 = torch.zeros(self.d, dtype=torch.float64, device=self.device)
         for _, xb in self.batches(self._chunk):
             sq += torch.linalg.vector_norm(xb).double() ** 2
-            s += xb.sum().double()
-        return float(sq), float(s) / max(1, self.n * self.d)
+            s1 += xb.sum(0, dtype=torch.float64)
+        sq, mean = float(sq), float(s1.sum()) / max(1, self.n * self.d)
+        if not centred:
+            return sq, mean
+        sst = sq - float((s1 * s1).sum()) / max(1, self.n)
+        return sq, mean, max(sst, 0.0)
 
     def matmul(self, M):
         """``X @ M`` for ``M`` of shape ``(d, l)``; returns ``(n, l)``."""
@@ -132,10 +140,16 @@ class Rows:
             out.addmm_(Q[sl].T, xb)
         return out
 
-    def residual_sq(self, Ut, W):
-        """``||X - U W||_F^2`` from the residual itself (one pass)."""
+    def residual_stats(self, Ut, W):
+        """``(||X - U W||_F^2, ||X - mean(X)||_F^2)`` in one pass.
+
+        The residual is computed itself (no cancellation); the total sum of
+        squares comes from float64 per-feature sums.
+        """
         torch = _torch()
         tot = torch.zeros((), dtype=torch.float64, device=self.device)
+        sq = torch.zeros((), dtype=torch.float64, device=self.device)
+        s1 = torch.zeros(self.d, dtype=torch.float64, device=self.device)
         r = None
         for sl, xb in self.batches(self._chunk):
             if r is None:
@@ -143,7 +157,10 @@ class Rows:
             m = sl.stop - sl.start
             torch.addmm(xb, Ut[:, sl].T, W, alpha=-1, out=r[:m])
             tot += torch.linalg.vector_norm(r[:m]).double() ** 2
-        return float(tot)
+            sq += torch.linalg.vector_norm(xb).double() ** 2
+            s1 += xb.sum(0, dtype=torch.float64)
+        sst = float(sq) - float((s1 * s1).sum()) / max(1, self.n)
+        return float(tot), max(sst, 0.0)
 
 
 # --------------------------------------------------------------------- SVD
@@ -660,7 +677,8 @@ def fit_alternating(
     check_every=5,
     guard=True,
     verbose=0,
-    callback=None,
+    on_iter=None,
+    sst=None,
 ):
     """Alternate code and concept updates; return ``(n_iter, UtU, UtX)``.
 
@@ -682,8 +700,10 @@ def fit_alternating(
     rule). ``guard`` re-seeds atoms whose code column or
     concept row became all zero.
 
-    ``callback(n_iter, rel_error)`` (optional) is called after every
-    iteration with the relative error computed from the statistics.
+    ``on_iter(n_iter, err, rel_err, sst, W)`` (optional) is called after every
+    iteration with the Frobenius error computed from the statistics, the
+    relative error, the total sum of squares ``sst`` of ``X`` and the
+    concepts; a true return value stops the fit.
     """
     torch = _torch()
     k = Ut.shape[0]
@@ -723,10 +743,13 @@ def fit_alternating(
         W = update.W
         err2 = xsq - 2 * float((W * UtX).sum()) + float((UtU * (W @ W.T)).sum())
         err = math.sqrt(max(err2, 0.0))
-        if callback is not None:
-            callback(n_iter, err / xnorm)
+        stop_now = on_iter is not None and on_iter(
+            n_iter, err, err / xnorm, sst if sst is not None else xsq, W
+        )
         if verbose and (n_iter % 10 == 0 or n_iter == 1):
             print(f"iteration {n_iter:4d}: relative error {err / xnorm:.6f}")
+        if stop_now:
+            break
         # re-seed dead atoms, unless X is already reconstructed to rounding;
         # never at the last pass (no code update would follow)
         if guard and err > reseed_floor and n_iter < max_iter:

@@ -95,8 +95,11 @@ def _fold_mlp(scalers, mlp, n_features, dtype):
     shift = np.zeros(n_features)
     scale = np.ones(n_features)
     for s in scalers:  # x -> (x - mean) / scale, composed left to right
-        mean = np.zeros(n_features) if s.mean_ is None else s.mean_
-        sc = np.ones(n_features) if s.scale_ is None else s.scale_
+        # what StandardScaler.transform does: it stores mean_ even with
+        # with_mean=False (and may store scale_), but only subtracts (divides)
+        # when with_mean (with_std) is set
+        mean = s.mean_ if s.with_mean and s.mean_ is not None else 0.0
+        sc = s.scale_ if s.with_std and s.scale_ is not None else 1.0
         shift = (shift - mean) / sc
         scale = scale / sc
     # first layer on x: ((x * scale) + shift) @ W0 + b0

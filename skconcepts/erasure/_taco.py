@@ -9,6 +9,7 @@ concepts. The Sobol' indices come from the engine shared with
 """
 
 import contextlib
+import sys
 import warnings
 
 import numpy as np
@@ -31,10 +32,11 @@ from .._compat import (
     _fit_context,
     check_is_fitted,
     probe_fit_input,
-    validate_data,
 )
-from .._io import is_on_disk, memmap_face
+from .._extractors import MetaExtractorMixin, check_extractor, fitted_extractor
+from .._io import is_on_disk
 from ..base import DEVICE_CONSTRAINT
+from ..importance._base import POWER_OF_TWO
 from ._probes import make_probe, margin_head, seeded_clone
 
 __all__ = ["TaCoEraser"]
@@ -202,9 +204,7 @@ _STREAMED = {"pca": _streamed_pca, "svd": _streamed_svd, "ica": _streamed_ica}
 
 
 def _make_extractor(decomposition, k, seed, device, X):
-    """An unfitted concept extractor for the ``decomposition`` parameter."""
-    if not isinstance(decomposition, str):
-        return seeded_clone(decomposition, seed)
+    """An unfitted concept extractor for a ``decomposition`` string."""
     if decomposition == "pca":
         return PCA(n_components=k, random_state=seed)
     if decomposition == "svd":
@@ -227,7 +227,9 @@ def _make_extractor(decomposition, k, seed, device, X):
     return NMFConcepts(n_concepts=k, random_state=seed, device=device)
 
 
-class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class TaCoEraser(
+    MetaExtractorMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
+):
     """Targeted concept erasure (TaCo) of a protected attribute.
 
     ``fit(X, y)`` decomposes the activations ``X`` into concepts
@@ -277,10 +279,20 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         much better than PCA's, see the user guide);
         ``"nmf"``: :class:`~skconcepts.NMFConcepts` (non-negative ``X``
         only). An estimator with ``fit`` / ``transform`` (and
-        ``inverse_transform``, for the decoder) is cloned and used as is:
-        any skconcepts extractor, scikit-learn's ``NMF``, ... Its decoder
-        must be affine, ``x = u W + b``; ``W`` and ``b`` are read off its
-        ``inverse_transform``.
+        ``inverse_transform`` or ``components_``, for the decoder) is cloned
+        and fitted on ``X``: any skconcepts extractor, scikit-learn's
+        ``NMF``, ... With ``prefit=True`` it is used as fitted, and may be
+        any object with ``transform`` plus ``inverse_transform`` or
+        ``components_`` (no ``fit`` needed), as for
+        :class:`~skconcepts.SobolConceptImportance`. Its decoder must be
+        affine, ``x = u W + b``; ``W`` and ``b`` are read off its
+        ``inverse_transform`` (else ``W = components_``, ``b = 0``). Its
+        input tags (``positive_only``, ``allow_nan``) become the eraser's.
+
+    prefit : bool, default=False
+        Use the estimator given as ``decomposition`` as fitted instead of
+        fitting a clone on ``X`` (a string ``decomposition`` cannot be
+        prefit).
 
     probe : classifier or None, default=None
         Unfitted classifier cloned for every probe the eraser trains: the
@@ -299,8 +311,9 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         others (an angle between two near-zero importances means nothing).
 
     n_designs : int, default=32
-        Number of Sobol' designs ``N`` (a power of two, at least 2; checked
-        before anything is fitted); each sample costs
+        Number of Sobol' designs ``N`` (a power of two, at least 2, checked
+        by the parameter validation before anything is fitted, as in
+        :class:`~skconcepts.SobolConceptImportance`); each sample costs
         ``N (n_concepts_ + 2)`` head evaluations per head.
 
     max_samples : int, default=256
@@ -318,9 +331,14 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     residual : bool, default=False
         Keep the part of ``X`` that the decomposition does not explain
-        (``x - u W - b``) in the output and in the Sobol' evaluations. With
-        ``residual=True`` and nothing removed, ``transform(X)`` returns
-        ``X``.
+        (``x - u W - b``) in the output and in the Sobol' evaluations, as
+        ``residual`` does in :class:`~skconcepts.SobolConceptImportance`
+        (the same meaning). With ``residual=True`` and nothing removed,
+        ``transform(X)`` returns ``X``. The default differs on purpose:
+        an explanation should reproduce the model's output on ``x`` (there
+        the default is True), while an erasure must not pass on what the
+        concepts leave out, since the attribute can hide in the residual
+        (the reference TaCo rebuilds ``X`` from the kept concepts only).
 
     tolerance : float, default=0.05
         Balanced accuracy above chance that ``n_remove="auto"`` accepts.
@@ -350,6 +368,10 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Device of the Sobol' evaluations (and of ``NMFConcepts``): "auto",
         "cpu", "cuda", "cuda:N" or "mps".
 
+    verbose : int, default=0
+        Print the steps of ``fit`` (decomposition, probes, Sobol' indices,
+        each ``r`` of the ``n_remove="auto"`` search) to stderr.
+
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -361,10 +383,10 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     n_concepts_ : int
         Number of concepts.
 
-    components_ : ndarray of shape (n_concepts_, n_features_in_)
+    components_ : ndarray of shape (`n_concepts_`, `n_features_in_`)
         Decoder ``W`` (one row per concept, in the extractor's order).
 
-    mean_ : ndarray of shape (n_features_in_,)
+    mean_ : ndarray of shape (`n_features_in_`,)
         Decoder offset ``b`` (PCA's mean; zero for NMF).
 
     probe_ : classifier
@@ -376,27 +398,27 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         The task probe, when task labels were given to ``fit`` (fitted on the
         encoded task labels, as ``probe_``).
 
-    protected_importances_ : ndarray of shape (n_concepts_,)
+    protected_importances_ : ndarray of shape (`n_concepts_`,)
         Total Sobol' index of each concept for the probe's margin, averaged
         over the samples of each class, then over classes.
 
-    task_importances_ : ndarray of shape (n_concepts_,)
+    task_importances_ : ndarray of shape (`n_concepts_`,)
         The same for the task, when there is one.
 
-    angles_ : ndarray of shape (n_concepts_,)
+    angles_ : ndarray of shape (`n_concepts_`,)
         ``arctan2(task_importances_, protected_importances_)``, when there is
         a task.
 
-    ranking_ : ndarray of shape (n_concepts_,)
+    ranking_ : ndarray of shape (`n_concepts_`,)
         Concept indices in removal order.
 
     n_remove_ : int
         Number of concepts removed.
 
-    removed_concepts_ : ndarray of shape (n_remove_,)
+    removed_concepts_ : ndarray of shape (`n_remove_`,)
         ``ranking_[:n_remove_]``.
 
-    recoverability_ : ndarray of shape (n_concepts_ + 1,)
+    recoverability_ : ndarray of shape (`n_concepts_` + 1,)
         With ``n_remove="auto"``: ``recoverability_[r]`` is the
         cross-validated balanced accuracy of the fresh probe after removing
         the top ``r`` concepts, for ``r = 0 .. n_remove_`` (NaN beyond;
@@ -405,7 +427,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
@@ -469,13 +491,14 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "n_concepts": [Interval(Integral, 1, None, closed="left")],
         "n_remove": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
-        "decomposition": [
-            StrOptions(set(_DECOMPOSITIONS)),
-            HasMethods(["fit", "transform"]),
-        ],
+        # a string among _DECOMPOSITIONS or an extractor: checked in fit
+        # (skconcepts._extractors.check_extractor: a TypeError that says what
+        # is missing and what is accepted)
+        "decomposition": "no_validation",
+        "prefit": ["boolean"],
         "probe": [None, HasMethods(["fit", "predict"])],
         "task_head": [None, callable, HasMethods(["predict"])],
-        "n_designs": [Interval(Integral, 2, None, closed="left")],
+        "n_designs": [POWER_OF_TWO],
         "max_samples": [Interval(Integral, 1, None, closed="left")],
         "max_train_samples": [None, Interval(Integral, 2, None, closed="left")],
         "residual": ["boolean"],
@@ -485,6 +508,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "batch_size": [None, Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "device": DEVICE_CONSTRAINT,
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -493,6 +517,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         *,
         n_remove="auto",
         decomposition="pca",
+        prefit=False,
         probe=None,
         task_head=None,
         n_designs=32,
@@ -505,10 +530,12 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         batch_size=None,
         random_state=None,
         device="auto",
+        verbose=0,
     ):
         self.n_concepts = n_concepts
         self.n_remove = n_remove
         self.decomposition = decomposition
+        self.prefit = prefit
         self.probe = probe
         self.task_head = task_head
         self.n_designs = n_designs
@@ -521,13 +548,45 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.random_state = random_state
         self.device = device
+        self.verbose = verbose
 
     def __sklearn_tags__(self):
+        # input tags from the decomposition (MetaExtractorMixin)
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
-        tags.input_tags.sparse = False
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+    def _extractor_for_tags(self):
+        if isinstance(self.decomposition, str):
+            if self.decomposition != "nmf":
+                return None
+            try:
+                from ..decomposition import NMFConcepts
+            except ImportError:  # pragma: no cover - the NMF family is absent
+                return None
+            return NMFConcepts()
+        return self.decomposition
+
+    def _log(self, message):
+        if self.verbose:
+            print(f"[TaCoEraser] {message}", file=sys.stderr)
+
+    def _check_decomposition(self):
+        if isinstance(self.decomposition, str):
+            if self.decomposition not in _DECOMPOSITIONS:
+                raise ValueError(
+                    f"decomposition must be one of {sorted(_DECOMPOSITIONS)} or an "
+                    f"extractor; got {self.decomposition!r}."
+                )
+            if self.prefit:
+                raise ValueError(
+                    f"prefit=True needs a fitted extractor as decomposition, not "
+                    f"the string {self.decomposition!r}."
+                )
+        else:
+            check_extractor(
+                self.decomposition, prefit=self.prefit, name="decomposition"
+            )
 
     # ----------------------------------------------------------------- fit
     def _probe_template(self, seed):
@@ -560,7 +619,8 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         from ..importance._engine import affine_decoder
         from ..importance._sobol import concept_sobol_indices
 
-        X, y = validate_data(self, memmap_face(X), y, dtype=[np.float64, np.float32])
+        self._check_decomposition()
+        X, y = self._validate_X(X, y, reset=True)
         enc = _encode_labels(y, "y (the protected attribute)")
         self.classes_ = enc.classes_
         y_enc = enc.transform(y)
@@ -575,9 +635,6 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             check_consistent_length(X, task)
             task_enc = _encode_labels(task, "task").transform(task)
 
-        from ..importance._sobol import _check_sizes
-
-        _check_sizes(1, self.n_designs)  # before any decomposition or probe
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=6)
         n, d = X.shape
@@ -586,11 +643,20 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         # 1. concepts, on the training data only
         on_disk = is_on_disk(X)
         batch_rows = max(k, self.batch_size or 4096)
-        if (
-            on_disk
-            and isinstance(self.decomposition, str)
-            and (self.decomposition in _STREAMED)
-        ):
+        if not isinstance(self.decomposition, str):
+
+            def fit_clone(est):
+                with _quiet():
+                    return seeded_clone(est, seeds[0]).fit(X)
+
+            extractor = fitted_extractor(
+                self.decomposition,
+                X,
+                prefit=self.prefit,
+                fit=fit_clone,
+                name="decomposition",
+            )
+        elif on_disk and self.decomposition in _STREAMED:
             streamed = _STREAMED[self.decomposition]
             with _quiet():
                 extractor = streamed(X, k, batch_rows, seeds[0])
@@ -598,6 +664,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             extractor = _make_extractor(self.decomposition, k, seeds[0], self.device, X)
             with _quiet():
                 extractor.fit(X)
+        self._log(f"decomposition {type(extractor).__name__} ready")
         if on_disk:  # codes by row batches: no centred copy of X
             U = np.concatenate(
                 [
@@ -607,6 +674,11 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             )
         else:
             U = np.asarray(extractor.transform(X), dtype=X.dtype)
+        if U.ndim != 2 or U.shape[0] != n:
+            raise ValueError(
+                f"{type(extractor).__name__}.transform returned shape {U.shape} "
+                f"for {n} samples."
+            )
         self.n_concepts_ = U.shape[1]
         W, b = affine_decoder(extractor, self.n_concepts_, X.dtype, check_codes=U)
         self.extractor_ = extractor
@@ -640,6 +712,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self.probe_ = seeded_clone(template, seeds[1]).fit(Xp, yt_enc)
             if task_enc is not None:
                 self.task_probe_ = seeded_clone(template, seeds[2]).fit(Xp, taskt)
+        self._log(f"probe fitted on {Xt.shape[0]} rows")
         heads = {"protected": margin_head(self.probe_, d, X.dtype)}
         if task_enc is not None:
             heads["task"] = margin_head(self.task_probe_, d, X.dtype)
@@ -659,10 +732,11 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         rows = X[idx] - U[idx] @ W if self.residual else b
         importances = {}
         for name, head in heads.items():
+            self._log(f"Sobol' indices of the {name} head on {len(idx)} samples")
             total = concept_sobol_indices(
+                head,
                 U[idx],
                 W,
-                head,
                 residual=rows,
                 n_designs=self.n_designs,
                 batch_size=self.batch_size,
@@ -723,6 +797,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     scoring="balanced_accuracy",
                 )
             scores[r] = float(np.mean(s))
+            self._log(f"{r} concept(s) removed: balanced accuracy {scores[r]:.3f}")
             return scores[r] <= threshold
 
         if self.search == "linear":
@@ -795,7 +870,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             of ``X``.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = self._validate_X(X, reset=False)
         return self._transform_validated(X)
 
     def erase(self, X, concepts):
@@ -818,7 +893,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             As :meth:`transform`, with ``concepts`` removed.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = self._validate_X(X, reset=False)
         concepts = np.asarray(concepts, dtype=np.intp).reshape(-1)
         if concepts.size and (concepts.min() < 0 or concepts.max() >= self.n_concepts_):
             raise ValueError(
@@ -853,7 +928,7 @@ class TaCoEraser(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         from ..metrics import leakage
 
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = self._validate_X(X, reset=False)
         y = column_or_1d(y, warn=True)
         check_consistent_length(X, y)
         enc = _encode_labels(y, "y")

@@ -18,7 +18,7 @@ for any other head (the step ``eps`` is relative to each code ``u_i``).
 
 import numpy as np
 
-from ._engine import evaluate_masks
+from ._engine import _decoder_and_residual, evaluate_masks
 from ._heads import as_head
 
 __all__ = [
@@ -28,17 +28,19 @@ __all__ = [
 ]
 
 
-def concept_occlusion(codes, components, head, *, residual=None, target=None, **kw):
+def concept_occlusion(head, codes, components, *, residual=None, target=None, **kw):
     """Occlusion in concept space: ``f(1) - f(1 - e_i)`` per sample and concept.
 
     Parameters
     ----------
-    codes : ndarray of shape (n_samples, n_concepts)
-        Concept codes ``u``.
-    components : ndarray of shape (n_concepts, n_features)
-        Dictionary (decoder ``u @ components``).
     head : callable, torch.nn.Module or fitted scikit-learn model
         Maps activations to outputs.
+    codes : ndarray of shape (n_samples, n_concepts)
+        Concept codes ``u``.
+    components : ndarray of shape (n_concepts, n_features) or fitted extractor
+        Dictionary (decoder ``u @ components``), or the fitted extractor
+        (its decoder ``W``, ``b`` read off it; ``b`` is the residual when
+        ``residual`` is None).
     residual : ndarray of shape (n_samples, n_features) or (n_features,), default=None
         Added to every decoded row.
     target : ndarray of shape (n_samples,) of int, default=None
@@ -54,7 +56,7 @@ def concept_occlusion(codes, components, head, *, residual=None, target=None, **
     --------
     >>> import numpy as np
     >>> from skconcepts.importance import concept_occlusion
-    >>> concept_occlusion(np.array([[1.0, 2.0]]), np.eye(2), lambda x: x @ [3.0, 1.0])
+    >>> concept_occlusion(lambda x: x @ [3.0, 1.0], np.array([[1.0, 2.0]]), np.eye(2))
     array([[3., 2.]])
     """
     k = np.shape(codes)[1]
@@ -65,10 +67,11 @@ def concept_occlusion(codes, components, head, *, residual=None, target=None, **
     return f[:, :1] - f[:, 1:]
 
 
-def _mask_gradients(codes, components, head, points, *, residual, target, eps, **kw):
+def _mask_gradients(head, codes, components, points, *, residual, target, eps, **kw):
     """``df/dm`` at each mask in ``points`` (n_points, k) -> (n, n_points, k)."""
     head = as_head(head)
     codes = np.asarray(codes)
+    components, residual = _decoder_and_residual(components, residual, codes)
     if head.is_torch:
         _, grads = evaluate_masks(
             head,
@@ -100,7 +103,7 @@ def _mask_gradients(codes, components, head, points, *, residual, target, eps, *
 
 
 def concept_gradient_input(
-    codes, components, head, *, residual=None, target=None, eps=1e-3, **kw
+    head, codes, components, *, residual=None, target=None, eps=1e-3, **kw
 ):
     """Gradient x input in concept space: ``u_i * dh/du_i`` at the sample.
 
@@ -109,7 +112,7 @@ def concept_gradient_input(
 
     Parameters
     ----------
-    codes, components, head, residual, target
+    head, codes, components, residual, target
         As in :func:`concept_occlusion`.
     eps : float, default=1e-3
         Relative finite-difference step (heads without autograd).
@@ -124,16 +127,16 @@ def concept_gradient_input(
     --------
     >>> import numpy as np
     >>> from skconcepts.importance import concept_gradient_input
-    >>> phi = concept_gradient_input(np.array([[1.0, 2.0]]), np.eye(2),
-    ...                              lambda x: x[:, 0] * x[:, 1])
+    >>> phi = concept_gradient_input(lambda x: x[:, 0] * x[:, 1],
+    ...                              np.array([[1.0, 2.0]]), np.eye(2))
     >>> np.round(phi, 6)
     array([[2., 2.]])
     """
     k = np.shape(codes)[1]
     g = _mask_gradients(
+        head,
         codes,
         components,
-        head,
         np.ones((1, k)),
         residual=residual,
         target=target,
@@ -144,7 +147,7 @@ def concept_gradient_input(
 
 
 def concept_integrated_gradients(
-    codes, components, head, *, residual=None, target=None, n_steps=32, eps=1e-3, **kw
+    head, codes, components, *, residual=None, target=None, n_steps=32, eps=1e-3, **kw
 ):
     """Integrated gradients in concept space from the baseline ``u = 0``.
 
@@ -153,7 +156,7 @@ def concept_integrated_gradients(
 
     Parameters
     ----------
-    codes, components, head, residual, target
+    head, codes, components, residual, target
         As in :func:`concept_occlusion`.
     n_steps : int, default=32
         Points of the midpoint rule on the path.
@@ -170,8 +173,8 @@ def concept_integrated_gradients(
     --------
     >>> import numpy as np
     >>> from skconcepts.importance import concept_integrated_gradients
-    >>> phi = concept_integrated_gradients(np.array([[1.0, 2.0]]), np.eye(2),
-    ...                                    lambda x: x[:, 0] * x[:, 1])
+    >>> phi = concept_integrated_gradients(lambda x: x[:, 0] * x[:, 1],
+    ...                                    np.array([[1.0, 2.0]]), np.eye(2))
     >>> np.round(phi, 3)  # sums to f(1) - f(0) = 2
     array([[1., 1.]])
     """
@@ -179,9 +182,9 @@ def concept_integrated_gradients(
     alphas = (np.arange(n_steps) + 0.5) / n_steps
     points = alphas[:, None] * np.ones((1, k))
     g = _mask_gradients(
+        head,
         codes,
         components,
-        head,
         points,
         residual=residual,
         target=target,

@@ -8,34 +8,44 @@ in concept space and averages the per-sample importances per class;
 C-muFidelity of the importances (greater is better).
 """
 
-import numbers
 import sys
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.exceptions import NotFittedError
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from .._backend import resolve_device, seed_from
 from .._compat import (
-    HasMethods,
     Integral,
     Interval,
+    Options,
     _fit_context,
     check_is_fitted,
-    validate_data,
 )
-from .._io import memmap_face
+from .._extractors import MetaExtractorMixin, check_extractor, fitted_extractor
 from ..base import DEVICE_CONSTRAINT
 from ._engine import affine_decoder, head_outputs
 from ._heads import as_head
+
+
+#: Constraint of ``n_designs`` (Sobol' importance and TaCo): a power of two
+#: from 2 to 2**30, as the balance properties of the Sobol' sequence need.
+class _PowerOfTwo(Options):
+    """Options of every power of two, named as such in the error message."""
+
+    def __str__(self):
+        return "an int power of two from 2 to 2**30 (the Sobol' sequence needs it)"
+
+
+POWER_OF_TWO = _PowerOfTwo(Integral, {2**i for i in range(1, 31)})
+
 
 # Per-sample outputs held in memory at once while explaining (float64 values).
 _CHUNK_VALUES = 2**22
 
 
-class _BaseConceptImportance(TransformerMixin, BaseEstimator):
+class _BaseConceptImportance(MetaExtractorMixin, TransformerMixin, BaseEstimator):
     """Shared machinery: extractor handling, head outputs, targets, grouping.
 
     Subclasses define ``_n_evals(k)`` (head rows per sample),
@@ -52,7 +62,9 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
     _signed_importances = True
 
     _parameter_constraints: dict = {
-        "extractor": [HasMethods(["fit", "transform"])],
+        # checked in fit by skconcepts._extractors.check_extractor (a TypeError
+        # that says what is missing and what is accepted)
+        "extractor": "no_validation",
         "head": "no_validation",
         "prefit": ["boolean"],
         "residual": ["boolean"],
@@ -63,12 +75,9 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
     }
 
     # ---------------------------------------------------------------- tags
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        tags.target_tags.required = False
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
+    # (input tags from the extractor: skconcepts._extractors.MetaExtractorMixin)
+    def _extractor_for_tags(self):
+        return self.extractor
 
     @property
     def _n_features_out(self):
@@ -96,26 +105,8 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
         )
 
     # ------------------------------------------------------ concept space
-    def _validate_X(self, X, *, reset):
-        # chunked on-disk arrays (zarr, HDF5, dask) get a memmap face, as in
-        # ConceptExtractor; memmaps are not copied
-        return validate_data(
-            self, memmap_face(X), dtype=[np.float64, np.float32], reset=reset
-        )
-
     def _fit_extractor(self, X):
-        if self.prefit:
-            try:
-                check_is_fitted(self.extractor)
-            except NotFittedError as exc:
-                raise ValueError(
-                    "prefit=True but the extractor is not fitted. Fit it first, or "
-                    "use prefit=False; to keep a fitted extractor through clone() "
-                    "(GridSearchCV, cross_validate) wrap it in "
-                    "sklearn.frozen.FrozenEstimator."
-                ) from exc
-            return self.extractor
-        return clone(self.extractor).fit(X)
+        return fitted_extractor(self.extractor, X, prefit=self.prefit)
 
     def _concept_space(self, X):
         """Codes, decoder and residual rows for ``X`` (a validated array).
@@ -287,6 +278,7 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
         self : object
             Fitted estimator.
         """
+        check_extractor(self.extractor, prefit=self.prefit)
         X = self._validate_X(X, reset=True)
         if y is not None:
             y = column_or_1d(y, warn=True)
@@ -406,7 +398,3 @@ class _BaseConceptImportance(TransformerMixin, BaseEstimator):
                 **self._engine_kw(),
             )
         return float(np.mean(per_sample))
-
-
-def _is_power_of_two(n):
-    return isinstance(n, numbers.Integral) and n >= 1 and (n & (n - 1)) == 0

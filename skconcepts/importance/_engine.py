@@ -123,8 +123,12 @@ def evaluate_masks(
         ``(m, n_outputs)`` outputs.
     codes : ndarray of shape (n_samples, n_concepts)
         Concept codes ``u`` of the samples.
-    components : ndarray of shape (n_concepts, n_features)
-        Dictionary ``W`` (the decoder is ``u @ W``).
+    components : ndarray of shape (n_concepts, n_features) or fitted extractor
+        Dictionary ``W`` (the decoder is ``u @ W``), or the fitted extractor
+        itself (anything a meta-estimator accepts, see
+        :class:`~skconcepts.importance.SobolConceptImportance`): ``W`` and
+        the offset ``b`` are then read off it by :func:`affine_decoder`, and
+        ``b`` is the residual when ``residual`` is None.
     masks : ndarray of shape (n_masks, n_concepts) or (n_samples, n_masks, n_concepts)
         Masks shared by all samples, or one set per sample.
     residual : ndarray of shape (n_samples, n_features) or (n_features,), default=None
@@ -160,7 +164,7 @@ def evaluate_masks(
     head = as_head(head)
     torch = _torch() if head.is_torch else None
     codes = np.asarray(codes)
-    components = np.asarray(components)
+    components, residual = _decoder_and_residual(components, residual, codes)
     masks = np.asarray(masks)
     n, k = codes.shape
     if components.shape[0] != k:
@@ -264,6 +268,26 @@ def evaluate_masks(
     if grad:
         return values, grads
     return values
+
+
+def _decoder_and_residual(components, residual, codes):
+    """``(W, residual)``: an extractor given as ``components`` is decoded.
+
+    The one place where every function of the engine (Sobol', attributions,
+    the fidelity metrics) turns a fitted extractor into its affine decoder;
+    its offset ``b`` becomes the residual unless one is given (a residual
+    ``x - u W`` already holds it).
+    """
+    if isinstance(components, (np.ndarray, list, tuple)) or not (
+        hasattr(components, "inverse_transform") or hasattr(components, "components_")
+    ):
+        return np.asarray(components), residual
+    from .._extractors import check_decoder
+
+    check_decoder(components, "components")
+    dtype = np.result_type(np.asarray(codes).dtype, np.float32)
+    W, b = affine_decoder(components, np.shape(codes)[1], dtype)
+    return W, (b if residual is None else residual)
 
 
 def affine_decoder(extractor, n_concepts, dtype=np.float64, *, check_codes=None):

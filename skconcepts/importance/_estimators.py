@@ -2,22 +2,20 @@
 
 import numpy as np
 
-from .._compat import Integral, Interval, Options, Real, StrOptions
+from .._compat import Integral, Interval, Real, StrOptions
 from ._attribution import (
     concept_gradient_input,
     concept_integrated_gradients,
     concept_occlusion,
 )
-from ._base import _BaseConceptImportance, _is_power_of_two
+from ._base import POWER_OF_TWO, _BaseConceptImportance
 from ._engine import evaluate_masks
 from ._sobol import (
     _base_ints,
-    _bootstrap_estimates,
-    _estimates,
-    _normal_interval,
-    _sample_shifts,
+    _replicate_estimates,
+    _replicate_interval,
+    _replicate_shifts,
     _shifted_designs,
-    _split,
     sobol_design,
 )
 
@@ -64,18 +62,27 @@ class SobolConceptImportance(_BaseConceptImportance):
         Add each sample's reconstruction residual ``x - u @ W`` to every
         perturbed activation, so that the full mask gives back ``head(x)``.
         When False the decoder offset (PCA's ``mean_``) is added instead.
-    n_bootstrap : int, default=100
-        Bootstrap resamples of the design rows for the confidence intervals
-        (0 disables them; otherwise at least 2).
+    n_replicates : int, default=1
+        Independent randomisations (random digital shifts of the scrambled
+        net) of each sample's design. With 2 or more the indices are the
+        replicates' mean and come with Student intervals ``mean -/+
+        t_{R-1} sd / sqrt(R)`` from the spread of the replicates' class
+        means (honest coverage: the replicates are i.i.d.); each costs
+        another ``N * (n_concepts + 2)`` head rows per sample. 1 gives no
+        intervals. (This replaces a bootstrap over design rows, whose
+        intervals treated the rows of a Sobol' net as independent draws and
+        covered the truth about 100% of the time at a nominal 95%.)
     confidence_level : float, default=0.95
-        Coverage of the confidence intervals.
+        Nominal coverage of the confidence intervals.
     batch_size : int, default=None
         Maximum number of activation rows per head call (several samples x
         design rows are stacked); None sizes batches from a 64 MiB budget.
     device : str, default="auto"
         Device of a torch head ("auto": CUDA when available).
     random_state : int, RandomState instance or None, default=None
-        Seeds the Sobol' scrambling, the per-sample shifts and the bootstrap.
+        Seeds the Sobol' scrambling and the per-sample, per-replicate shifts
+        (the designs of ``concept_sobol_indices(per_sample_designs=True)``
+        with the same seed and ``n_replicates``).
         The seed drawn at ``fit`` is reused by ``transform`` and ``score``.
     verbose : int, default=0
         Print progress per chunk of samples.
@@ -102,15 +109,18 @@ class SobolConceptImportance(_BaseConceptImportance):
     importances_ : ndarray of the same shape
         Alias of ``total_indices_`` (the importance every estimator of the
         family exposes).
-    total_indices_ci_, first_order_indices_ci_ : ndarray of shape (..., 2)
-        Bootstrap intervals (lower, upper) of the means above, ``mean -/+ z
-        sd`` with the standard deviation of the bootstrap replicates (design
-        rows resampled); they reflect the Monte Carlo error of the designs,
-        not the sampling of ``X`` nor the ``O(1/N)`` bias of the ratio
-        estimators. Only when ``n_bootstrap > 0``.
+    total_indices_ci_ : ndarray of shape (n_concepts, 2) or (n_classes, n_concepts, 2)
+        Intervals (lower, upper) of ``total_indices_`` from the ``R``
+        replicates' means, ``mean -/+ t_{R-1} sd / sqrt(R)``; they reflect
+        the Monte Carlo error of the designs, not the sampling of ``X`` nor
+        the ``O(1/N)`` bias of the ratio estimators. Only when
+        ``n_replicates >= 2``.
+    first_order_indices_ci_ : ndarray of the same shape
+        The same intervals for ``first_order_indices_``. Only when
+        ``n_replicates >= 2``.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
@@ -170,11 +180,8 @@ class SobolConceptImportance(_BaseConceptImportance):
 
     _parameter_constraints: dict = {
         **_BaseConceptImportance._parameter_constraints,
-        "n_designs": [Interval(Integral, 2, None, closed="left")],
-        "n_bootstrap": [
-            Options(Integral, {0}),
-            Interval(Integral, 2, None, closed="left"),
-        ],
+        "n_designs": [POWER_OF_TWO],
+        "n_replicates": [Interval(Integral, 1, None, closed="left")],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
     }
 
@@ -186,7 +193,7 @@ class SobolConceptImportance(_BaseConceptImportance):
         n_designs=32,
         prefit=False,
         residual=True,
-        n_bootstrap=100,
+        n_replicates=1,
         confidence_level=0.95,
         batch_size=None,
         device="auto",
@@ -198,52 +205,40 @@ class SobolConceptImportance(_BaseConceptImportance):
         self.n_designs = n_designs
         self.prefit = prefit
         self.residual = residual
-        self.n_bootstrap = n_bootstrap
+        self.n_replicates = n_replicates
         self.confidence_level = confidence_level
         self.batch_size = batch_size
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params_extra(self):
-        if not _is_power_of_two(self.n_designs):
-            raise ValueError(
-                f"n_designs must be a power of two (e.g. 32, 64, 1024); got "
-                f"{self.n_designs}."
-            )
-
     def _n_evals(self, k):
-        return self.n_designs * (k + 2)
+        return self.n_replicates * self.n_designs * (k + 2)
 
     def _n_replicate_values(self, k):
-        # bootstrap replicates, resampled rows and weights, per-sample designs
-        n_boot, N = self.n_bootstrap, self.n_designs
-        return 2 * n_boot * k + 3 * n_boot * N + self._n_evals(k) * k
+        # the per-sample designs and the replicates' indices
+        return self._n_evals(k) * k + 2 * self.n_replicates * k
 
     def _prepare_fit(self, space):
         n, k = space["codes"].shape
+        R = self.n_replicates
         space["base"] = _base_ints(k, self.n_designs, self._design_seed)
-        space["shifts"] = _sample_shifts(n, k, self._design_seed)
+        space["shifts"] = _replicate_shifts(n, k, self._design_seed, R, per_sample=True)
 
     def _explain(self, space, sl, target, head, fit):
         codes, W, r = self._space_slice(space, sl)
-        k, N = codes.shape[1], self.n_designs
+        k, N, R = codes.shape[1], self.n_designs, self.n_replicates
         if fit:  # independent randomisations: precise class means
             design = _shifted_designs(space["base"], space["shifts"][sl], k)
         else:  # one design for every row: row-independent transform
-            design = sobol_design(k, N, random_state=self._design_seed)
+            design = sobol_design(k, N, random_state=self._design_seed, n_replicates=R)
         Y = evaluate_masks(
             head, codes, W, design, residual=r, target=target, **self._engine_kw()
         )
-        fA, fB, fC = _split(Y, k, N)
-        first, total = _estimates(fA, fB, fC)
+        rep_first, rep_total = _replicate_estimates(Y, k, N, R)
+        first, total = rep_first.mean(axis=0), rep_total.mean(axis=0)
         res = {"importance": total, "total": total, "first_order": first}
-        if fit and self.n_bootstrap:
-            # each sample resamples its own design rows (its design is its
-            # own too), seeded by the design seed and the chunk's position
-            rng = np.random.default_rng([self._design_seed, 11, sl.start])
-            rows = rng.integers(0, N, size=(codes.shape[0], self.n_bootstrap, N))
-            rep_first, rep_total = _bootstrap_estimates(fA, fB, fC, rows)
+        if fit and R >= 2:
             res["replicates"] = {"first_order": rep_first, "total": rep_total}
         return res
 
@@ -256,7 +251,9 @@ class SobolConceptImportance(_BaseConceptImportance):
                 ("total", "total_indices_ci_"),
                 ("first_order", "first_order_indices_ci_"),
             ):
-                ci = _normal_interval(means[key], rep_means[key], self.confidence_level)
+                ci = _replicate_interval(
+                    means[key], rep_means[key], self.confidence_level
+                )
                 setattr(self, name, _global(ci, single, dtype))
 
 
@@ -331,7 +328,7 @@ class ConceptAttribution(_BaseConceptImportance):
         Mean attribution of each concept (per class when ``classes_`` is set).
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
@@ -410,7 +407,7 @@ class ConceptAttribution(_BaseConceptImportance):
             kw["eps"] = self.epsilon
         if self.method == "integrated_gradients":
             kw["n_steps"] = self.n_steps
-        phi = _METHODS[self.method](codes, W, head, residual=r, target=target, **kw)
+        phi = _METHODS[self.method](head, codes, W, residual=r, target=target, **kw)
         return {"importance": phi}
 
     def _set_global(self, means, rep_means, single, dtype):

@@ -78,9 +78,17 @@ class _Head:
             self.kind = "callable"
             self._method = head
         else:
+            hint = ""
+            if isinstance(head, (np.ndarray, list, tuple)):
+                hint = (
+                    " The functions of skconcepts.importance and "
+                    "skconcepts.metrics take the head first: "
+                    "f(head, codes, components, ...), as "
+                    "sklearn.inspection.permutation_importance(estimator, X, y)."
+                )
             raise ValueError(
                 "head must be a callable on arrays, a torch nn.Module or a fitted "
-                f"scikit-learn model; got {type(head).__name__}."
+                f"scikit-learn model; got {type(head).__name__}.{hint}"
             )
         self.is_torch = self.kind == "torch"
         classes = getattr(head, "classes_", None) if self.kind == "sklearn" else None

@@ -14,18 +14,25 @@ The outputs of each sample are first centred on their mean over the whole
 design (as in SALib); this leaves the indices unchanged in expectation and
 removes the variance a constant offset adds to the first-order estimator.
 
-Confidence intervals come from a bootstrap over the ``N`` design rows (the
-same resampled rows for ``A``, ``B`` and every ``C_i``): ``estimate -/+ z sd``
-with the bootstrap standard deviation ``sd``. Both estimators are ratios and
-carry a bias of order ``1 / N`` (a few percent of the index at ``N = 16``);
-the intervals describe the Monte Carlo spread, not that bias.
+Confidence intervals come from independent replicates (randomised
+quasi-Monte Carlo): with ``n_replicates = R >= 2`` the design is evaluated
+under ``R`` independent random digital shifts of the scrambled net, the
+indices are the mean of the ``R`` replicate estimates and the interval is
+``mean -/+ t_{R-1} sd / sqrt(R)`` with the replicates' standard deviation
+``sd``. The replicates are independent and identically distributed, so the
+interval's coverage is the nominal one up to the ratio estimators' bias.
+(A bootstrap over the ``N`` rows of one net treats the rows as independent
+draws; a Sobol' net is much better balanced than that, and such intervals
+covered the truth 100% of the time at a nominal 95%.) Both estimators are
+ratios and carry a bias of order ``1 / N`` (a few percent of the index at
+``N = 16``); the intervals describe the Monte Carlo spread, not that bias.
 """
 
 import numbers
 
 import numpy as np
-from scipy.stats import norm, qmc
-from sklearn.utils import check_random_state
+from scipy.stats import qmc
+from scipy.stats import t as student_t
 
 from .._backend import seed_from
 from ._engine import evaluate_masks
@@ -47,7 +54,7 @@ def _check_sizes(n_dims, n_designs):
         )
 
 
-def sobol_design(n_dims, n_designs, random_state=None):
+def sobol_design(n_dims, n_designs, random_state=None, *, n_replicates=1):
     """Saltelli's design of masks from a scrambled, seeded Sobol' sequence.
 
     Parameters
@@ -57,15 +64,20 @@ def sobol_design(n_dims, n_designs, random_state=None):
     n_designs : int
         Rows ``N`` per block; a power of two.
     random_state : int, RandomState instance or None, default=None
-        Seeds the scrambling of the sequence.
+        Seeds the scrambling of the sequence (and the replicates' shifts).
+    n_replicates : int, default=1
+        Independent randomisations of the design, stacked one after the
+        other: replicate ``r`` is the scrambled net XOR an independent random
+        digital shift (with 1, the net itself). :func:`sobol_indices` with
+        the same ``n_replicates`` turns their spread into intervals.
 
     Returns
     -------
-    design : ndarray of shape (n_designs * (n_dims + 2), n_dims)
-        The blocks ``[A; B; C_1; ...; C_k]`` stacked; values in ``[0, 1)``.
-        ``A`` and ``B`` are the two halves of the columns of one
-        ``2k``-dimensional scrambled Sobol' sequence; ``C_i`` is ``A`` with
-        column ``i`` taken from ``B``.
+    design : ndarray of shape (n_replicates * n_designs * (n_dims + 2), n_dims)
+        The blocks ``[A; B; C_1; ...; C_k]`` stacked (per replicate); values
+        in ``[0, 1)``. ``A`` and ``B`` are the two halves of the columns of
+        one ``2k``-dimensional scrambled Sobol' sequence; ``C_i`` is ``A``
+        with column ``i`` taken from ``B``.
 
     Examples
     --------
@@ -74,8 +86,19 @@ def sobol_design(n_dims, n_designs, random_state=None):
     (40, 3)
     """
     _check_sizes(n_dims, n_designs)
-    base = _base_ints(int(n_dims), int(n_designs), seed_from(random_state))
-    return _assemble(base.astype(np.float64) / _SCALE, int(n_dims))
+    _check_replicates(n_replicates)
+    k, seed = int(n_dims), seed_from(random_state)
+    base = _base_ints(k, int(n_designs), seed)
+    shifts = _replicate_shifts(1, k, seed, int(n_replicates), per_sample=False)
+    return _shifted_designs(base, shifts, k)[0]
+
+
+def _check_replicates(n_replicates):
+    if not isinstance(n_replicates, numbers.Integral) or n_replicates < 1:
+        raise ValueError(
+            "n_replicates must be a positive integer (1: no intervals; >= 2: "
+            f"that many independent randomisations); got {n_replicates!r}."
+        )
 
 
 # scipy's Sobol' points have 30 bits: x = integer / 2**30 exactly
@@ -101,14 +124,28 @@ def _assemble(points, k):
     return np.concatenate([A, B, C], axis=-2)
 
 
-def _sample_shifts(n_samples, k, seed):
-    """One random digital shift (``2k`` 30-bit integers) per sample."""
+def _replicate_shifts(n_samples, k, seed, n_replicates, *, per_sample):
+    """Random digital shifts, shape (n_samples, n_replicates, 2k), uint32.
+
+    ``per_sample``: every sample and replicate its own shift (the samples'
+    Monte Carlo errors independent). Otherwise every sample shares the
+    replicates' shifts, and a single replicate is the unshifted net. The
+    same ``(n_samples, k, seed, n_replicates)`` give the same shifts in
+    :func:`concept_sobol_indices` and ``SobolConceptImportance.fit``.
+    """
+    if not per_sample:
+        if n_replicates == 1:
+            return np.zeros((n_samples, 1, 2 * k), dtype=np.uint32)
+        rng = np.random.default_rng([int(seed), 13])
+        one = rng.integers(0, 2**_BITS, size=(1, n_replicates, 2 * k), dtype=np.uint32)
+        return np.repeat(one, n_samples, axis=0)
     rng = np.random.default_rng([int(seed), 7])
-    return rng.integers(0, 2**_BITS, size=(n_samples, 2 * k), dtype=np.uint32)
+    size = (n_samples, n_replicates, 2 * k)
+    return rng.integers(0, 2**_BITS, size=size, dtype=np.uint32)
 
 
 def _shifted_designs(base, shifts, k):
-    """Per-sample designs: the base net XOR each sample's digital shift.
+    """Per-sample designs: the base net XOR each sample's digital shifts.
 
     A random digital shift keeps the net's stratification and makes every
     point uniform, so each sample's estimates stay unbiased while the
@@ -116,12 +153,16 @@ def _shifted_designs(base, shifts, k):
     the mean of per-sample indices over a class converges like
     ``1 / sqrt(n_samples N)`` instead of ``1 / sqrt(N)``.
 
+    ``shifts`` has shape (n_samples, n_replicates, 2k); the replicates'
+    designs are stacked one after the other.
+
     Returns
     -------
-    designs : ndarray of shape (n_samples, N (k + 2), k)
+    designs : ndarray of shape (n_samples, n_replicates N (k + 2), k)
     """
-    pts = (base[None] ^ shifts[:, None, :]).astype(np.float64) / _SCALE
-    return _assemble(pts, k)
+    pts = (base[None, None] ^ shifts[:, :, None, :]).astype(np.float64) / _SCALE
+    designs = _assemble(pts, k)  # (n, R, N (k + 2), k)
+    return designs.reshape(shifts.shape[0], -1, k)
 
 
 def _split(outputs, n_dims, n_designs):
@@ -157,68 +198,28 @@ def _estimates(fA, fB, fC):
     return first, total
 
 
-def _bootstrap_rows(n_designs, n_bootstrap, rng):
-    """Resampled design rows, shape (n_bootstrap, n_designs)."""
-    return rng.randint(0, n_designs, size=(n_bootstrap, n_designs))
+def _replicate_estimates(outputs, n_dims, n_designs, n_replicates):
+    """Indices of every replicate: outputs (n, R N (k + 2)) -> (R, n, k) twice."""
+    n = outputs.shape[0]
+    Y = outputs.reshape(n * n_replicates, -1)
+    first, total = _estimates(*_split(Y, n_dims, n_designs))
+    shape = (n, n_replicates, n_dims)
+    return (
+        first.reshape(shape).transpose(1, 0, 2),
+        total.reshape(shape).transpose(1, 0, 2),
+    )
 
 
-def _bootstrap_estimates(fA, fB, fC, rows):
-    """:func:`_estimates` on every resample of the design rows at once.
+def _replicate_interval(estimate, replicates, confidence_level):
+    """``estimate -/+ t_{R-1} sd(replicates) / sqrt(R)`` -> estimate.shape + (2,).
 
-    A resample is a weighting of the ``N`` rows by their counts, so every
-    mean becomes a product with a weight matrix. ``rows`` of shape
-    (n_bootstrap, N) resamples every sample alike; (n, n_bootstrap, N) gives
-    each sample its own resamples (independent Monte Carlo errors, as the
-    per-sample designs of ``SobolConceptImportance.fit`` need).
-
-    Returns
-    -------
-    first, total : ndarrays of shape (n_bootstrap, n, k)
+    ``replicates`` (R, ...) are independent randomisations and ``estimate``
+    their mean (or the mean of their per-class means): Student's interval
+    for the mean of ``R`` i.i.d. values.
     """
-    N = rows.shape[-1]
-    flat = rows.reshape(-1, N)
-    counts = np.zeros(flat.shape)
-    np.add.at(counts, (np.repeat(np.arange(flat.shape[0]), N), flat.ravel()), 1.0 / N)
-    # weights over the last axis. einsum, not BLAS: these products are thin,
-    # and a multithreaded BLAS on a busy machine was measured 40x slower
-    if rows.ndim == 2:
-        weights = counts.T  # (N, B)
-
-        def wmean(g):
-            return np.einsum("...j,jb->...b", g, weights)
-
-    else:
-        weights = counts.reshape(rows.shape).transpose(0, 2, 1)  # (n, N, B)
-
-        def wmean(g):
-            if g.ndim == 2:
-                return np.einsum("nj,njb->nb", g, weights)
-            return np.einsum("nkj,njb->nkb", g, weights)
-
-    mean = 0.5 * (wmean(fA) + wmean(fB))  # (n, B)
-    mean_sq = 0.5 * (wmean(fA**2) + wmean(fB**2))
-    var = np.maximum(mean_sq - mean**2, 0.0)
-    bad = _constant(var.T, np.concatenate([fA, fB], axis=-1)[None]).T
-    safe = np.where(bad, 1.0, var)[:, None, :]
-    first = wmean(fB[:, None, :] * (fC - fA[:, None, :])) / safe
-    total = wmean(0.5 * (fA[:, None, :] - fC) ** 2) / safe
-    first = np.where(bad[:, None, :], 0.0, first)
-    total = np.where(bad[:, None, :], 0.0, total)
-    return first.transpose(2, 0, 1), total.transpose(2, 0, 1)
-
-
-def _normal_interval(estimate, replicates, confidence_level):
-    """``estimate -/+ z * sd(replicates)`` -> shape estimate.shape + (2,).
-
-    Centred on the estimate, with the bootstrap standard deviation (as SALib
-    reports its ``*_conf``). Percentile intervals are not used: at small
-    ``N`` resampling design rows with replacement inflates the ratio bias
-    of the estimators, which shifts the bootstrap distribution away from
-    the estimate (a percentile interval of a per-class mean can then miss
-    the estimate itself).
-    """
-    z = float(norm.ppf(0.5 + confidence_level / 2.0))
-    half = z * np.std(replicates, axis=0, ddof=1)
+    R = replicates.shape[0]
+    t = float(student_t.ppf(0.5 + confidence_level / 2.0, R - 1))
+    half = t * np.std(replicates, axis=0, ddof=1) / np.sqrt(R)
     return np.stack([estimate - half, estimate + half], axis=-1)
 
 
@@ -234,36 +235,35 @@ def sobol_indices(
     n_dims,
     n_designs,
     *,
-    n_bootstrap=0,
+    n_replicates=1,
     confidence_level=0.95,
-    random_state=None,
 ):
     """First-order and total Sobol' indices from outputs on :func:`sobol_design`.
 
     Parameters
     ----------
     outputs : array-like of shape (n_samples, n_evals) or (n_evals,)
-        Model outputs on the ``n_evals = n_designs * (n_dims + 2)`` design
-        rows, in the design's order, one row per explained sample (1-D for a
-        single sample).
+        Model outputs on the ``n_evals = n_replicates * n_designs * (n_dims +
+        2)`` design rows, in the design's order, one row per explained
+        sample (1-D for a single sample).
     n_dims : int
         Number of inputs ``k``.
     n_designs : int
         Rows ``N`` per block (a power of two).
-    n_bootstrap : int, default=0
-        Bootstrap resamples of the design rows for confidence intervals
-        (0: no intervals).
+    n_replicates : int, default=1
+        Independent randomisations in the design (as passed to
+        :func:`sobol_design`). With 2 or more, the indices are the mean of
+        the replicates' estimates and come with Student intervals from their
+        spread; 1 gives no intervals.
     confidence_level : float, default=0.95
-        Coverage of the normal intervals ``estimate -/+ z sd_bootstrap``.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the bootstrap.
+        Nominal coverage of the intervals ``mean -/+ t_{R-1} sd / sqrt(R)``.
 
     Returns
     -------
     indices : dict
         ``"first_order"`` and ``"total"``: ndarrays of shape
         (n_samples, n_dims), float64 (shape (n_dims,) for 1-D ``outputs``).
-        With ``n_bootstrap > 0`` also ``"first_order_ci"`` and
+        With ``n_replicates >= 2`` also ``"first_order_ci"`` and
         ``"total_ci"`` of shape (n_samples, n_dims, 2) (lower, upper).
         A sample whose outputs are constant (zero variance) gets indices 0.
 
@@ -275,45 +275,50 @@ def sobol_indices(
     >>> res = sobol_indices(X[:, 0] + 2 * X[:, 1], 2, 1024)
     >>> np.round(res["total"], 2)  # variances 1/12 and 4/12
     array([0.2, 0.8])
+    >>> X = sobol_design(2, 256, random_state=0, n_replicates=8)
+    >>> res = sobol_indices(X[:, 0] + 2 * X[:, 1], 2, 256, n_replicates=8)
+    >>> lo, hi = res["total_ci"][1]
+    >>> bool(lo < 0.8 < hi)
+    True
     """
     _check_sizes(n_dims, n_designs)
+    _check_replicates(n_replicates)
     _check_level(confidence_level)
     Y = np.asarray(outputs, dtype=np.float64)
     single = Y.ndim == 1
     if single:
         Y = Y[None, :]
-    expected = int(n_designs) * (int(n_dims) + 2)
+    R = int(n_replicates)
+    expected = R * int(n_designs) * (int(n_dims) + 2)
     if Y.ndim != 2 or Y.shape[1] != expected:
         raise ValueError(
-            f"outputs must have {expected} = n_designs * (n_dims + 2) columns "
-            f"(n_designs={n_designs}, n_dims={n_dims}); got shape {Y.shape}."
+            f"outputs must have {expected} = n_replicates * n_designs * (n_dims "
+            f"+ 2) columns (n_replicates={R}, n_designs={n_designs}, "
+            f"n_dims={n_dims}); got shape {Y.shape}."
         )
     if not np.all(np.isfinite(Y)):
         raise ValueError("outputs contain NaN or infinity.")
-    fA, fB, fC = _split(Y, int(n_dims), int(n_designs))
-    first, total = _estimates(fA, fB, fC)
+    rep_first, rep_total = _replicate_estimates(Y, int(n_dims), int(n_designs), R)
+    first, total = rep_first.mean(axis=0), rep_total.mean(axis=0)
     res = {"first_order": first, "total": total}
-    if n_bootstrap:
-        rng = check_random_state(random_state)
-        rows = _bootstrap_rows(int(n_designs), int(n_bootstrap), rng)
-        rep_first, rep_total = _bootstrap_estimates(fA, fB, fC, rows)
-        res["first_order_ci"] = _normal_interval(first, rep_first, confidence_level)
-        res["total_ci"] = _normal_interval(total, rep_total, confidence_level)
+    if R >= 2:
+        res["first_order_ci"] = _replicate_interval(first, rep_first, confidence_level)
+        res["total_ci"] = _replicate_interval(total, rep_total, confidence_level)
     if single:
         res = {key: val[0] for key, val in res.items()}
     return res
 
 
 def concept_sobol_indices(
+    head,
     codes,
     components,
-    head,
     *,
     residual=None,
     n_designs=32,
     batch_size=None,
     device=None,
-    n_bootstrap=0,
+    n_replicates=1,
     random_state=None,
     confidence_level=0.95,
     target=None,
@@ -328,39 +333,47 @@ def concept_sobol_indices(
 
     Parameters
     ----------
-    codes : ndarray of shape (n_samples, n_concepts)
-        Concept codes ``u``.
-    components : ndarray of shape (n_concepts, n_features)
-        Dictionary (decoder ``u @ components``).
     head : callable, torch.nn.Module or fitted scikit-learn model
         Maps ``(m, n_features)`` activations to ``(m,)`` outputs (or
         ``(m, n_outputs)`` with ``target``).
+    codes : ndarray of shape (n_samples, n_concepts)
+        Concept codes ``u``.
+    components : ndarray of shape (n_concepts, n_features) or fitted extractor
+        Dictionary (decoder ``u @ components``), or the fitted extractor
+        (its decoder ``W``, ``b`` read off it; ``b`` is the residual when
+        ``residual`` is None).
     residual : ndarray of shape (n_samples, n_features) or (n_features,), default=None
         Added to every decoded row (reconstruction residual and/or decoder
         offset such as PCA's ``mean_``).
     n_designs : int, default=32
         Rows ``N`` per Sobol' block (a power of two); each sample costs
-        ``N (n_concepts + 2)`` head rows.
+        ``n_replicates * N (n_concepts + 2)`` head rows.
     batch_size : int, default=None
         Maximum rows per head call (None: from a 64 MiB budget).
     device : str, default=None
         Device for a torch head ("auto" when None).
-    n_bootstrap : int, default=0
-        Bootstrap resamples for confidence intervals.
+    n_replicates : int, default=1
+        Independent randomisations (random digital shifts) of the design per
+        sample. With 2 or more the indices are the replicates' mean and come
+        with Student intervals from their spread (honest coverage: the
+        replicates are i.i.d.); the cost grows ``n_replicates`` times.
     random_state : int, RandomState instance or None, default=None
-        Seeds the design and the bootstrap.
+        Seeds the design and the replicates' shifts.
     confidence_level : float, default=0.95
-        Coverage of the intervals.
+        Nominal coverage of the intervals.
     target : ndarray of shape (n_samples,) of int, default=None
         Output column explained for each sample, for heads with several
         outputs.
     per_sample_designs : bool, default=False
-        Give each sample its own random digital shift of the Sobol' net, so
+        Give each sample its own random digital shifts of the Sobol' net, so
         that the Monte Carlo errors of different samples are independent and
         averages of per-sample indices (global, per-class importances) are
-        about ``sqrt(n_samples)`` times more precise. With False every
-        sample uses :func:`sobol_design` with this ``random_state`` (a row's
-        indices then do not depend on the other rows or their order).
+        about ``sqrt(n_samples)`` times more precise (the designs of
+        ``SobolConceptImportance.fit``: the same seed gives the same
+        indices and intervals). With False every sample uses
+        :func:`sobol_design` with this ``random_state`` and
+        ``n_replicates`` (a row's indices then do not depend on the other
+        rows or their order).
 
     Returns
     -------
@@ -372,7 +385,7 @@ def concept_sobol_indices(
     >>> import numpy as np
     >>> from skconcepts.importance import concept_sobol_indices
     >>> codes = np.array([[1.0, 1.0]])
-    >>> res = concept_sobol_indices(codes, np.eye(2), lambda x: x[:, 0],
+    >>> res = concept_sobol_indices(lambda x: x[:, 0], codes, np.eye(2),
     ...                             n_designs=512, random_state=0)
     >>> np.round(res["total"], 2)  # only the first concept reaches the head
     array([[1., 0.]])
@@ -383,16 +396,17 @@ def concept_sobol_indices(
             f"codes must be 2-D (n_samples, n_concepts); got {codes.shape}."
         )
     k = codes.shape[1]
-    # an int random_state gives the same design as sobol_design(k, N, it) and
-    # the bootstrap of sobol_indices(..., random_state=it)
     _check_sizes(k, n_designs)
+    _check_replicates(n_replicates)
     seed = seed_from(random_state)
     if per_sample_designs:
-        base = _base_ints(k, int(n_designs), seed)
-        design = _shifted_designs(base, _sample_shifts(len(codes), k, seed), k)
+        design = _replicated_designs(
+            k, int(n_designs), seed, len(codes), int(n_replicates)
+        )
     else:
-        design = sobol_design(k, n_designs, random_state=seed)
-    rng = check_random_state(random_state)
+        design = sobol_design(
+            k, n_designs, random_state=seed, n_replicates=n_replicates
+        )
     outputs = evaluate_masks(
         head,
         codes,
@@ -407,7 +421,20 @@ def concept_sobol_indices(
         outputs,
         k,
         n_designs,
-        n_bootstrap=n_bootstrap,
+        n_replicates=n_replicates,
         confidence_level=confidence_level,
-        random_state=rng,
     )
+
+
+def _replicated_designs(k, n_designs, seed, n_samples, n_replicates, rows=None):
+    """Per-sample designs with their own shifts, shape (n, R N (k + 2), k).
+
+    The designs of ``concept_sobol_indices(per_sample_designs=True)`` and of
+    ``SobolConceptImportance.fit``; ``rows`` (a slice) selects samples
+    without drawing the shifts anew.
+    """
+    base = _base_ints(k, n_designs, seed)
+    shifts = _replicate_shifts(n_samples, k, seed, n_replicates, per_sample=True)
+    if rows is not None:
+        shifts = shifts[rows]
+    return _shifted_designs(base, shifts, k)

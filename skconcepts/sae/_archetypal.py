@@ -69,21 +69,29 @@ random_state, verbose
     Attributes
     ----------
     components_ : ndarray of shape (n_concepts, n_features)
-        The dictionary ``D = (W C + Lambda) exp(s)``, computed once.
+        The rows of the dictionary ``D = (W C + Lambda) exp(s)`` divided by
+        their norms (unit L2 norm, the convention of every extractor):
+        :meth:`transform` multiplies the codes by ``||D_i||`` *after* the
+        sparsity rule, so TopK selections and JumpReLU / BatchTopK
+        thresholds are those of the trained model and
+        ``transform(X) @ components_`` is the trained reconstruction.
     candidates_ : ndarray of shape (n_candidates, n_features)
         The candidate points ``C`` (data points minus the initial ``b_pre``).
-    archetype_weights_ : ndarray of shape (n_concepts, n_candidates)
-        The row-stochastic ``W``.
-    relaxation_ : ndarray of shape (n_concepts, n_features)
-        ``Lambda`` (zeros for the strict A-SAE).
+    candidate_weights_ : ndarray of shape (n_concepts, n_candidates)
+        The row-stochastic ``W`` (called ``archetype_weights_`` before; the
+        name is shared with :class:`~skconcepts.ConvexNMFConcepts`).
+    relaxation_ : float
+        The bound ``delta`` on ``||Lambda_i||`` used by the fit, in the units
+        of the data: the resolved ``relaxation`` (its value for ``"auto"``).
+        Called ``relaxation_radius_`` before.
+    relaxation_matrix_ : ndarray of shape (n_concepts, n_features)
+        ``Lambda`` (zeros for the strict A-SAE). Called ``relaxation_``
+        before.
     scale_ : float
         ``exp(s)``.
-    relaxation_radius_ : float
-        The bound ``delta`` on ``||Lambda_i||`` used by the fit, in the units
-        of the data (``relaxation``, or its value for ``"auto"``).
     encoder_weights_, encoder_bias_, pre_bias_, threshold_, history_, \
-reconstruction_r2_, mean_l0_, dead_fraction_, n_iter_, n_features_in_, \
-feature_names_in_
+reconstruction_err_, reconstruction_r2_, mean_l0_, dead_fraction_, n_iter_, \
+n_steps_, n_features_in_, feature_names_in_
         As in :class:`TopKSAE`.
 
     See Also
@@ -105,9 +113,13 @@ feature_names_in_
     >>> X = rng.rand(200, 10)
     >>> sae = ArchetypalSAE(n_concepts=8, top_k=2, max_epochs=5, random_state=0)
     >>> sae = sae.fit(X)
-    >>> W = sae.archetype_weights_
+    >>> W = sae.candidate_weights_
     >>> bool((W >= 0).all()), np.allclose(W.sum(axis=1), 1.0)
     (True, True)
+    >>> D = (W @ sae.candidates_ + sae.relaxation_matrix_) * sae.scale_
+    >>> bool(np.allclose(D / np.linalg.norm(D, axis=1, keepdims=True),
+    ...                  sae.components_, atol=1e-6))
+    True
     """
 
     _parameter_constraints: dict = {
@@ -257,16 +269,16 @@ feature_names_in_
 
         return ArchetypalDictionary(
             t(self.candidates_),
-            t(self.archetype_weights_),
-            self.relaxation_radius_,
+            t(self.candidate_weights_),
+            self.relaxation_,
             learn_scale=self.learn_scale,
-            Lambda=t(self.relaxation_),
+            Lambda=t(self.relaxation_matrix_),
             log_scale=float(np.log(self.scale_)),
         )
 
     def _export_dictionary(self, dictionary, dtype):
         self.candidates_ = to_numpy(dictionary.candidates, dtype)
-        self.archetype_weights_ = to_numpy(dictionary.W, dtype)
-        self.relaxation_ = to_numpy(dictionary.Lambda, dtype)
+        self.candidate_weights_ = to_numpy(dictionary.W, dtype)
+        self.relaxation_matrix_ = to_numpy(dictionary.Lambda, dtype)
         self.scale_ = float(dictionary.log_scale.exp())
-        self.relaxation_radius_ = dictionary.relaxation
+        self.relaxation_ = float(dictionary.relaxation)

@@ -134,7 +134,7 @@ from .._compat import (
     check_is_fitted,
 )
 from .._io import is_on_disk
-from ..base import DEVICE_CONSTRAINT, ConceptExtractor
+from ..base import DEVICE_CONSTRAINT, ConceptExtractor, check_callbacks, unit_rows
 from ._modules import (
     BatchTopKRule,
     FreeDictionary,
@@ -190,27 +190,9 @@ class _Session:
         self.steps_since_fired = torch.zeros(k, dtype=torch.long, device=device)
 
 
-_CALLBACK_METHODS = ("on_train_begin", "on_epoch_end", "on_train_end")
-
-
 def _check_callbacks(callbacks):
-    """The callbacks as a list, each with at least one method of the protocol."""
-    callbacks = list(callbacks or [])
-    for cb in callbacks:
-        if type(cb).__module__.startswith("skorch"):
-            raise TypeError(
-                f"{type(cb).__name__} is a skorch callback; the SAE engine calls "
-                "on_train_begin(estimator, session), on_epoch_end(estimator, "
-                "session, record) and on_train_end(estimator, session). Use "
-                "skconcepts.sae.Checkpoint / LearningRateSchedule, "
-                "early_stopping=True and verbose=1, or wrap it in an object with "
-                "those methods."
-            )
-        if not any(callable(getattr(cb, m, None)) for m in _CALLBACK_METHODS):
-            raise TypeError(
-                f"callback {cb!r} has none of the methods {_CALLBACK_METHODS}."
-            )
-    return callbacks
+    """The callbacks as a list (see :func:`skconcepts.base.check_callbacks`)."""
+    return check_callbacks(callbacks)
 
 
 def _lr_factor(step, warmup, total):
@@ -311,6 +293,10 @@ class _BaseSAE(ConceptExtractor):
     def _extra_loss(self, out, side_batch, session):
         return {}
 
+    def _extra_loss_names(self):
+        """Names of the terms :meth:`_extra_loss` may return (``history_`` keys)."""
+        return ()
+
     def _init_pre_bias(self, X_init):
         return X_init.mean(dim=0)
 
@@ -368,10 +354,18 @@ class _BaseSAE(ConceptExtractor):
             FreeDictionary(D, normalize=False),
         ).to(device=device, dtype=dtype)
         module.eval()
-        return {"module": module, "components": D}
+        scale = getattr(self, "_code_scale", None)
+        scale = None if scale is None else t(scale)
+        return {"module": module, "components": D, "scale": scale}
 
     def _encode(self, Xb, state):
-        return state["module"].encode(Xb)
+        # the sparsity rule acts on the pre-activations, then the codes are
+        # multiplied by the norms of the dictionary rows (the unit-norm
+        # components_ convention): TopK selections and JumpReLU / BatchTopK
+        # thresholds are those of the trained model
+        codes = state["module"].encode(Xb)
+        scale = state.get("scale")
+        return codes if scale is None else codes * scale
 
     def _decode_offset(self):
         return self.pre_bias_
@@ -698,9 +692,13 @@ class _BaseSAE(ConceptExtractor):
         best_val, best_state, no_improve = math.inf, None, 0
         k = self.n_concepts
         module.train()
+        # every loss term has a history_ key from the first record on (0.0
+        # while the term is inactive: no sparsity penalty for TopK, no dead
+        # atom for AuxK, alignment weight 0)
+        term_names = ("mse", "sparsity", "auxk", *self._extra_loss_names())
         for _ in range(epochs):
             t0 = time.perf_counter()
-            sums = {}
+            sums = {name: 0.0 for name in term_names}
             sse = torch.zeros((), dtype=torch.float64, device=device)
             l0 = torch.zeros((), dtype=torch.float64, device=device)
             fired_epoch = torch.zeros(k, dtype=torch.bool, device=device)
@@ -761,12 +759,14 @@ class _BaseSAE(ConceptExtractor):
                 "epoch": session.epoch,
                 "steps": n_steps,
                 "lr": lr if n_steps else 0.0,
+                "loss": float(sum(float(v) for v in sums.values())) / denom,
             }
-            record.update({name: float(v) / denom for name, v in sums.items()})
-            record["loss"] = float(sum(sums.values())) / denom if sums else 0.0
+            names = list(term_names) + sorted(set(sums) - set(term_names))
+            record.update({name: float(sums[name]) / denom for name in names})
             record["train_r2"] = 1.0 - float(sse) / denom
             record["l0"] = float(l0) / denom
             record["dead_fraction"] = 1.0 - float(fired_epoch.sum()) / k
+            record["val_r2"] = math.nan
             stop = False
             if X_val is not None:
                 if isinstance(X_val, np.ndarray):
@@ -786,7 +786,7 @@ class _BaseSAE(ConceptExtractor):
             record["time"] = time.perf_counter() - t0
             session.history.append(record)
             if self.verbose and (dp is None or dp.rank == 0):
-                extra = f", val R2 {record['val_r2']:.4f}" if "val_r2" in record else ""
+                extra = "" if X_val is None else f", val R2 {record['val_r2']:.4f}"
                 print(
                     f"[{type(self).__name__}] epoch {session.epoch}: loss "
                     f"{record['loss']:.5f}, R2 {record['train_r2']:.4f}{extra}, "
@@ -859,8 +859,9 @@ class _BaseSAE(ConceptExtractor):
         module = session.module
         dtype = np.float64 if session.dtype == torch.float64 else np.float32
         with torch.no_grad():
-            D = module.dictionary.weight()
+            D, norms = unit_rows(module.dictionary.weight())
             self.components_ = to_numpy(D, dtype)
+            self._code_scale = to_numpy(norms, dtype)
             self.encoder_weights_ = to_numpy(module.enc_weight, dtype)
             self.encoder_bias_ = to_numpy(module.enc_bias, dtype)
             self.pre_bias_ = to_numpy(module.b_pre, dtype)
@@ -874,14 +875,16 @@ class _BaseSAE(ConceptExtractor):
         self.n_steps_ = session.step
 
     def _set_fit_metrics(self, X):
-        r2, l0, dead = _evaluate(self, X)
+        r2, l0, dead, sse = _evaluate(self, X)
         self.reconstruction_r2_ = r2
+        self.reconstruction_err_ = math.sqrt(sse)
         self.mean_l0_ = l0
         self.dead_fraction_ = dead
 
 
 def _evaluate(estimator, X):
-    """One batched pass: reconstruction R^2, mean L0 and dead fraction on X."""
+    """One batched pass: reconstruction R^2, mean L0, dead fraction and the
+    squared Frobenius error ``||X - X_hat||^2`` on X."""
     check_is_fitted(estimator)
     device = estimator._resolve_device()
     dtype = torch_dtype(X.dtype)
@@ -906,4 +909,4 @@ def _evaluate(estimator, X):
     sse, sst = float(sse), float(sst)
     r2 = (1.0 if sse == 0 else 0.0) if sst == 0 else 1.0 - sse / sst
     n = max(1, X.shape[0])
-    return r2, float(l0) / n, 1.0 - float(fired.sum()) / k
+    return r2, float(l0) / n, 1.0 - float(fired.sum()) / k, sse

@@ -1,6 +1,10 @@
 """The plain sparse autoencoder (TopK and the other sparsity rules)."""
 
-from ._engine import _BaseSAE
+import torch
+
+from .._compat import StrOptions
+from ._engine import INIT_SAMPLES, _BaseSAE
+from ._modules import FreeDictionary, kmeans_torch
 
 
 class TopKSAE(_BaseSAE):
@@ -28,6 +32,12 @@ class TopKSAE(_BaseSAE):
         pre-activation above a learned threshold (so ``transform`` treats
         rows independently). ``"jumprelu"`` learns one threshold per atom
         with a straight-through estimator. ``"relu"`` is ReLU + L1.
+    init : {"random", "kmeans"}, default="random"
+        Initial dictionary: random Gaussian directions, or the (unit-norm)
+        k-means centroids of the centred data (the data-anchored start of
+        :class:`ArchetypalSAE`, seeded the same way, so that the two can be
+        compared with the same start; see the stability section of
+        ``docs/guide/sae.md``).
     sparsity_coef : float, default=1e-2
         Weight of the sparsity penalty of ``"relu"`` (L1 of the codes,
         weighted by atom norms, relative to the data scale) and
@@ -74,7 +84,11 @@ class TopKSAE(_BaseSAE):
     Attributes
     ----------
     components_ : ndarray of shape (n_concepts, n_features)
-        The dictionary ``D`` (unit-norm rows).
+        The dictionary ``D`` with unit-norm rows, the convention of every
+        skconcepts extractor: the codes carry the magnitude. (The free
+        dictionary is trained with unit-norm rows; the exported rows are
+        normalised exactly and the codes multiplied by the norms, which are
+        1 up to rounding.)
     encoder_weights_ : ndarray of shape (n_concepts, n_features)
         Encoder matrix ``E``.
     encoder_bias_ : ndarray of shape (n_concepts,)
@@ -86,10 +100,23 @@ class TopKSAE(_BaseSAE):
         Inference threshold: a scalar for ``"batchtopk"``, one per atom for
         ``"jumprelu"``, None otherwise.
     history_ : list of dict
-        One record per epoch: ``loss`` and each loss term (``mse``,
-        ``sparsity``, ``auxk``), ``train_r2``, ``l0``, ``dead_fraction``
-        (atoms that did not fire during the epoch), ``lr``, ``time`` and
-        ``val_r2`` with early stopping.
+        One record per epoch (per call of :meth:`partial_fit`), all with the
+        same keys from the first record on, so ``pandas.DataFrame(history_)``
+        has one column per key: ``epoch`` (epochs done), ``steps`` (optimiser
+        steps in the epoch), ``lr`` (learning rate of the last step),
+        ``loss`` (the sum of the terms), the terms ``mse`` (``1 - R^2`` of
+        the batches), ``sparsity`` (the penalty of ``"relu"`` / ``"jumprelu"``;
+        0.0 for ``"topk"`` and ``"batchtopk"``, which have none) and ``auxk``
+        (0.0 while no atom is dead or with ``aux_coef=0``), plus the terms of
+        a subclass (AlignedSAE: ``energy`` or ``cosine``), then
+        ``train_r2``, ``l0`` (mean active codes per row), ``dead_fraction``
+        (atoms that did not fire during the epoch), ``val_r2`` (NaN without
+        ``early_stopping``) and ``time`` (seconds). Terms are means over the
+        epoch's rows.
+    reconstruction_err_ : float
+        Frobenius norm ``||X - X_hat||_F`` of the training data with the
+        fitted model (scikit-learn's ``reconstruction_err_``; the NMF family
+        has the same attribute).
     reconstruction_r2_ : float
         Reconstruction R^2 of the training data with the fitted model.
     mean_l0_ : float
@@ -97,7 +124,9 @@ class TopKSAE(_BaseSAE):
     dead_fraction_ : float
         Share of atoms that never fire on the training data.
     n_iter_ : int
-        Epochs run. ``n_steps_`` gives optimiser steps.
+        Epochs run.
+    n_steps_ : int
+        Optimiser steps run.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -127,3 +156,71 @@ class TopKSAE(_BaseSAE):
     >>> U.shape, U.dtype, int((U != 0).sum(axis=1).max())
     ((200, 16), dtype('float32'), 3)
     """
+
+    _parameter_constraints: dict = {
+        **_BaseSAE._parameter_constraints,
+        "init": [StrOptions({"random", "kmeans"})],
+    }
+
+    def __init__(
+        self,
+        n_concepts=64,
+        top_k=8,
+        *,
+        activation="topk",
+        init="random",
+        sparsity_coef=1e-2,
+        aux_k=None,
+        aux_coef=1 / 32,
+        dead_steps=50,
+        max_epochs=60,
+        batch_size=1024,
+        learning_rate=4e-3,
+        max_grad_norm=1.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        tol=1e-4,
+        callbacks=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        super().__init__(
+            n_concepts,
+            top_k,
+            activation=activation,
+            sparsity_coef=sparsity_coef,
+            aux_k=aux_k,
+            aux_coef=aux_coef,
+            dead_steps=dead_steps,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_grad_norm=max_grad_norm,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            callbacks=callbacks,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+        )
+        self.init = init
+
+    def _init_dictionary(self, X_init, b_pre, generator):
+        if self.init == "random":
+            return super()._init_dictionary(X_init, b_pre, generator)
+        # k-means centroids of the centred data, as ArchetypalSAE's candidates
+        n_c = min(self.n_concepts, X_init.shape[0])
+        C = kmeans_torch(X_init[:INIT_SAMPLES] - b_pre, n_c, generator)
+        if n_c < self.n_concepts:  # fewer rows than atoms: random directions
+            extra = torch.randn(
+                self.n_concepts - n_c,
+                C.shape[1],
+                generator=generator,
+                dtype=torch.float64,
+            ).to(device=C.device, dtype=C.dtype)
+            C = torch.cat([C, extra])
+        return FreeDictionary(C)

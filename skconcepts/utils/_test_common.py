@@ -84,7 +84,7 @@ def _importance_instances(name):
 
     common = {"extractor": PCA(), "head": _importance_check_head, "random_state": 0}
     if name == "SobolConceptImportance":
-        return [imp.SobolConceptImportance(n_designs=8, n_bootstrap=10, **common)]
+        return [imp.SobolConceptImportance(n_designs=8, n_replicates=2, **common)]
     return [
         imp.ConceptAttribution(method=m, n_steps=4, **common)
         for m in ("occlusion", "integrated_gradients")
@@ -117,3 +117,100 @@ def check_instances(name, cls):
 
 def expected_failed_checks(estimator):
     return EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {})
+
+
+# --- compositions: each meta-estimator around each extractor family
+class PlainRotationExtractor:
+    """A fitted third-party extractor: no ``fit``, no scikit-learn base class.
+
+    What a user brings from elsewhere (a pretrained model with ``transform``
+    and ``inverse_transform``), made to work for any number of features so
+    that scikit-learn's common checks, which feed arrays of several widths,
+    can run on a meta-estimator around it with ``prefit=True``: the codes are
+    the orthonormal DCT-II coefficients of the centred, scaled activations,
+    ``u = (x - offset) Q^T * scale`` (one concept per feature, ``Q`` the
+    ``d x d`` DCT matrix), decoded by ``x = u Q / scale + offset``. Picklable
+    (a module-level class), deterministic and stateless.
+    """
+
+    def __init__(self, offset=0.5, scale=2.0):
+        self.offset = offset
+        self.scale = scale
+
+    @staticmethod
+    def _basis(d):
+        import numpy as np
+        from scipy.fft import dct
+
+        return dct(np.eye(d), norm="ortho", axis=0)  # rows: orthonormal atoms
+
+    def transform(self, X):
+        import numpy as np
+
+        X = np.asarray(X)
+        return (X - self.offset) @ self._basis(X.shape[1]).T * self.scale
+
+    def inverse_transform(self, U):
+        import numpy as np
+
+        U = np.asarray(U)
+        return U @ self._basis(U.shape[1]) / self.scale + self.offset
+
+    def __repr__(self):
+        return "PlainRotationExtractor()"
+
+
+def composition_extractors():
+    """(name, extractor, prefit) for each extractor family of the checks."""
+    from sklearn.decomposition import NMF, PCA
+
+    from skconcepts import NMFConcepts, SemiNMFConcepts
+    from skconcepts.sae import ArchetypalSAE, TopKSAE
+
+    sae = dict(n_concepts=2, top_k=1, max_epochs=2, batch_size=16, random_state=0)
+    return [
+        ("NMFConcepts", NMFConcepts(n_concepts=2, max_iter=30, random_state=0), False),
+        (
+            "SemiNMFConcepts",
+            SemiNMFConcepts(n_concepts=2, max_iter=30, random_state=0),
+            False,
+        ),
+        ("TopKSAE", TopKSAE(**sae), False),
+        ("ArchetypalSAE", ArchetypalSAE(**sae), False),
+        ("PCA", PCA(), False),
+        # sklearn NMF solves for the codes iteratively: a tight tolerance makes
+        # its transform row-independent to the checks' precision
+        (
+            "NMF",
+            NMF(n_components=2, tol=1e-12, max_iter=2000, random_state=0),
+            False,
+        ),
+        ("plain", PlainRotationExtractor(), True),
+    ]
+
+
+def composition_instances():
+    """Every meta-estimator around every extractor family, cheap settings."""
+    from sklearn.linear_model import RidgeClassifier
+
+    from skconcepts.erasure import TaCoEraser
+    from skconcepts.importance import ConceptAttribution, SobolConceptImportance
+
+    head = _importance_check_head
+    out = []
+    for _, ext, prefit in composition_extractors():
+        kw = dict(prefit=prefit, random_state=0)
+        out.append(SobolConceptImportance(ext, head, n_designs=4, n_replicates=2, **kw))
+        out.append(ConceptAttribution(ext, head, method="occlusion", **kw))
+        out.append(
+            TaCoEraser(
+                decomposition=ext,
+                n_remove=1,
+                n_designs=4,
+                max_samples=16,
+                # a closed-form probe (with decision_function) keeps it fast
+                probe=RidgeClassifier(),
+                **kw,
+            )
+        )
+    return out

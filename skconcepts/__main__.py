@@ -1,0 +1,7 @@
+"""``python -m skconcepts``: the command line (see ``skconcepts --help``)."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())
