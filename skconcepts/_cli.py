@@ -391,7 +391,7 @@ def _is_eraser(model):
 
 def build_estimator(method, *, n_concepts=None, device=None, params=()):
     """Instantiate ``method`` with the command line's parameters, validated."""
-    from sklearn.utils._param_validation import InvalidParameterError
+    from ._compat import InvalidParameterError
 
     name, cls = find_estimator(method)
     if "head" in inspect.signature(cls).parameters:

@@ -176,7 +176,9 @@ def leakage(X, y, *, probes=("linear", "mlp"), test_size=0.3, random_state=None)
     y = column_or_1d(y, warn=True)
     check_consistent_length(X, y)
     check_classification_targets(y)
-    classes, counts = np.unique(y, return_counts=True)
+    # probes see the labels encoded (0 .. n_classes - 1): scikit-learn 1.6's
+    # MLP early stopping fails on string labels
+    classes, y, counts = np.unique(y, return_inverse=True, return_counts=True)
     if len(classes) < 2:
         raise ValueError("y has 1 class; leakage needs at least 2 classes.")
     rng = check_random_state(random_state)

@@ -333,7 +333,8 @@ def test_multiclass_protected_attribute():
     eraser = TaCoEraser(n_concepts=5, n_designs=16, probe=small_probe(), random_state=0)
     eraser.fit(X[:600], labels[:600])
     np.testing.assert_array_equal(eraser.classes_, ["a", "b", "c"])
-    np.testing.assert_array_equal(eraser.probe_.classes_, ["a", "b", "c"])
+    # the probes see encoded labels (scikit-learn 1.6's MLP fails on strings)
+    np.testing.assert_array_equal(eraser.probe_.classes_, [0, 1, 2])
     assert set(eraser.ranking_[:2]) == {0, 1}
     r = eraser.n_remove_
     assert r >= 1 and set(eraser.removed_concepts_) <= {0, 1}
@@ -609,7 +610,7 @@ def test_prefit_plain_decomposition_equals_the_same_pca(xor_data):
 
 
 def test_n_designs_power_of_two_checked_by_the_constraints():
-    from sklearn.utils._param_validation import InvalidParameterError
+    from skconcepts._compat import InvalidParameterError
 
     X, g, _, _ = make_xor(60, 5)
     with pytest.raises(InvalidParameterError, match="power of two"):
@@ -647,8 +648,12 @@ def test_transform_and_erase_take_chunked_arrays(store, tmp_path, monkeypatch):
     eraser.fit(X, g)
     if store == "zarr":
         zarr = pytest.importorskip("zarr")
-        Z = zarr.create_array(
-            store=str(tmp_path / "x.zarr"), shape=X.shape, chunks=(32, 32), dtype="f8"
+        Z = zarr.open_array(  # zarr 2 and 3 (zarr 3 needs NumPy >= 1.25)
+            store=str(tmp_path / "x.zarr"),
+            mode="w",
+            shape=X.shape,
+            chunks=(32, 32),
+            dtype="f8",
         )
         Z[:] = X
     else:

@@ -43,18 +43,23 @@ pytestmark = pytest.mark.filterwarnings("ignore", category=ConvergenceWarning)
 @pytest.mark.parametrize("init", ["nndsvd", "nndsvda"])
 def test_nndsvd_init_is_sklearns(init, monkeypatch):
     """Given the same SVD, our NNDSVD init is scikit-learn's, to rounding."""
-    import sklearn.decomposition._nmf as sk_nmf
-
+    from skconcepts import _compat
     from skconcepts._backend import make_generator
     from skconcepts.decomposition._solvers import nmf_init
 
+    calls = []
+
     def exact_svd(X, k, random_state=None):
+        calls.append(k)
         P, S, Vt = np.linalg.svd(X, full_matrices=False)
         return P[:, :k], S[:k], Vt[:k]
 
-    monkeypatch.setattr(sk_nmf, "_randomized_svd", exact_svd)
+    # the SVD scikit-learn's init calls has a version-dependent name
+    sk_nmf = _compat.sklearn_nmf_module()
+    monkeypatch.setattr(sk_nmf, _compat.SKLEARN_NMF_SVD_NAME, exact_svd)
     X = _lowrank(60, 20, 5)
-    U_sk, W_sk = sk_nmf._initialize_nmf(X, 5, init=init)
+    U_sk, W_sk = _compat.sklearn_initialize_nmf(X, 5, init=init)
+    assert calls == [5]  # the patch took effect
     rows = Rows(X, torch.device("cpu"), torch.float64)  # small: exact SVD
     Ut, W = nmf_init(rows, 5, init, make_generator(0), X.mean())
     np.testing.assert_allclose(Ut.numpy().T, U_sk, atol=1e-10)
@@ -146,7 +151,7 @@ def test_dead_atom_guard_revives_zero_atoms():
     good; our HALS gives it back a concept and a lower error.
     """
     X = _lowrank(200, 30, 6, noise=0.05)
-    from sklearn.decomposition._nmf import _initialize_nmf
+    from skconcepts._compat import sklearn_initialize_nmf as _initialize_nmf
 
     U0, W0 = _initialize_nmf(X, 6, init="nndsvda", random_state=0)
     U0[:, [1, 4]] = 0.0
@@ -182,7 +187,7 @@ def test_guard_where_plain_hals_kills_atoms():
     atom never comes back (19-20 of 32 dead atoms on the benchmark). From that
     state, plain HALS keeps them dead; the guard revives every one.
     """
-    from sklearn.decomposition._nmf import _initialize_nmf
+    from skconcepts._compat import sklearn_initialize_nmf as _initialize_nmf
 
     X = _bench_like(500, 64, 16)
     xsq = float(np.sum(X.astype(np.float64) ** 2))

@@ -31,6 +31,7 @@ from .._compat import (
     StrOptions,
     _fit_context,
     check_is_fitted,
+    probe_fit_input,
 )
 from .._extractors import MetaExtractorMixin, check_extractor, fitted_extractor
 from .._io import is_on_disk
@@ -396,10 +397,13 @@ class TaCoEraser(
         Decoder offset ``b`` (PCA's mean; zero for NMF).
 
     probe_ : classifier
-        The probe for the protected attribute, fitted on ``X``.
+        The probe for the protected attribute, fitted on ``X`` and the encoded
+        labels: its classes are ``0 .. n_classes - 1``, positions in
+        ``classes_`` (``classes_[probe_.predict(X)]`` gives the names).
 
     task_probe_ : classifier
-        The task probe, when task labels were given to ``fit``.
+        The task probe, when task labels were given to ``fit`` (fitted on the
+        encoded task labels, as ``probe_``).
 
     protected_importances_ : ndarray of shape (`n_concepts_`,)
         Total Sobol' index of each concept for the probe's margin, averaged
@@ -695,7 +699,7 @@ class TaCoEraser(
 
         # 2. probes, fitted on the raw activations (of a stratified subsample
         # of at most max_train_samples rows, copied once, when given)
-        Xt, yt, yt_enc, Ut, taskt = X, y, y_enc, U, task
+        Xt, yt_enc, Ut, taskt = X, y_enc, U, task_enc
         if self.max_train_samples is not None and self.max_train_samples < n:
             tr = np.sort(
                 resample(
@@ -706,16 +710,18 @@ class TaCoEraser(
                     random_state=seeds[3] ^ 0x5EED,
                 )
             )
-            Xt, yt, yt_enc, Ut = np.asarray(X[tr]), y[tr], y_enc[tr], U[tr]
-            taskt = None if task is None else task[tr]
+            Xt, yt_enc, Ut = np.asarray(X[tr]), y_enc[tr], U[tr]
+            taskt = None if task is None else taskt[tr]
+        # the probes see encoded labels (0 .. n_classes - 1), never the names:
+        # scikit-learn 1.6's MLP early stopping fails on string labels
         template = self._probe_template(seeds[1])
-        with _quiet():
-            self.probe_ = seeded_clone(template, seeds[1]).fit(Xt, yt)
+        with _quiet(), probe_fit_input(template, Xt, is_on_disk(Xt)) as Xp:
+            self.probe_ = seeded_clone(template, seeds[1]).fit(Xp, yt_enc)
+            if task_enc is not None:
+                self.task_probe_ = seeded_clone(template, seeds[2]).fit(Xp, taskt)
         self._log(f"probe fitted on {Xt.shape[0]} rows")
         heads = {"protected": margin_head(self.probe_, d, X.dtype)}
         if task_enc is not None:
-            with _quiet():
-                self.task_probe_ = seeded_clone(template, seeds[2]).fit(Xt, taskt)
             heads["task"] = margin_head(self.task_probe_, d, X.dtype)
         elif self.task_head is not None:
             heads["task"] = margin_head(self.task_head, d, X.dtype)
@@ -941,12 +947,16 @@ class TaCoEraser(
         X = self._validate_X(X, reset=False)
         y = column_or_1d(y, warn=True)
         check_consistent_length(X, y)
-        n_classes = len(_encode_labels(y, "y").classes_)
+        enc = _encode_labels(y, "y")
+        n_classes = len(enc.classes_)
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         probes = (("linear", "linear"), ("probe", self._probe_template(seed)))
         with _quiet():
             bacc = leakage(
-                self._transform_validated(X), y, probes=probes, random_state=seed
+                self._transform_validated(X),
+                enc.transform(y),  # probes see encoded labels, as in fit
+                probes=probes,
+                random_state=seed,
             )
         chance = 1.0 / n_classes
         worst = max(bacc.values())

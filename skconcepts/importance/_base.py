@@ -95,7 +95,7 @@ class _BaseConceptImportance(MetaExtractorMixin, TransformerMixin, BaseEstimator
         -------
         feature_names_out : ndarray of str objects
         """
-        from sklearn.utils.validation import _check_feature_names_in
+        from .._compat import _check_feature_names_in
 
         check_is_fitted(self)
         _check_feature_names_in(self, input_features, generate_names=False)
