@@ -71,7 +71,13 @@ def run_demo(args):
         f"activations {nmf.score(digits.A_test):.3f}"
     )
     sobol = SobolConceptImportance(
-        nmf, digits.head, prefit=True, n_designs=32, device=device, random_state=seed
+        nmf,
+        digits.head,
+        prefit=True,
+        n_designs=16,
+        n_replicates=4,  # four independent designs: the intervals
+        device=device,
+        random_state=seed,
     ).fit(digits.A_test, digits.y_test)
     rows = top_concepts_rows(sobol, min(args.top, args.n_concepts))
     print(
