@@ -36,6 +36,7 @@ from .._extractors import MetaExtractorMixin, check_extractor, fitted_extractor
 from .._io import is_on_disk
 from ..base import DEVICE_CONSTRAINT
 from ..importance._base import POWER_OF_TWO
+from ..metrics._erasure import leakage
 from ._probes import make_probe, margin_head, seeded_clone
 
 __all__ = ["TaCoEraser"]
@@ -919,8 +920,6 @@ class TaCoEraser(
         score : float
             In ``[0, 1]``.
         """
-        from ..metrics import leakage
-
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         y = column_or_1d(y, warn=True)

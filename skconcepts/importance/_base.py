@@ -26,6 +26,7 @@ from .._compat import (
 from .._extractors import MetaExtractorMixin, check_extractor, fitted_extractor
 from ..base import DEVICE_CONSTRAINT
 from ._engine import affine_decoder, head_outputs
+from ._fidelity import c_mufidelity
 from ._heads import as_head
 
 
@@ -372,8 +373,6 @@ class _BaseConceptImportance(MetaExtractorMixin, TransformerMixin, BaseEstimator
         score : float
             Mean C-muFidelity in [-1, 1].
         """
-        from ..metrics import c_mufidelity
-
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         if y is not None:
