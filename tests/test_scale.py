@@ -24,8 +24,9 @@ from skconcepts import (
     iter_chunks,
 )
 from skconcepts._backend import make_generator
-from skconcepts._io import AnonMemorySampler, is_chunked_array
+from skconcepts._io import is_chunked_array
 from skconcepts.sae import _engine
+from skconcepts.utils._testing import AnonMemorySampler
 
 MB = 2**20
 
