@@ -6,7 +6,7 @@ re-exported by :mod:`skconcepts.metrics`."""
 import numpy as np
 from sklearn.utils.validation import check_array
 
-from ._engine import evaluate_masks
+from ._engine import chunk_values, evaluate_masks
 
 __all__ = ["c_deletion", "c_insertion", "c_mufidelity"]
 
@@ -17,7 +17,6 @@ __all__ = ["c_deletion", "c_insertion", "c_mufidelity"]
 # mask m; it is computed by the importance engine
 # (skconcepts.importance.evaluate_masks), in batched head calls.
 
-_FIDELITY_CHUNK_VALUES = 2**22
 _REL_CONST = 1e-6
 
 
@@ -38,7 +37,7 @@ def _fidelity_inputs(codes, importances):
 
 
 def _sample_chunks(n, per_sample):
-    size = max(1, _FIDELITY_CHUNK_VALUES // max(1, per_sample))
+    size = max(1, chunk_values() // max(1, per_sample))
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
 
