@@ -669,3 +669,15 @@ def test_transform_and_erase_take_chunked_arrays(store, tmp_path, monkeypatch):
     assert eraser.score(Z, g) == eraser.score(X, g)
     faced = [out for name, out in seen if name == type(Z).__name__]
     assert faced == ["memmap"] * 3  # one memmap face per call, never np.asarray
+
+
+def test_child_seeds_are_named_independent_and_reproducible():
+    from skconcepts.erasure._taco import _SEED_NAMES, _child_seeds
+
+    a, b = _child_seeds(0), _child_seeds(0)
+    assert a == b and list(a) == list(_SEED_NAMES)
+    assert len(set(a.values())) == len(a)  # one distinct seed per stage
+    assert all(0 <= s < 2**31 for s in a.values())
+    assert _child_seeds(1) != a
+    rng = np.random.RandomState(0)
+    assert _child_seeds(rng) != _child_seeds(rng)  # a RandomState advances

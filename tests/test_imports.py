@@ -147,3 +147,32 @@ def test_module_import_graph_is_acyclic(package):
     }
     cycle = find_cycle(inner)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_datasets_import_has_no_side_effects():
+    import subprocess
+    import sys
+
+    code = (
+        "import os; os.environ.pop('HF_HUB_OFFLINE', None); "
+        "import skconcepts.datasets, skconcepts.metrics; "
+        "assert 'HF_HUB_OFFLINE' not in os.environ"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_hub_offline_restores_the_environment(monkeypatch):
+    import os
+
+    from skconcepts.datasets import embed_texts
+    from skconcepts.datasets._embeddings import _hub_offline, _load_encoder
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with _hub_offline():
+        assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert "HF_HUB_OFFLINE" not in os.environ
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # a user's choice is kept
+    with _hub_offline():
+        assert os.environ["HF_HUB_OFFLINE"] == "0"
+    assert os.environ["HF_HUB_OFFLINE"] == "0"
+    assert embed_texts.cache_clear == _load_encoder.cache_clear
