@@ -55,8 +55,8 @@ from skconcepts import (  # noqa: E402
     TopKSAE,
     fit_chunks,
 )
-from skconcepts._io import AnonMemorySampler  # noqa: E402
 from skconcepts.sae import _engine  # noqa: E402
+from skconcepts.utils._testing import AnonMemorySampler  # noqa: E402
 
 MiB = 2**20
 HEAD = []  # the rows the R2 column is measured on

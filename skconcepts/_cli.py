@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cli_io import CLIError, atomic_outputs
+
 __all__ = ["main"]
 
 FORMATS = {
@@ -41,10 +43,6 @@ FORMATS = {
 }
 _CHUNK_BYTES = 64 * 2**20  # rows per streamed chunk: about 64 MiB of input
 _OPEN_FILES = []  # HDF5 files kept open while their datasets are in use
-
-
-class CLIError(Exception):
-    """A user error: reported as one line on stderr, exit status 2."""
 
 
 def _one_line(exc):
@@ -280,30 +278,6 @@ def load_labels(path, n_samples, key=None):
 
 
 # ---------------------------------------------------------------- writing files
-@contextlib.contextmanager
-def atomic_outputs(*paths):
-    """Yield temporary paths beside ``paths``; rename them there on success.
-
-    On any failure the temporary files are removed and ``paths`` untouched.
-    """
-    paths = [Path(p) for p in paths]
-    for p in paths:
-        if not p.parent.is_dir():
-            raise CLIError(f"output folder does not exist: {p.parent}")
-        if p.is_dir():
-            raise CLIError(f"output path is a folder: {p}")
-    tmps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in paths]
-    try:
-        yield tmps
-    except BaseException:
-        for t in tmps:
-            with contextlib.suppress(OSError):
-                t.unlink()
-        raise
-    for t, p in zip(tmps, paths, strict=True):
-        os.replace(t, p)
-
-
 @contextlib.contextmanager
 def _estimator_errors(context):
     """Report a ValueError/TypeError raised by the package as a user error."""

@@ -32,7 +32,7 @@ def format_table(rows, level):
 
 
 def run_demo(args):
-    from ._cli import CLIError, atomic_outputs
+    from ._cli_io import CLIError, atomic_outputs
 
     if not args.no_figures:
         try:

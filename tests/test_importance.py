@@ -1063,3 +1063,25 @@ def test_functions_and_metrics_take_a_fitted_extractor_as_components():
             c_mufidelity(_nonlinear_head, U, W, imp, residual=r, random_state=0),
             rel=1e-12,
         )
+
+
+def test_memory_budgets_follow_sklearn_working_memory():
+    import sklearn
+
+    from skconcepts.importance._engine import _rows_per_call, chunk_values
+
+    # the default working_memory (1024 MiB) gives the former constants
+    with sklearn.config_context(working_memory=1024):
+        assert chunk_values() == 2**22
+        assert _rows_per_call(None, 1024, 8) == 64 * 2**20 // (1024 * 8)
+    with sklearn.config_context(working_memory=64):
+        assert chunk_values() == 2**18
+        assert _rows_per_call(None, 1024, 8) == 4 * 2**20 // (1024 * 8)
+    assert _rows_per_call(7, 1024, 8) == 7  # batch_size: rows per head call
+    # the same explanation whatever the budget (chunking is exact)
+    X = _pca_data(n=40, d=4)
+    kw = {"n_designs": 8, "random_state": 0}
+    a = SobolConceptImportance(IdentityConcepts(), _nonlinear_head, **kw).fit(X)
+    with sklearn.config_context(working_memory=1e-4):
+        b = SobolConceptImportance(IdentityConcepts(), _nonlinear_head, **kw).fit(X)
+    np.testing.assert_allclose(b.total_indices_, a.total_indices_, rtol=1e-12)

@@ -386,21 +386,12 @@ def test_nndsvd_needs_fewer_concepts_than_features():
     )
 
 
-def _rss_anon_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError("no RssAnon")
-
-
 def test_memmap_fit_keeps_anonymous_memory_bounded(tmp_path):
     """A 50 MB memmap is streamed: the peak extra RssAnon stays far below it.
 
     (The > 1 GB version is ``benchmarks/bench_memory.py``.)
     """
-    import threading
-    import time
+    from skconcepts.utils._testing import AnonMemorySampler
 
     n, d = 51_200, 256  # 50 MiB of float32
     path = tmp_path / "x.f32"
@@ -413,21 +404,9 @@ def test_memmap_fit_keeps_anonymous_memory_bounded(tmp_path):
     X = np.memmap(path, dtype=np.float32, mode="r", shape=(n, d))
     est = NMFConcepts(8, max_iter=3, batch_size=2048, device="cpu", random_state=0)
     est.fit(X[:500])  # warm-up: torch and LAPACK allocate their buffers once
-    before = _rss_anon_mb()
-    peak = [before]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_anon_mb())
-            time.sleep(0.005)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    est.fit(X)
-    done.set()
-    th.join()
-    extra = max(peak[0], _rss_anon_mb()) - before
+    with AnonMemorySampler(interval=0.005) as mem:
+        est.fit(X)
+    extra = mem.growth / 2**20
     assert extra < 0.4 * 50, f"peak extra RssAnon {extra:.1f} MiB for a 50 MiB memmap"
     assert est.components_.shape == (8, d)
 

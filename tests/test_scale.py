@@ -24,8 +24,9 @@ from skconcepts import (
     iter_chunks,
 )
 from skconcepts._backend import make_generator
-from skconcepts._io import AnonMemorySampler, is_chunked_array
+from skconcepts._io import is_chunked_array
 from skconcepts.sae import _engine
+from skconcepts.utils._testing import AnonMemorySampler
 
 MB = 2**20
 
@@ -153,7 +154,7 @@ def test_taco_fit_on_disk_arrays(low_rank, stores, name, monkeypatch):
     from sklearn.linear_model import LogisticRegression
 
     from skconcepts import TaCoEraser
-    from skconcepts.erasure import _taco
+    from skconcepts.decomposition import _streamed
 
     y = (low_rank[:, 0] > np.median(low_rank[:, 0])).astype(int)
     taco = TaCoEraser(
@@ -174,9 +175,9 @@ def test_taco_fit_on_disk_arrays(low_rank, stores, name, monkeypatch):
         raising=False,
     )
     seen = []
-    streamed = _taco._STREAMED["pca"]
+    streamed = _streamed.STREAMED["pca"]
     monkeypatch.setitem(
-        _taco._STREAMED,
+        _streamed.STREAMED,
         "pca",
         lambda X, *a: seen.append(_io.is_on_disk(X)) or streamed(X, *a),
     )
@@ -477,7 +478,7 @@ def test_taco_with_a_streaming_decomposition_is_bounded(big_memmap):
 
 
 def test_taco_default_pca_on_memmap_is_bounded(big_memmap):
-    from skconcepts.erasure._taco import _streamed_pca
+    from skconcepts.decomposition._streamed import streamed_pca
 
     X = big_memmap  # 94 MB, read-only
     taco, y, growth = _bounded_taco(X, 8192, max_train_samples=4096)
@@ -497,7 +498,7 @@ def test_taco_default_pca_on_memmap_is_bounded(big_memmap):
     )
     # the streamed PCA is the exact (full-SVD) PCA up to rounding
     exact = PCA(6, svd_solver="full").fit(in_memory[:20000].astype(np.float64))
-    got = _streamed_pca(X[:20000], 6, 3000, 0)
+    got = streamed_pca(X[:20000], 6, 3000, 0)
     np.testing.assert_allclose(got.components_, exact.components_, atol=1e-4)
     np.testing.assert_allclose(
         got.explained_variance_, exact.explained_variance_, rtol=1e-4
@@ -523,7 +524,7 @@ def test_taco_svd_and_ica_stream_a_memmap(mixed_sources, decomposition):
     from sklearn.linear_model import LogisticRegression
 
     from skconcepts import TaCoEraser
-    from skconcepts.erasure import _taco
+    from skconcepts.decomposition import _streamed
 
     X, S, y = mixed_sources
     taco = TaCoEraser(
@@ -539,12 +540,12 @@ def test_taco_svd_and_ica_stream_a_memmap(mixed_sources, decomposition):
         random_state=0,
     )
     calls = []
-    streamed = _taco._STREAMED[decomposition]
-    _taco._STREAMED[decomposition] = lambda *a: calls.append(a) or streamed(*a)
+    streamed = _streamed.STREAMED[decomposition]
+    _streamed.STREAMED[decomposition] = lambda *a: calls.append(a) or streamed(*a)
     try:
         taco.fit(X, y)
     finally:
-        _taco._STREAMED[decomposition] = streamed
+        _streamed.STREAMED[decomposition] = streamed
     assert len(calls) == 1 and calls[0][2] == 700  # batches of batch_size rows
     in_memory = np.array(X)
     if decomposition == "svd":

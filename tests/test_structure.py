@@ -113,21 +113,10 @@ def _find_cycle(graph):
     return None
 
 
-#: Edges left out of the check, each with its reason. ``skconcepts.metrics``
-#: imports the erasure probes and the importance engine (function-local), and
-#: both import ``metrics``: issue 13 makes ``metrics`` a package of leaf
-#: modules with the fidelity metrics beside the importance engine, which
-#: another helper is doing in parallel with this test. Remove these edges
-#: when that lands (``test_allowed_edges_are_still_needed`` then fails).
-#: ``skconcepts._demo`` (the ``skconcepts demo`` command) takes ``CLIError``
-#: and ``atomic_outputs`` from ``skconcepts._cli`` (function-local), which
-#: dispatches to it: the command line's owner should move those two into a
-#: leaf module (e.g. ``_cli_io``); then remove the edge.
-ALLOWED_EDGES = {
-    ("skconcepts.metrics", "skconcepts.erasure"),
-    ("skconcepts.metrics", "skconcepts.importance"),
-    ("skconcepts._demo", "skconcepts._cli"),
-}
+#: Edges left out of the check, each with its reason (none: every cycle
+#: that the restructuring found is gone; ``test_allowed_edges_are_still_needed``
+#: fails on an edge kept here after it disappeared).
+ALLOWED_EDGES = set()
 
 
 def _checked_graph():
@@ -188,3 +177,32 @@ def test_every_module_imports_in_a_fresh_interpreter():
         timeout=300,
     )
     assert res.returncode == 0, res.stderr
+
+
+def test_datasets_import_has_no_side_effects():
+    import subprocess
+    import sys
+
+    code = (
+        "import os; os.environ.pop('HF_HUB_OFFLINE', None); "
+        "import skconcepts.datasets, skconcepts.metrics; "
+        "assert 'HF_HUB_OFFLINE' not in os.environ"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_hub_offline_restores_the_environment(monkeypatch):
+    import os
+
+    from skconcepts.datasets import embed_texts
+    from skconcepts.datasets._embeddings import _hub_offline, _load_encoder
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with _hub_offline():
+        assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert "HF_HUB_OFFLINE" not in os.environ
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # a user's choice is kept
+    with _hub_offline():
+        assert os.environ["HF_HUB_OFFLINE"] == "0"
+    assert os.environ["HF_HUB_OFFLINE"] == "0"
+    assert embed_texts.cache_clear == _load_encoder.cache_clear

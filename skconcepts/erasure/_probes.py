@@ -20,45 +20,14 @@ estimator's device; any other fitted classifier is evaluated through its
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .._backend import _torch, seed_from
+from .._backend import _torch
+from ..metrics._erasure import make_probe
 
 __all__ = ["make_probe", "margin_head", "seeded_clone"]
-
-
-def make_probe(kind, random_state=None):
-    """A fresh probe: ``"linear"`` or ``"mlp"``, both after a ``StandardScaler``.
-
-    Parameters
-    ----------
-    kind : {"linear", "mlp"}
-        ``"linear"``: ``LogisticRegression(max_iter=1000)``. ``"mlp"``:
-        ``MLPClassifier(hidden_layer_sizes=(64,), max_iter=400)`` (ReLU,
-        Adam), seeded with ``random_state``.
-    random_state : int, RandomState instance or None, default=None
-        Seed of the MLP's initialisation and shuffling.
-
-    Returns
-    -------
-    probe : Pipeline
-        Unfitted ``StandardScaler`` + classifier.
-    """
-    if kind == "linear":
-        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    if kind == "mlp":
-        return make_pipeline(
-            StandardScaler(),
-            MLPClassifier(
-                hidden_layer_sizes=(64,),
-                max_iter=400,
-                random_state=seed_from(random_state),
-            ),
-        )
-    raise ValueError(f"Unknown probe {kind!r}; use 'linear', 'mlp' or an estimator.")
 
 
 def seeded_clone(estimator, seed):

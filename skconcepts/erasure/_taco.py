@@ -36,12 +36,30 @@ from .._compat import (
 from .._extractors import MetaExtractorMixin, check_extractor, fitted_extractor
 from .._io import is_on_disk
 from ..base import DEVICE_CONSTRAINT
+from ..decomposition import _streamed
 from ..importance._base import POWER_OF_TWO
+from ..importance._engine import affine_decoder
+from ..importance._sobol import concept_sobol_indices
+from ..metrics._erasure import leakage
 from ._probes import make_probe, margin_head, seeded_clone
 
 __all__ = ["TaCoEraser"]
 
 _DECOMPOSITIONS = ("pca", "svd", "ica", "nmf")
+
+#: Rows per streamed batch (on-disk data) when ``batch_size`` is None.
+_STREAM_ROWS = 4096
+
+#: Named child seeds of one ``fit``, in spawn order.
+_SEED_NAMES = (
+    "decomposition",
+    "probe",
+    "task_probe",
+    "train_rows",
+    "sobol_rows",
+    "sobol",
+    "stopping",
+)
 
 #: With a task, concepts whose protected importance is below this fraction of
 #: the largest are ranked after all the others (by angle among themselves).
@@ -54,6 +72,24 @@ def _quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         yield
+
+
+def _child_seeds(random_state):
+    """Independent named seeds for the stages of one ``fit``.
+
+    One integer is drawn from ``random_state`` (so an int, a ``RandomState``
+    or None behave as everywhere in scikit-learn) and fed to
+    :class:`numpy.random.SeedSequence`, whose :meth:`~numpy.random.SeedSequence.spawn`
+    gives one statistically independent child per name of ``_SEED_NAMES``;
+    each child is turned into a non-negative 31-bit integer, a valid
+    ``random_state`` for scikit-learn and torch.
+    """
+    entropy = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    children = np.random.SeedSequence(entropy).spawn(len(_SEED_NAMES))
+    return {
+        name: int(child.generate_state(1, dtype=np.uint32)[0] >> 1)
+        for name, child in zip(_SEED_NAMES, children, strict=True)
+    }
 
 
 def _encode_labels(y, what):
@@ -73,134 +109,6 @@ def _balanced_mean(values, labels):
     if labels is None:
         return np.mean(values, axis=0)
     return np.mean([values[labels == c].mean(axis=0) for c in np.unique(labels)], 0)
-
-
-def _streamed_moments(X, batch_rows):
-    """Per-feature mean and Gram matrix ``X^T X`` of ``X`` in one streamed pass.
-
-    Row batches of ``batch_rows`` rows are read in turn and accumulated in
-    float64: ``O(n_features^2)`` memory, never ``O(n_samples n_features)``.
-    """
-    n, d = X.shape
-    total = np.zeros(d)
-    gram = np.zeros((d, d))
-    for sl in gen_batches_idx(n, batch_rows):
-        xb = np.asarray(X[sl], dtype=np.float64)
-        total += xb.sum(axis=0)
-        gram += xb.T @ xb
-    return total / n, gram
-
-
-def _top_eigh(M, k):
-    """Top ``k`` eigenpairs of the symmetric ``M``, scikit-learn's sign convention.
-
-    Eigenvalues are returned in decreasing order and clipped at 0; each
-    eigenvector (a row) has its largest-magnitude entry positive, as
-    ``svd_flip(..., u_based_decision=False)`` gives.
-    """
-    evals, evecs = np.linalg.eigh(M)
-    order = np.argsort(evals)[::-1]
-    evals = np.clip(evals[order], 0.0, None)
-    V = evecs[:, order].T
-    V *= np.sign(V[np.arange(len(V)), np.argmax(np.abs(V), axis=1)])[:, None]
-    return evals, V[:k]
-
-
-def _streamed_pca(X, k, batch_rows, seed):
-    """A fitted :class:`~sklearn.decomposition.PCA` computed by streaming ``X``.
-
-    One pass over row batches accumulates the per-feature sum and the Gram
-    matrix ``X^T X`` in float64 (``O(d^2)`` memory, never ``O(n d)``); the
-    top ``k`` eigenvectors of the covariance are the principal axes. The
-    signs follow scikit-learn's convention (largest-magnitude loading of
-    each axis positive), so this is exactly PCA up to rounding (the
-    ``svd_solver="full"`` solution); scikit-learn's randomized solver, which
-    PCA picks for large ``X``, agrees to its own approximation.
-    """
-    n, d = X.shape
-    mean, gram = _streamed_moments(X, batch_rows)
-    cov = (gram - n * np.outer(mean, mean)) / max(1, n - 1)
-    evals, V = _top_eigh(cov, d)
-    pca = PCA(n_components=k, random_state=seed)
-    pca.n_features_in_ = d
-    pca.n_samples_ = n
-    pca.n_components_ = k
-    pca.mean_ = mean.astype(X.dtype)
-    pca.components_ = V[:k].astype(X.dtype)
-    pca.explained_variance_ = evals[:k].astype(X.dtype)
-    tot = evals.sum()
-    ratio = evals / tot if tot > 0 else np.zeros_like(evals)
-    pca.explained_variance_ratio_ = ratio[:k].astype(X.dtype)
-    pca.singular_values_ = np.sqrt(evals[:k] * max(1, n - 1)).astype(X.dtype)
-    rest = evals[k:]
-    pca.noise_variance_ = float(rest.mean()) if rest.size else 0.0
-    return pca
-
-
-def _streamed_svd(X, k, batch_rows, seed):
-    """A fitted :class:`~sklearn.decomposition.TruncatedSVD` by streaming ``X``.
-
-    The right singular vectors of ``X`` (no centring) are the top
-    eigenvectors of the streamed Gram matrix ``X^T X``; the singular values
-    are the square roots of its eigenvalues. Attributes follow
-    :class:`~sklearn.decomposition.TruncatedSVD` (``explained_variance_`` is
-    the population variance of each projection, as there).
-    """
-    n, d = X.shape
-    mean, gram = _streamed_moments(X, batch_rows)
-    evals, V = _top_eigh(gram, k)
-    cov0 = gram / n - np.outer(mean, mean)  # population covariance
-    svd = TruncatedSVD(n_components=k, algorithm="arpack", random_state=seed)
-    svd.n_features_in_ = d
-    svd.components_ = V.astype(X.dtype)
-    exp_var = np.einsum("kd,de,ke->k", V, cov0, V)
-    svd.explained_variance_ = exp_var.astype(X.dtype)
-    full = np.trace(cov0)
-    ratio = exp_var / full if full > 0 else np.zeros_like(exp_var)
-    svd.explained_variance_ratio_ = ratio.astype(X.dtype)
-    svd.singular_values_ = np.sqrt(evals[:k]).astype(X.dtype)
-    return svd
-
-
-def _streamed_ica(X, k, batch_rows, seed):
-    """A fitted :class:`~sklearn.decomposition.FastICA` (unit-variance) by streaming.
-
-    The whitening is the streamed PCA (``O(d^2)`` memory); the whitened codes
-    ``Z`` (``n x k``, the size of the concept codes) are built by row batches
-    and FastICA runs on them without further whitening. The unmixing is then
-    composed with the whitening and rescaled to unit-variance sources, as
-    ``FastICA(whiten="unit-variance")`` stores it, so ``transform`` and
-    ``inverse_transform`` behave as scikit-learn's.
-    """
-    n, d = X.shape
-    pca = _streamed_pca(X, k, batch_rows, seed)
-    lam = np.asarray(pca.explained_variance_, dtype=np.float64)
-    lam = np.maximum(lam, 1e-12 * max(float(lam.max(initial=0.0)), 1e-300))
-    mean = np.asarray(pca.mean_, dtype=np.float64)
-    K = np.asarray(pca.components_, dtype=np.float64) / np.sqrt(lam)[:, None]
-    Z = np.concatenate(
-        [
-            (np.asarray(X[sl], dtype=np.float64) - mean) @ K.T
-            for sl in gen_batches_idx(n, batch_rows)
-        ]
-    )
-    inner = FastICA(whiten=False, random_state=seed).fit(Z)
-    Wu = inner.components_
-    S_std = np.std(Z @ Wu.T, axis=0)
-    Wu = Wu / np.where(S_std > 0, S_std, 1.0)[:, None]
-    ica = FastICA(n_components=k, whiten="unit-variance", random_state=seed)
-    ica.n_features_in_ = d
-    ica.n_iter_ = inner.n_iter_
-    unmixing = Wu @ K
-    ica.components_ = unmixing.astype(X.dtype)
-    ica.mixing_ = np.linalg.pinv(unmixing).astype(X.dtype)
-    ica.mean_ = pca.mean_
-    ica.whitening_ = K.astype(X.dtype)
-    ica._unmixing = Wu.astype(X.dtype)
-    return ica
-
-
-_STREAMED = {"pca": _streamed_pca, "svd": _streamed_svd, "ica": _streamed_ica}
 
 
 def _make_extractor(decomposition, k, seed, device, X):
@@ -365,11 +273,18 @@ class TaCoEraser(
         many concepts must go.
 
     batch_size : int or None, default=None
-        Rows per head call of the Sobol' engine (None: sized from memory).
+        Rows of ``X`` per step, one meaning for the whole eraser: the rows
+        per head call of the Sobol' engine (each row evaluated on all its
+        masks, as in :class:`~skconcepts.SobolConceptImportance`) and the
+        rows per batch read from on-disk data. None: the head calls are
+        sized from scikit-learn's ``working_memory``, the on-disk batches
+        are 4096 rows.
 
     random_state : int, RandomState instance or None, default=None
-        Seeds the decomposition, the probes, the subsample, the Sobol'
-        design and the splits. An int gives identical results on CPU.
+        Seeds the decomposition, the probes, the subsamples, the Sobol'
+        design and the splits: one integer drawn from it seeds a
+        :class:`numpy.random.SeedSequence` whose spawned children, one per
+        stage, are independent. An int gives identical results on CPU.
 
     device : str, default="auto"
         Device of the Sobol' evaluations (and of ``NMFConcepts``): "auto",
@@ -623,9 +538,6 @@ class TaCoEraser(
         self : TaCoEraser
             The fitted eraser.
         """
-        from ..importance._engine import affine_decoder
-        from ..importance._sobol import concept_sobol_indices
-
         self._check_decomposition()
         X, y = self._validate_X(X, y, reset=True)
         enc = _encode_labels(y, "y (the protected attribute)")
@@ -641,20 +553,30 @@ class TaCoEraser(
             task = column_or_1d(task, warn=True)
             check_consistent_length(X, task)
             task_enc = _encode_labels(task, "task").transform(task)
+        seeds = _child_seeds(self.random_state)
 
-        rng = check_random_state(self.random_state)
-        seeds = rng.randint(np.iinfo(np.int32).max, size=6)
+        U = self._fit_concepts(X, seeds["decomposition"])
+        train = self._training_rows(X, y, y_enc, U, task_enc, seeds["train_rows"])
+        heads, template = self._fit_probes(train, task_enc is not None, seeds)
+        self._rank_concepts(X, U, y_enc, task_enc, heads, seeds)
+        self._choose_n_remove(train, template, seeds["stopping"])
+        return self
+
+    def _fit_concepts(self, X, seed):
+        """Stage 1: the decomposition, on the training data only; its codes.
+
+        Sets ``extractor_``, ``n_concepts_``, ``components_`` and ``mean_``
+        and returns the codes ``U`` of ``X``.
+        """
         n, d = X.shape
         k = min(self.n_concepts, n, d)
-
-        # 1. concepts, on the training data only
         on_disk = is_on_disk(X)
-        batch_rows = max(k, self.batch_size or 4096)
+        batch_rows = self._batch_rows(k)
         if not isinstance(self.decomposition, str):
 
             def fit_clone(est):
                 with _quiet():
-                    return seeded_clone(est, seeds[0]).fit(X)
+                    return seeded_clone(est, seed).fit(X)
 
             extractor = fitted_extractor(
                 self.decomposition,
@@ -663,12 +585,12 @@ class TaCoEraser(
                 fit=fit_clone,
                 name="decomposition",
             )
-        elif on_disk and self.decomposition in _STREAMED:
-            streamed = _STREAMED[self.decomposition]
+        elif on_disk and self.decomposition in _streamed.STREAMED:
+            streamed = _streamed.STREAMED[self.decomposition]
             with _quiet():
-                extractor = streamed(X, k, batch_rows, seeds[0])
+                extractor = streamed(X, k, batch_rows, seed)
         else:
-            extractor = _make_extractor(self.decomposition, k, seeds[0], self.device, X)
+            extractor = _make_extractor(self.decomposition, k, seed, self.device, X)
             with _quiet():
                 extractor.fit(X)
         self._log(f"decomposition {type(extractor).__name__} ready")
@@ -696,37 +618,74 @@ class TaCoEraser(
                 f"n_remove={self.n_remove} is larger than the number of concepts "
                 f"({self.n_concepts_})."
             )
+        return U
 
-        # 2. probes, fitted on the raw activations (of a stratified subsample
-        # of at most max_train_samples rows, copied once, when given)
-        Xt, yt_enc, Ut, taskt = X, y_enc, U, task_enc
-        if self.max_train_samples is not None and self.max_train_samples < n:
-            tr = np.sort(
-                resample(
-                    np.arange(n),
-                    replace=False,
-                    n_samples=self.max_train_samples,
-                    stratify=y_enc,
-                    random_state=seeds[3] ^ 0x5EED,
-                )
+    def _batch_rows(self, k):
+        """Rows per streamed batch: ``batch_size``, else ``_STREAM_ROWS``."""
+        return max(k, self.batch_size or _STREAM_ROWS)
+
+    def _training_rows(self, X, y, y_enc, U, task_enc, seed):
+        """The rows the probes are trained on: ``(X, y, y_enc, U, task_enc)``.
+
+        All of them, or a stratified subsample of ``max_train_samples`` rows
+        (copied once) when that is set and smaller than ``n_samples``.
+        """
+        n = X.shape[0]
+        if self.max_train_samples is None or self.max_train_samples >= n:
+            return X, y, y_enc, U, task_enc
+        tr = np.sort(
+            resample(
+                np.arange(n),
+                replace=False,
+                n_samples=self.max_train_samples,
+                stratify=y_enc,
+                random_state=seed,
             )
-            Xt, yt_enc, Ut = np.asarray(X[tr]), y_enc[tr], U[tr]
-            taskt = None if task is None else taskt[tr]
-        # the probes see encoded labels (0 .. n_classes - 1), never the names:
-        # scikit-learn 1.6's MLP early stopping fails on string labels
-        template = self._probe_template(seeds[1])
-        with _quiet(), probe_fit_input(template, Xt, is_on_disk(Xt)) as Xp:
-            self.probe_ = seeded_clone(template, seeds[1]).fit(Xp, yt_enc)
-            if task_enc is not None:
-                self.task_probe_ = seeded_clone(template, seeds[2]).fit(Xp, taskt)
-        self._log(f"probe fitted on {Xt.shape[0]} rows")
-        heads = {"protected": margin_head(self.probe_, d, X.dtype)}
-        if task_enc is not None:
-            heads["task"] = margin_head(self.task_probe_, d, X.dtype)
-        elif self.task_head is not None:
-            heads["task"] = margin_head(self.task_head, d, X.dtype)
+        )
+        return (
+            np.asarray(X[tr]),
+            y[tr],
+            y_enc[tr],
+            U[tr],
+            None if task_enc is None else task_enc[tr],
+        )
 
-        # 3. total Sobol' indices on a stratified subsample
+    def _fit_probes(self, train, with_task, seeds):
+        """Stage 2: the probe(s), on the raw activations of the training rows.
+
+        Sets ``probe_`` (and ``task_probe_`` with task labels); returns the
+        margin heads by name (``"protected"``, and ``"task"`` with task
+        labels or ``task_head``) and the unfitted probe template.
+        """
+        # the probes see encoded labels (0 .. n_classes - 1), never the names:
+        # scikit-learn 1.6's MLP early stopping fails on string labels; an
+        # on-disk X reaches an lbfgs logistic probe of scikit-learn < 1.9 as a
+        # float64 memmap, not as an in-memory copy (probe_fit_input)
+        Xt, _, yt_enc, _, taskt = train
+        d, dtype = self.n_features_in_, Xt.dtype
+        template = self._probe_template(seeds["probe"])
+        with _quiet(), probe_fit_input(template, Xt, is_on_disk(Xt)) as Xp:
+            self.probe_ = seeded_clone(template, seeds["probe"]).fit(Xp, yt_enc)
+            if with_task:
+                self.task_probe_ = seeded_clone(template, seeds["task_probe"]).fit(
+                    Xp, taskt
+                )
+        self._log(f"probe fitted on {Xt.shape[0]} rows")
+        heads = {"protected": margin_head(self.probe_, d, dtype)}
+        if with_task:
+            heads["task"] = margin_head(self.task_probe_, d, dtype)
+        elif self.task_head is not None:
+            heads["task"] = margin_head(self.task_head, d, dtype)
+        return heads, template
+
+    def _rank_concepts(self, X, U, y_enc, task_enc, heads, seeds):
+        """Stage 3: total Sobol' indices of each head on a stratified subsample.
+
+        Sets ``protected_importances_`` (and ``task_importances_``,
+        ``angles_`` with a task) and ``ranking_``, the removal order.
+        """
+        n = X.shape[0]
+        W, b = self.components_, self.mean_
         idx = np.arange(n)
         if self.max_samples < n:
             idx = resample(
@@ -734,7 +693,7 @@ class TaCoEraser(
                 replace=False,
                 n_samples=self.max_samples,
                 stratify=y_enc,
-                random_state=seeds[3],
+                random_state=seeds["sobol_rows"],
             )
         rows = X[idx] - U[idx] @ W if self.residual else b
         importances = {}
@@ -748,7 +707,7 @@ class TaCoEraser(
                 n_designs=self.n_designs,
                 batch_size=self.batch_size,
                 device=self.device,
-                random_state=int(seeds[4]),
+                random_state=seeds["sobol"],
                 per_sample_designs=True,  # independent errors: precise means
             )["total"]
             labels = y_enc[idx] if name == "protected" else None
@@ -773,15 +732,17 @@ class TaCoEraser(
         else:
             self.ranking_ = np.argsort(-self.protected_importances_, kind="stable")
 
-        # 4. how many to remove
+    def _choose_n_remove(self, train, template, seed):
+        """Stage 4: how many concepts to remove; sets ``n_remove_``,
+        ``removed_concepts_`` (and ``recoverability_`` with ``"auto"``)."""
+        Xt, _, yt_enc, Ut, _ = train
         if self.n_remove == "auto":
             self.n_remove_, self.recoverability_ = self._auto_n_remove(
-                Xt, Ut, yt_enc, template, seeds[5]
+                Xt, Ut, yt_enc, template, seed
             )
         else:
             self.n_remove_ = int(self.n_remove)
         self.removed_concepts_ = self.ranking_[: self.n_remove_].copy()
-        return self
 
     def _auto_n_remove(self, X, U, y_enc, template, seed):
         """Remove concepts in ranked order until a fresh probe is at chance."""
@@ -941,8 +902,6 @@ class TaCoEraser(
         score : float
             In ``[0, 1]``.
         """
-        from ..metrics import leakage
-
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         y = column_or_1d(y, warn=True)

@@ -25,7 +25,8 @@ from .._compat import (
 )
 from .._extractors import MetaExtractorMixin, check_extractor, fitted_extractor
 from ..base import DEVICE_CONSTRAINT
-from ._engine import affine_decoder, head_outputs
+from ._engine import affine_decoder, chunk_values, head_outputs
+from ._fidelity import c_mufidelity
 from ._heads import as_head
 
 
@@ -39,10 +40,6 @@ class _PowerOfTwo(Options):
 
 
 POWER_OF_TWO = _PowerOfTwo(Integral, {2**i for i in range(1, 31)})
-
-
-# Per-sample outputs held in memory at once while explaining (float64 values).
-_CHUNK_VALUES = 2**22
 
 
 class _BaseConceptImportance(MetaExtractorMixin, TransformerMixin, BaseEstimator):
@@ -206,7 +203,7 @@ class _BaseConceptImportance(MetaExtractorMixin, TransformerMixin, BaseEstimator
     # ----------------------------------------------------------- explaining
     def _chunks(self, n_samples, k, fit):
         per = max(1, self._n_evals(k) + (self._n_replicate_values(k) if fit else 0))
-        size = max(1, _CHUNK_VALUES // per)
+        size = max(1, chunk_values() // per)
         for start in range(0, n_samples, size):
             yield slice(start, min(start + size, n_samples))
 
@@ -372,8 +369,6 @@ class _BaseConceptImportance(MetaExtractorMixin, TransformerMixin, BaseEstimator
         score : float
             Mean C-muFidelity in [-1, 1].
         """
-        from ..metrics import c_mufidelity
-
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         if y is not None:

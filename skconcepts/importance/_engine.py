@@ -12,22 +12,48 @@ batched head calls.
 
 import numpy as np
 
-from .._backend import _torch, default_batch_size, resolve_device, torch_dtype
+from .._backend import (
+    _torch,
+    default_batch_size,
+    resolve_device,
+    to_tensor,
+    torch_dtype,
+)
 from ._heads import as_head
 
 __all__ = ["affine_decoder", "evaluate_masks", "head_outputs"]
 
 _MAX_ROWS = 2**16
 
+# Memory budgets of the importance family, as fractions of scikit-learn's
+# ``working_memory`` (``sklearn.get_config()["working_memory"]``, MiB; 1024 by
+# default, where they are the former constants: 64 MiB of activations per head
+# call, 2**22 float64 values of per-sample outputs held at once).
+_HEAD_BATCH_FRACTION = 1 / 16
+_CHUNK_FRACTION = 1 / 32
+
+
+def _budget_bytes(fraction):
+    from sklearn import get_config
+
+    return int(get_config()["working_memory"] * 2**20 * fraction)
+
+
+def chunk_values():
+    """Float64 values of per-sample outputs held at once while explaining."""
+    return max(1, _budget_bytes(_CHUNK_FRACTION) // 8)
+
 
 def _rows_per_call(batch_size, n_features, itemsize):
+    """Rows per head call: ``batch_size``, else sized from ``working_memory``."""
     if batch_size is not None:
         return int(batch_size)
+    budget = _budget_bytes(_HEAD_BATCH_FRACTION)
     return max(
         1,
         min(
             _MAX_ROWS,
-            default_batch_size(n_features, budget_bytes=64 * 2**20, itemsize=itemsize),
+            default_batch_size(n_features, budget_bytes=budget, itemsize=itemsize),
         ),
     )
 
@@ -37,14 +63,6 @@ def _compute_setup(head, dtype, device):
     dev = resolve_device(device)
     tdtype = head.param_dtype() or torch_dtype(dtype)
     return dev, tdtype
-
-
-def _tensor(a, device, dtype):
-    torch = _torch()
-    a = np.asarray(a)
-    if not a.flags.writeable or not a.flags.c_contiguous:
-        a = np.array(a, order="C", copy=True)
-    return torch.as_tensor(a).to(device=device, dtype=dtype)
 
 
 def head_outputs(head, X, *, batch_size=None, device=None):
@@ -84,7 +102,7 @@ def head_outputs(head, X, *, batch_size=None, device=None):
         for start in range(0, X.shape[0], rows):
             xb = X[start : start + rows]
             if head.is_torch:
-                out = call(_tensor(xb, dev, tdtype)).detach().cpu().numpy()
+                out = call(to_tensor(xb, dev, tdtype)).detach().cpu().numpy()
             else:
                 out = call(np.ascontiguousarray(xb))
             chunks.append(np.asarray(out, dtype=np.float64))
@@ -206,7 +224,7 @@ def evaluate_masks(
         dev, tdtype = _compute_setup(head, dtype, device)
 
         def conv(a):
-            return None if a is None else _tensor(a, dev, tdtype)
+            return None if a is None else to_tensor(a, dev, tdtype)
 
     else:
         # NumPy heads: build the rows with NumPy (faster than torch on CPU)

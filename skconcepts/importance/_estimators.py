@@ -10,14 +10,7 @@ from ._attribution import (
 )
 from ._base import POWER_OF_TWO, _BaseConceptImportance
 from ._engine import evaluate_masks
-from ._sobol import (
-    _base_ints,
-    _replicate_estimates,
-    _replicate_interval,
-    _replicate_shifts,
-    _shifted_designs,
-    sobol_design,
-)
+from ._sobol import _design_source, _replicate_estimates, _replicate_interval
 
 __all__ = ["ConceptAttribution", "SobolConceptImportance"]
 
@@ -222,16 +215,19 @@ class SobolConceptImportance(_BaseConceptImportance):
     def _prepare_fit(self, space):
         n, k = space["codes"].shape
         R = self.n_replicates
-        space["base"] = _base_ints(k, self.n_designs, self._design_seed)
-        space["shifts"] = _replicate_shifts(n, k, self._design_seed, R, per_sample=True)
+        space["designs"] = _design_source(
+            k, self.n_designs, self._design_seed, n, R, per_sample=True
+        )
 
     def _explain(self, space, sl, target, head, fit):
         codes, W, r = self._space_slice(space, sl)
         k, N, R = codes.shape[1], self.n_designs, self.n_replicates
         if fit:  # independent randomisations: precise class means
-            design = _shifted_designs(space["base"], space["shifts"][sl], k)
+            design = space["designs"](sl)
         else:  # one design for every row: row-independent transform
-            design = sobol_design(k, N, random_state=self._design_seed, n_replicates=R)
+            design = _design_source(
+                k, N, self._design_seed, len(codes), R, per_sample=False
+            )(sl)
         Y = evaluate_masks(
             head, codes, W, design, residual=r, target=target, **self._engine_kw()
         )

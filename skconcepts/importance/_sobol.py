@@ -399,14 +399,15 @@ def concept_sobol_indices(
     _check_sizes(k, n_designs)
     _check_replicates(n_replicates)
     seed = seed_from(random_state)
-    if per_sample_designs:
-        design = _replicated_designs(
-            k, int(n_designs), seed, len(codes), int(n_replicates)
-        )
-    else:
-        design = sobol_design(
-            k, n_designs, random_state=seed, n_replicates=n_replicates
-        )
+    designs = _design_source(
+        k,
+        int(n_designs),
+        seed,
+        len(codes),
+        int(n_replicates),
+        per_sample=per_sample_designs,
+    )
+    design = designs(slice(None))
     outputs = evaluate_masks(
         head,
         codes,
@@ -426,15 +427,31 @@ def concept_sobol_indices(
     )
 
 
-def _replicated_designs(k, n_designs, seed, n_samples, n_replicates, rows=None):
-    """Per-sample designs with their own shifts, shape (n, R N (k + 2), k).
+def _design_source(k, n_designs, seed, n_samples, n_replicates, *, per_sample):
+    """The masks of the Sobol' estimators: a function ``rows -> design``.
 
-    The designs of ``concept_sobol_indices(per_sample_designs=True)`` and of
-    ``SobolConceptImportance.fit``; ``rows`` (a slice) selects samples
-    without drawing the shifts anew.
+    The one place where :func:`concept_sobol_indices` and
+    ``SobolConceptImportance`` (``fit``: per-sample designs; ``transform``:
+    one design for every row) get their designs, so the same seed gives
+    the same masks. ``per_sample=True``: each sample has its own shifts of
+    one scrambled base (independent randomisations), and ``rows`` (a slice)
+    selects samples without drawing the shifts anew; the design has shape
+    ``(len(rows), R N (k + 2), k)``. ``per_sample=False``: the design of
+    :func:`sobol_design`, shape ``(R N (k + 2), k)``, whatever ``rows``.
     """
+    if not per_sample:
+        design = sobol_design(
+            k, n_designs, random_state=seed, n_replicates=n_replicates
+        )
+        return lambda rows: design
     base = _base_ints(k, n_designs, seed)
     shifts = _replicate_shifts(n_samples, k, seed, n_replicates, per_sample=True)
-    if rows is not None:
-        shifts = shifts[rows]
-    return _shifted_designs(base, shifts, k)
+    return lambda rows: _shifted_designs(base, shifts[rows], k)
+
+
+def _replicated_designs(k, n_designs, seed, n_samples, n_replicates, rows=None):
+    """Per-sample designs with their own shifts, shape (n, R N (k + 2), k)."""
+    designs = _design_source(
+        k, n_designs, seed, n_samples, n_replicates, per_sample=True
+    )
+    return designs(slice(None) if rows is None else rows)
