@@ -481,8 +481,13 @@ def _load_overcomplete(path, architecture=None, top_k=None, threshold=None):
         b_pre=np.zeros(d),
         dtype=_dtype_of(sd),
     )
+    # overcomplete keeps codes >= threshold, this package codes > threshold:
+    # the next representable value below makes the two agree on exact ties
+    # (BatchTopK's threshold is one of the codes of its last training batch)
+    below = common["dtype"]
     if architecture in ("jumpsae", "jumprelu"):
-        thr = np.exp(_get(sd, "thresholds", path, (k,)))
+        thr = np.exp(_get(sd, "thresholds", path, (k,))).astype(below)
+        thr = np.nextafter(thr, below(-np.inf))
         return _build(activation="jumprelu", threshold=thr, **common)
     if top_k is None:
         raise ValueError(
@@ -500,7 +505,7 @@ def _load_overcomplete(path, architecture=None, top_k=None, threshold=None):
         return _build(
             activation="batchtopk",
             top_k=top_k,
-            threshold=np.float64(threshold),
+            threshold=np.nextafter(below(threshold), below(-np.inf)),
             **common,
         )
     raise ValueError(
