@@ -667,6 +667,25 @@ def save_pretrained(estimator, path, format="saelens"):
     -------
     path : str
         The folder written.
+
+    See Also
+    --------
+    load_pretrained : read SAELens, sparsify, dictionary_learning and
+        overcomplete files.
+
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> import numpy as np
+    >>> from skconcepts.sae import TopKSAE, save_pretrained
+    >>> X = np.random.RandomState(0).rand(200, 10).astype(np.float32)
+    >>> sae = TopKSAE(16, 3, max_epochs=2, random_state=0).fit(X)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     folder = save_pretrained(sae, d)
+    ...     cfg = json.load(open(os.path.join(folder, "cfg.json")))
+    ...     files = sorted(os.listdir(folder))
+    >>> cfg["architecture"], cfg["k"], cfg["d_sae"], files
+    ('topk', 3, 16, ['cfg.json', 'sae_weights.safetensors'])
     """
     from safetensors.torch import save_file
 
