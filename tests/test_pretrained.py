@@ -429,6 +429,13 @@ def test_loaded_sae_composes(tmp_path):
     ).fit(X)
     assert sobol.total_indices_.shape == (D_SAE,)
     assert np.isfinite(sobol.total_indices_).all()
+    from skconcepts import TaCoEraser
+
+    y = (X[:, 0] > 0).astype(int)
+    eraser = TaCoEraser(
+        decomposition=est, prefit=True, n_remove=2, n_designs=8, random_state=0
+    ).fit(X, y)
+    assert eraser.transform(X).shape == X.shape
     # pickling keeps the loaded state
     again = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(again.transform(X), est.transform(X))
