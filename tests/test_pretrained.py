@@ -163,6 +163,32 @@ def test_saelens_expected_average_only_in_is_identity(tmp_path):
     _check(load_pretrained(folder), X, z, rec, np.linalg.norm(w["W_dec"], axis=1))
 
 
+def test_saelens_legacy_topk_and_scaling_factor(tmp_path):
+    # SAELens < 6: top-k under "standard" with activation_fn_str, and the
+    # finetuning scaling factor that multiplies the codes before W_dec
+    w = _weights(14)
+    w.pop("threshold")
+    scaling = _rng(15).uniform(0.5, 2.0, size=D_SAE)
+    folder = _write_saelens(
+        tmp_path / "old",
+        "standard",
+        {**w, "scaling_factor": scaling},
+        activation_fn_str="topk",
+        activation_fn_kwargs={"k": K},
+        finetuning_scaling_factor=True,
+    )
+    X = _X(14)
+    z, _ = _saelens_forward(w, X, "topk", K)
+    rec = (z * scaling) @ w["W_dec"] + w["b_dec"]
+    norms = np.linalg.norm(w["W_dec"] * scaling[:, None], axis=1)
+    est = load_pretrained(folder)
+    assert est.activation == "topk" and est.top_k == K
+    _check(est, X, z, rec, norms)
+    _write_saelens(folder, "standard", w, activation_fn_str="tanh-relu")
+    with pytest.raises(ValueError, match="activation_fn='tanh-relu'"):
+        load_pretrained(folder)
+
+
 @pytest.mark.parametrize("activation", ["topk", "relu", "jumprelu", "batchtopk"])
 def test_save_load_round_trip(tmp_path, activation):
     X = _X(4, n=300)
@@ -340,8 +366,15 @@ def overcomplete_sae():
         from bench_sae import _import_overcomplete
     finally:
         sys.path.pop(0)
+    stubs = ("torchvision", "torchvision.transforms", "skimage", "skimage.measure")
+    before = {name: sys.modules.get(name) for name in stubs}
     _import_overcomplete()  # with the stand-ins of shared/peers.md
     import overcomplete.sae as oc
+
+    # drop the stand-ins again: other libraries probe for torchvision
+    for name, mod in before.items():
+        if mod is None:
+            sys.modules.pop(name, None)
 
     return oc
 
@@ -406,6 +439,95 @@ def test_overcomplete_missing_top_k_and_threshold(tmp_path, overcomplete_sae):
         load_pretrained(tmp_path / "m.pt")
     with pytest.raises(ValueError, match="running_threshold"):
         load_pretrained(tmp_path / "m.pt", architecture="BatchTopKSAE", top_k=K)
+
+
+# --------------------------------------------------------------------------
+# sparsify and dictionary_learning themselves, where they import
+#
+# Neither imports as a package without its training / model-hooking
+# dependencies (HF datasets, nnsight), so their modules that hold the SAE are
+# imported from a bare package object. Skipped unless installed (e.g.
+# ``pip install --no-deps eai-sparsify natsort simple_parsing
+# docstring_parser accelerate dictionary-learning`` in a throwaway venv).
+
+
+def _bare_import(module, packages):
+    import importlib
+    import importlib.util
+    import types
+
+    for name in packages:
+        if name in sys.modules:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or spec.submodule_search_locations is None:
+            pytest.skip(f"{name} is not installed")
+        pkg = types.ModuleType(name)
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules[name] = pkg
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        pytest.skip(f"{module} does not import: {exc}")
+
+
+def _randomise(module, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+
+
+def test_sparsify_matches_its_encode(tmp_path):
+    sc = _bare_import("sparsify.sparse_coder", ["sparsify"])
+    cfg_mod = _bare_import("sparsify.config", ["sparsify"])
+    if not hasattr(sc, "SparseCoder"):
+        pytest.skip("not EleutherAI's sparsify")
+    sae = sc.SparseCoder(D_IN, cfg_mod.SparseCoderConfig(num_latents=D_SAE, k=K))
+    _randomise(sae, 16)
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.linspace(0.2, 3.0, D_SAE)[:, None])
+    sae.save_to_disk(tmp_path)
+    X = _X(16)
+    with torch.no_grad():
+        enc = sae.encode(torch.as_tensor(X))
+        out = sae(torch.as_tensor(X)).sae_out
+    z = torch.zeros(len(X), D_SAE).scatter(1, enc.top_indices, enc.top_acts)
+    norms = sae.W_dec.detach().norm(dim=1).double().numpy()
+    _check(load_pretrained(tmp_path), X, z.double().numpy(), out.numpy(), norms)
+
+
+@pytest.mark.parametrize("arch", ["standard", "topk", "batchtopk", "jumprelu"])
+def test_dictionary_learning_matches_its_encode(tmp_path, arch):
+    pkgs = ["dictionary_learning", "dictionary_learning.trainers"]
+    if arch == "topk":
+        cls = _bare_import("dictionary_learning.trainers.top_k", pkgs).AutoEncoderTopK
+    elif arch == "batchtopk":
+        mod = _bare_import("dictionary_learning.trainers.batch_top_k", pkgs)
+        cls = mod.BatchTopKSAE
+    else:
+        mod = _bare_import("dictionary_learning.dictionary", pkgs[:1])
+        name = {"standard": "AutoEncoder", "jumprelu": "JumpReluAutoEncoder"}[arch]
+        cls = getattr(mod, name)
+    ae = cls(D_IN, D_SAE, K) if arch in ("topk", "batchtopk") else cls(D_IN, D_SAE)
+    _randomise(ae, 17)
+    with torch.no_grad():
+        if arch == "batchtopk":
+            ae.threshold.fill_(0.3)
+        if arch == "jumprelu":
+            ae.threshold.copy_(torch.linspace(-0.1, 0.5, D_SAE))
+    torch.save(ae.state_dict(), tmp_path / "ae.pt")
+    X = _X(17)
+    with torch.no_grad():
+        z = ae.encode(torch.as_tensor(X))
+        rec = ae.decode(z)
+    W_dec = ae.W_dec if arch == "jumprelu" else ae.decoder.weight.T
+    norms = W_dec.detach().norm(dim=1).double().numpy()
+    est = load_pretrained(tmp_path, architecture=arch)
+    _check(est, X, z.double().numpy(), rec.double().numpy(), norms)
 
 
 # --------------------------------------------------------------------------

@@ -234,6 +234,18 @@ def _load_saelens(folder):
     dtype = _dtype_of(tensors)
     W_dec = _get(tensors, "W_dec", w_path, (d_sae, d_in))
     b_dec = _get(tensors, "b_dec", w_path, (d_in,))
+    if "scaling_factor" in tensors:  # SAELens 3-5 finetuning scaling factor
+        W_dec = W_dec * _get(tensors, "scaling_factor", w_path, (d_sae,))[:, None]
+    if arch == "standard":  # SAELens < 6 put top-k SAEs under "standard"
+        fn = cfg.get("activation_fn_str", cfg.get("activation_fn")) or "relu"
+        if fn == "topk":
+            arch = "topk"
+            cfg = {**cfg, "k": (cfg.get("activation_fn_kwargs") or {}).get("k")}
+        elif fn != "relu":
+            raise ValueError(
+                f"{cfg_path}: activation_fn={fn!r} is not supported (expected "
+                "'relu' or 'topk')."
+            )
     W_enc = _get(tensors, "W_enc", w_path, (d_in, d_sae)).T
     common = dict(W_dec=W_dec, b_pre=b_dec, center_input=center, dtype=dtype)
     if arch == "gated":
@@ -294,6 +306,11 @@ def _load_sparsify(folder):
                 f"{cfg_path}: {key}=True (a transcoder / skip connection) is not "
                 "supported: its output is not a reconstruction of its input."
             )
+    if cfg.get("activation", "topk") != "topk":
+        raise ValueError(
+            f"{cfg_path}: activation={cfg['activation']!r} is not supported "
+            "(only sparsify's 'topk')."
+        )
     if "W_skip" in tensors:
         raise ValueError(
             f"{w_path}: tensor 'W_skip' (skip connection) is not supported."
@@ -606,6 +623,10 @@ def load_pretrained(
 
     Notes
     -----
+    SAELens < 6 files are read too: a top-k SAE stored as ``"standard"``
+    with ``activation_fn_str="topk"`` (``k`` in ``activation_fn_kwargs``),
+    and the finetuning ``scaling_factor`` (folded into ``W_dec``, so
+    ``code_scale_`` holds the norms of the scaled rows).
     SAELens ``normalize_activations="expected_average_only_in"`` is the
     identity at inference, as in SAELens (a norm scaling factor is not part
     of the files); ``"constant_norm_rescale"`` and ``"layer_norm"``
