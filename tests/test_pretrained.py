@@ -189,6 +189,21 @@ def test_saelens_legacy_topk_and_scaling_factor(tmp_path):
         load_pretrained(folder)
 
 
+def test_saelens_bfloat16_file(tmp_path):
+    # many published SAEs are stored in bfloat16: read as float32 state
+    w = _weights(18)
+    w.pop("threshold")
+    folder = _write_saelens(tmp_path / "bf", "topk", w, k=K, dtype="bfloat16")
+    bf = {k: _f32(v).to(torch.bfloat16) for k, v in w.items()}
+    save_file(bf, folder / "sae_weights.safetensors")
+    est = load_pretrained(folder)
+    assert est.components_.dtype == np.float32
+    w16 = {k: v.double().numpy() for k, v in bf.items()}
+    X = _X(18)
+    z, rec = _saelens_forward(w16, X, "topk", K)
+    _check(est, X, z, rec, np.linalg.norm(w16["W_dec"], axis=1))
+
+
 @pytest.mark.parametrize("activation", ["topk", "relu", "jumprelu", "batchtopk"])
 def test_save_load_round_trip(tmp_path, activation):
     X = _X(4, n=300)
