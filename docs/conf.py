@@ -204,18 +204,22 @@ def _unlink_sklearn_refs(app, what, name, obj, options, lines):
 _BARE_TRAILING_UNDERSCORE = re.compile(r"(?<![`\w.*])([A-Za-z]\w*_)(?![`\w(])")
 
 
-def _literal_outside_markup(line):
+def _literal_outside_markup(line, in_literal=False):
     """``line`` with bare ``name_`` made literal, except inside literals and
     inside bold text: numpydoc writes the names of a Parameters / Attributes
     entry as ``**a_, b_** : type``, where a nested literal shows its raw
-    backticks."""
+    backticks. ``in_literal`` says whether a literal opened on an earlier
+    line is still open; returns the line and whether one is open at its end.
+    """
     bold = line.split("**")  # odd parts are bold (entry names)
     for b in range(0, len(bold), 2):
-        parts = bold[b].split("``")  # odd parts are literals already
-        for j in range(0, len(parts), 2):
+        parts = bold[b].split("``")  # parts alternate outside / inside literals
+        first = 1 if in_literal else 0
+        for j in range(first, len(parts), 2):
             parts[j] = _BARE_TRAILING_UNDERSCORE.sub(r"``\1``", parts[j])
+        in_literal = (len(parts) - 1 + in_literal) % 2 == 1
         bold[b] = "``".join(parts)
-    return "**".join(bold)
+    return "**".join(bold), in_literal
 
 
 def _literal_attribute_names(app, what, name, obj, options, lines):
@@ -224,7 +228,7 @@ def _literal_attribute_names(app, what, name, obj, options, lines):
     module = getattr(obj, "__module__", "") or ""
     if not module.startswith("skconcepts"):
         return
-    in_code, code_indent = False, 0
+    in_code, code_indent, in_literal = False, 0, False
     for i, line in enumerate(lines):
         stripped = line.strip()
         if stripped in ("Examples", ".. rubric:: Examples"):
@@ -238,7 +242,9 @@ def _literal_attribute_names(app, what, name, obj, options, lines):
         if stripped.endswith("::"):
             in_code = True
             code_indent = len(line) - len(line.lstrip()) + 1
-        lines[i] = _literal_outside_markup(line)
+        if not stripped:
+            in_literal = False  # a literal never spans paragraphs
+        lines[i], in_literal = _literal_outside_markup(line, in_literal)
 
 
 def setup(app):

@@ -4,12 +4,14 @@
 sparsity, AuxK dead-atom revival); :class:`ArchetypalSAE` anchors its atoms in
 the data (A-SAE / RA-SAE). Both are trained by the engine in
 :mod:`skconcepts.sae._engine`, whose module docstring documents the plug-in
-interface for new SAEs.
+interface for new SAEs. :func:`load_pretrained` / :func:`save_pretrained` read
+and write SAEs of SAELens, sparsify, dictionary_learning and overcomplete.
 """
 
 from ._aligned import AlignedSAE
 from ._archetypal import ArchetypalSAE
 from ._callbacks import Checkpoint, LearningRateSchedule
+from ._pretrained import load_pretrained, save_pretrained
 from ._topk import TopKSAE
 
 __all__ = [
@@ -18,4 +20,6 @@ __all__ = [
     "Checkpoint",
     "LearningRateSchedule",
     "TopKSAE",
+    "load_pretrained",
+    "save_pretrained",
 ]
