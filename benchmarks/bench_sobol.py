@@ -100,8 +100,9 @@ def timed(fn, *args, repeat=3):
 
 def table_accuracy(seeds=range(20)):
     print(
-        "## 1. Accuracy (mean over 20 seeds) and time at equal evaluations, "
-        "intervals from 4 replicates of N/4 rows (ours), 100 bootstraps (SALib)\n"
+        "## 1. Accuracy and time at equal evaluations\n\n"
+        "Mean over 20 seeds; intervals from 4 replicates of N/4 rows (ours), "
+        "100 bootstraps (SALib).\n"
     )
     print(
         "| function | N | evaluations | skconcepts err S1 / ST | SALib err S1 / ST "

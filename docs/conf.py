@@ -211,15 +211,19 @@ def _literal_outside_markup(line, in_literal=False):
     backticks. ``in_literal`` says whether a literal opened on an earlier
     line is still open; returns the line and whether one is open at its end.
     """
-    bold = line.split("**")  # odd parts are bold (entry names)
-    for b in range(0, len(bold), 2):
-        parts = bold[b].split("``")  # parts alternate outside / inside literals
-        first = 1 if in_literal else 0
-        for j in range(first, len(parts), 2):
-            parts[j] = _BARE_TRAILING_UNDERSCORE.sub(r"``\1``", parts[j])
-        in_literal = (len(parts) - 1 + in_literal) % 2 == 1
-        bold[b] = "``".join(parts)
-    return "**".join(bold), in_literal
+    parts = line.split("``")  # parts alternate outside / inside literals
+    in_bold = False
+    for j, part in enumerate(parts):
+        if (j % 2 == 1) != in_literal:  # inside a literal (``a**2`` too)
+            continue
+        pieces = part.split("**")  # bold toggles at each "**"
+        for m, piece in enumerate(pieces):
+            if not (in_bold != (m % 2 == 1)):
+                pieces[m] = _BARE_TRAILING_UNDERSCORE.sub(r"``\1``", piece)
+        in_bold = in_bold != (len(pieces) % 2 == 0)
+        parts[j] = "**".join(pieces)
+    in_literal = in_literal != (len(parts) % 2 == 0)
+    return "``".join(parts), in_literal
 
 
 def _literal_attribute_names(app, what, name, obj, options, lines):
