@@ -322,7 +322,6 @@ def claims_table(rows):
 
 def main_claims(args):
     seeds = list(range(args.seeds))
-    t0 = time.perf_counter()
     methods = args.methods.split(",") if args.methods else list(CLAIMS_METHODS)
     regimes = args.regimes.split(",") if args.regimes else None
     rows = run_claims(args.n_pairs, seeds, methods, regimes, args.refit)
