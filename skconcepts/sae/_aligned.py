@@ -179,11 +179,13 @@ class AlignedSAE(_BaseSAE):
         one bimodal atom (unaligned: 0.61; 0.49 with 12000 pairs) and raises
         the label accuracy (+0.21) at an R^2 cost of 0.006; where the shared
         directions are equal or Iso-Energy is violated its label accuracy is
-        within noise of the unaligned SAE's (-0.02 +- 0.02) and R^2 within
-        0.003, but under violation it has slightly more dead atoms
-        (+0.020 +- 0.009 of the atoms). ``"energy"`` at 0.03 captures 0.98
-        but lowers the label accuracy of the modality-specific atoms (by 0.13
-        where the directions are equal, 0.19 where Iso-Energy is violated);
+        within 0.022 of the unaligned SAE's (within noise with 6000 pairs; a
+        consistent -0.022 +- 0.013 where directions are equal with 12000) and
+        R^2 within 0.003, but under violation it has more dead atoms
+        (+0.020 +- 0.009 and +0.048 +- 0.035 of the atoms). ``"energy"`` at
+        0.03 captures 0.98 but lowers the label accuracy of the
+        modality-specific atoms (by 0.13 where the directions are equal, 0.19
+        where Iso-Energy is violated);
         0.01 keeps the labels but captures 0.78. ``"cosine"`` at 0.1 reaches
         its optimum with atoms that fire on every row of both modalities and
         captures no shared concept as a specific bimodal atom.
@@ -469,7 +471,7 @@ dead_fraction_, n_iter_, n_steps_, n_features_in_, feature_names_in_
                 f"fitted on {self.classes_.tolist()}."
             )
         counts = np.bincount(modality, minlength=2)
-        if reset:
+        if reset or not hasattr(self, "alignment_"):  # (older fits lack it)
             self.alignment_ = self._resolve_alignment(counts[0] == counts[1])
         form = self.alignment_
         if form in _PAIRED and self._weight() > 0:
