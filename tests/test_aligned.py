@@ -24,7 +24,11 @@ from skconcepts.metrics import (
     retrieval_recall_at_k,
 )
 from skconcepts.sae import AlignedSAE
-from skconcepts.sae._aligned import iso_energy_loss, paired_cosine_loss
+from skconcepts.sae._aligned import (
+    iso_energy_loss,
+    paired_correlation,
+    paired_cosine_loss,
+)
 
 # 12 shared + 2 x 6 specific atoms in 32 dimensions, a large modality offset
 N_PAIRS, D_FEAT, N_SHARED, N_SPEC = 1500, 32, 12, 6
@@ -41,7 +45,9 @@ def _data(iso, seed=0):
 def _fits(iso):
     X, y, truth = _data(iso)
     fits = {
-        w: AlignedSAE(alignment_weight=w, random_state=0, **SMALL).fit(X, y)
+        w: AlignedSAE(
+            alignment="energy", alignment_weight=w, random_state=0, **SMALL
+        ).fit(X, y)
         for w in (0.0, 0.03)
     }
     return X, y, truth, fits
@@ -131,7 +137,9 @@ def test_label_accuracy_over_model_seeds(iso):
     acc = {0.0: [], 0.03: []}
     for seed in range(4):
         for w in acc:
-            est = AlignedSAE(alignment_weight=w, random_state=seed, **SMALL).fit(X, y)
+            est = AlignedSAE(
+                alignment="energy", alignment_weight=w, random_state=seed, **SMALL
+            ).fit(X, y)
             acc[w].append(
                 atom_label_accuracy(
                     truth.atoms,
@@ -178,8 +186,29 @@ def test_cosine_form(holds):
     )
     with pytest.raises(ValueError, match="needs paired data"):
         AlignedSAE(alignment="cosine", **SMALL).fit(X[:-1], y[:-1])
+    with pytest.raises(ValueError, match="'paired_energy' needs paired data"):
+        AlignedSAE(alignment="paired_energy", **SMALL).fit(X[:-1], y[:-1])
     # the energy form accepts unpaired data
-    AlignedSAE(**dict(SMALL, max_epochs=1)).fit(X[:-1], y[:-1])
+    AlignedSAE(alignment="energy", **dict(SMALL, max_epochs=1)).fit(X[:-1], y[:-1])
+
+
+def test_auto_alignment_picks_the_form_from_the_rows(holds, monkeypatch):
+    import skconcepts.distributed as distributed
+
+    X, y, _, _ = holds
+    one = dict(SMALL, max_epochs=1)
+    est = AlignedSAE(random_state=0, **one).fit(X, y)  # paired rows
+    assert est.alignment == "auto" and est.alignment_ == "paired_energy"
+    assert est._weight() == 0.1 and est.history_[-1]["paired_energy"] > 0
+    unpaired = AlignedSAE(random_state=0, **one).fit(X[:-1], y[:-1])
+    assert unpaired.alignment_ == "energy" and unpaired._weight() == 0.03
+    assert unpaired.history_[-1]["energy"] > 0
+    # a later chunk without pairs is refused, naming the choice made
+    with pytest.raises(ValueError, match="'auto' chose 'paired_energy'"):
+        est.partial_fit(X[:-1], y[:-1])
+    # data-parallel training cannot keep pairs on one rank: the energy form
+    monkeypatch.setattr(distributed, "current", lambda: object())
+    assert AlignedSAE()._resolve_alignment(True) == "energy"
 
 
 # --------------------------------------------------- fitted attributes
@@ -304,6 +333,34 @@ def test_losses_match_analytic_values():
     cos1 = float(m[1] @ m[3] / m[1].norm() / m[3].norm())
     got = float(paired_cosine_loss(c, torch.tensor([0, 0, 1, 1]), pair))
     assert got == pytest.approx(-(cos0 + cos1) / 2, rel=1e-6)
+
+
+def test_paired_energy_weights_are_paired_correlations():
+    rng = np.random.RandomState(0)
+    n = 200
+    za = np.abs(rng.randn(n, 3))
+    zb = np.c_[2 * za[:, 0], np.abs(rng.randn(n)), -za[:, 2]]  # r = 1, ~0, -1
+    codes = torch.as_tensor(np.vstack([za, zb]))
+    modality = torch.as_tensor(np.repeat([0, 1], n))
+    pair = torch.as_tensor(np.tile(np.arange(n), 2))
+    r = paired_correlation(codes, modality, pair).numpy()
+    expected = [np.corrcoef(za[:, k], zb[:, k])[0, 1] for k in range(3)]
+    np.testing.assert_allclose(r, np.clip(expected, 0, None), atol=1e-12)
+    assert r[0] == pytest.approx(1.0) and r[2] == 0.0
+    np.testing.assert_allclose(
+        paired_correlation(codes, modality, pair, power=2).numpy(), r**2
+    )
+    # the weighted Iso-Energy term: atom k's term times r_k
+    per_atom = np.array(
+        [
+            float(iso_energy_loss(codes[:, [k]], modality, 1e-12)) * r[k]
+            for k in range(3)
+        ]
+    )
+    got = float(iso_energy_loss(codes, modality, 1e-12, atom_weights=torch.tensor(r)))
+    assert got == pytest.approx(per_atom.mean())
+    # no pairs: no weights
+    assert paired_correlation(codes, modality, pair + modality * n) is None
 
 
 # ------------------------------------------------------ inference contracts
@@ -433,7 +490,10 @@ def test_early_stopping_and_streamed_chunks(holds, tmp_path, monkeypatch):
     X, y = X[order], y[order]
     params = dict(SMALL, max_epochs=3)
     est = AlignedSAE(early_stopping=True, random_state=0, **params).fit(X, y)
-    assert all("val_r2" in h and "energy" in h for h in est.history_)
+    # paired rows: "auto" is the paired form (pairs split by the validation
+    # draw are trained on without their partner)
+    assert est.alignment_ == "paired_energy"
+    assert all("val_r2" in h and h["paired_energy"] > 0 for h in est.history_)
     path = tmp_path / "X.npy"
     np.save(path, X)
     mm = np.load(path, mmap_mode="r")
