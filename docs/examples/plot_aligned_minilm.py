@@ -97,12 +97,13 @@ rows = {"raw embeddings": measures(X_cap[test], X_key[test])}
 # %%
 # Aligned and unaligned SAEs
 # --------------------------
-# The same SAE, with the Iso-Energy penalty and without it
+# The same SAE, with its default alignment (``alignment="auto"``: the paired
+# Iso-Energy term when captions and keywords come in pairs) and without it
 # (``alignment_weight=0``). After fitting, each atom has a modality score
 # ``mu_k`` (its share of energy in the ``"caption"`` rows) and a label.
 params = dict(n_concepts=128, top_k=8, max_epochs=40, batch_size=120, device="cpu")
 fits = {
-    "aligned (energy)": AlignedSAE(random_state=0, **params).fit(X, y),
+    "aligned (default)": AlignedSAE(random_state=0, **params).fit(X, y),
     "unaligned": AlignedSAE(alignment_weight=0.0, random_state=0, **params).fit(X, y),
 }
 for name, sae in fits.items():
@@ -145,7 +146,7 @@ fig.tight_layout()
 # -------------------------
 # The held-out captions and keyword lines that activate the strongest bimodal
 # atom the most: the same item, in both phrasings.
-sae = fits["aligned (energy)"]
+sae = fits["aligned (default)"]
 bimodal = np.flatnonzero([str(v) == "bimodal" for v in sae.atom_modality_])
 top = bimodal[np.argmax(sae.modality_energy_.sum(0)[bimodal])]
 for name, Xm, texts in (

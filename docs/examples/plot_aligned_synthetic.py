@@ -17,9 +17,10 @@ atoms specific to each modality, plus one offset vector per modality (the
 gap). With ``iso_energy=True`` a shared atom has the same magnitude in both
 rows of a pair; with ``iso_energy=False`` each shared atom is rescaled by a
 different factor (up to 3x) in each modality, so the assumption behind the
-penalty is violated. We compare the default penalty
-(``alignment_weight=None``, i.e. 0.03) with no penalty (``alignment_weight=0``,
-the plain SAE) in both worlds, over three seeds.
+penalty is violated. We compare the default alignment (``alignment="auto"``
+with ``alignment_weight=None``: the rows here come in pairs, so the paired
+Iso-Energy term at 0.1) with no penalty (``alignment_weight=0``, the plain SAE)
+in both worlds, over three seeds.
 """
 
 # %%
@@ -46,7 +47,7 @@ from skconcepts.sae import AlignedSAE
 N_PAIRS, N_TRAIN = 3000, 2400
 DATA = dict(n_features=64, n_shared=24, n_specific=12, sparsity=0.92)
 SAE = dict(n_concepts=128, top_k=4, max_epochs=30, batch_size=512, device="cpu")
-WEIGHTS = {"aligned (0.03)": None, "unaligned (0)": 0.0}
+WEIGHTS = {"aligned (default)": None, "unaligned (0)": 0.0}
 SEEDS = (0, 1, 2)
 
 
