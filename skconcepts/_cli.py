@@ -597,6 +597,37 @@ def cmd_transform(args):
     return 0
 
 
+def cmd_export(args):
+    import shutil
+
+    from .sae import save_pretrained
+    from .sae._engine import _BaseSAE
+
+    model = load_model(args.model)
+    if not isinstance(model, _BaseSAE):
+        raise CLIError(
+            f"{type(model).__name__} is not a sparse autoencoder; export writes "
+            "the SAEs of this package (TopKSAE, ArchetypalSAE, AlignedSAE)"
+        )
+    out = Path(args.dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CLIError(f"{out} exists and is not an empty folder")
+    if not out.parent.is_dir():
+        raise CLIError(f"output folder does not exist: {out.parent}")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with _estimator_errors("save_pretrained"):
+            save_pretrained(model, tmp, format=args.format)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"wrote {out} ({args.format} format): {', '.join(sorted(os.listdir(out)))}")
+    return 0
+
+
 def cmd_evaluate(args):
     model = load_model(args.model, device=args.device)
     name = type(model).__name__
@@ -953,6 +984,33 @@ def build_parser():
     _device(p)
     _common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "export",
+        formatter_class=_Formatter,
+        help="Write a fitted SAE in another library's format.",
+        description=textwrap.dedent("""\
+        Export a fitted sparse autoencoder (TopKSAE, ArchetypalSAE,
+        AlignedSAE, or one read by skconcepts.sae.load_pretrained) to a
+        folder in SAELens format: cfg.json and sae_weights.safetensors
+        (skconcepts.sae.save_pretrained). skconcepts.sae.load_pretrained
+        reads it back with the same transform. DIR must not exist or be an
+        empty folder; it is written under a temporary name and renamed at
+        the end.
+        """),
+        epilog="Example\n-------\n  skconcepts export sae.joblib sae-saelens "
+        "--format saelens\n",
+    )
+    p.add_argument("model", metavar="MODEL", help="Model file written by 'fit'.")
+    p.add_argument("dir", metavar="DIR", help="Output folder.")
+    p.add_argument(
+        "--format",
+        choices=["saelens"],
+        default="saelens",
+        help="Format of the files written.",
+    )
+    _common(p)
+    p.set_defaults(func=cmd_export)
     return parser
 
 

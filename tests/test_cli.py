@@ -446,12 +446,36 @@ def test_parameters_are_python_literals(tmp_path, acts, monkeypatch, capsys):
 def test_help_lists_commands_and_formats(capsys):
     parser = build_parser()
     text = parser.format_help()
-    for command in ("demo", "fit", "transform", "evaluate"):
+    for command in ("demo", "fit", "transform", "evaluate", "export"):
         assert command in text
-    assert "export" not in text
     sub = parser._subparsers._group_actions[0].choices
     assert ".safetensors" in sub["fit"].format_help()
     assert "Examples" in sub["fit"].format_help()
+
+
+def test_export_writes_saelens_that_loads_back(acts, tmp_path, capsys):
+    from skconcepts import TopKSAE
+    from skconcepts.sae import load_pretrained
+
+    sae = TopKSAE(8, 2, max_epochs=3, batch_size=32, random_state=0, device="cpu")
+    sae.fit(acts)
+    joblib.dump(sae, tmp_path / "sae.joblib")
+    assert main(["export", str(tmp_path / "sae.joblib"), str(tmp_path / "out")]) == 0
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "cfg.json",
+        "sae_weights.safetensors",
+    ]
+    back = load_pretrained(tmp_path / "out")
+    np.testing.assert_allclose(back.transform(acts), sae.transform(acts), atol=1e-5)
+    # not an SAE, or a folder in the way: status 2, one line, nothing written
+    joblib.dump(NMFConcepts(**NMF_KW).fit(acts), tmp_path / "nmf.joblib")
+    capsys.readouterr()
+    for model, out in (("nmf.joblib", "o2"), ("sae.joblib", "out")):
+        before = sorted(os.listdir(tmp_path))
+        assert main(["export", str(tmp_path / model), str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "error:" in err[0], err
+        assert sorted(os.listdir(tmp_path)) == before
 
 
 # ---------------------------------------------------------- progress policy
