@@ -547,3 +547,28 @@ def test_bfloat16_tensors_are_read_as_float32(tmp_path):
     X, _ = load_array(tmp_path / "b.safetensors")
     assert isinstance(X, np.memmap)
     np.testing.assert_array_equal(X, np.arange(12).reshape(3, 4))
+
+
+def test_long_loops_draw_progress_bars(monkeypatch, capsys):
+    """SAE epochs, Sobol' samples and TaCo's search draw a bar when asked."""
+    from sklearn.decomposition import PCA
+
+    from skconcepts import SobolConceptImportance, TopKSAE
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 5))
+    y = (X[:, 0] > 0).astype(int)
+    monkeypatch.setenv("SKCONCEPTS_PROGRESS", "1")
+    TopKSAE(4, 2, max_epochs=2, batch_size=30, random_state=0, device="cpu").fit(X)
+    SobolConceptImportance(
+        PCA(3), lambda a: np.tanh(a).sum(1), n_designs=4, random_state=0
+    ).fit(X)
+    TaCoEraser(n_concepts=3, n_designs=4, max_samples=20, random_state=0).fit(X, y)
+    err = capsys.readouterr().err
+    for desc in ("TopKSAE", "SobolConceptImportance", "TaCoEraser: r"):
+        assert desc in err, (desc, err[-500:])
+    monkeypatch.setenv("SKCONCEPTS_PROGRESS", "0")
+    SobolConceptImportance(
+        PCA(3), lambda a: np.tanh(a).sum(1), n_designs=4, random_state=0
+    ).fit(X)
+    assert "SobolConceptImportance" not in capsys.readouterr().err

@@ -35,6 +35,7 @@ from .._compat import (
 )
 from .._extractors import MetaExtractorMixin, check_extractor, fitted_extractor
 from .._io import is_on_disk
+from .._progress import progress
 from ..base import DEVICE_CONSTRAINT
 from ..decomposition import _streamed
 from ..importance._base import POWER_OF_TWO
@@ -780,9 +781,13 @@ class TaCoEraser(
         if self.search == "linear":
             # remove concepts in ranked order, r = 0, 1, 2, ..., until the
             # fresh probe is at chance: r passes and every smaller r fails
-            for r in range(k + 1):
-                if erased_enough(r):
-                    return r, scores
+            steps = progress(
+                range(k + 1), desc="TaCoEraser: r", unit="r", verbose=self.verbose
+            )
+            with steps:
+                for r in steps:
+                    if erased_enough(r):
+                        return r, scores
         else:
             # galloping over r = 0, 1, 2, 4, ..., k, then bisection of the
             # bracket: the smallest r that passes, given that r - 1 fails

@@ -215,15 +215,19 @@ class _BaseConceptImportance(MetaExtractorMixin, TransformerMixin, BaseEstimator
         """Add fit-only state to ``space`` (overridden)."""
 
     def _iter_explanations(self, space, target, head, *, fit=False):
+        from .._progress import progress
+
         n, k = space["codes"].shape
-        for sl in self._chunks(n, k, fit):
-            if self.verbose:
-                print(
-                    f"[{type(self).__name__}] explaining samples "
-                    f"{sl.start}-{sl.stop} of {n}",
-                    file=sys.stderr,
-                )
-            yield sl, self._explain(space, sl, target[sl], head, fit)
+        name = type(self).__name__
+        with progress(n, desc=name, unit="sample", verbose=self.verbose) as bar:
+            for sl in self._chunks(n, k, fit):
+                if self.verbose:
+                    print(
+                        f"[{name}] explaining samples {sl.start}-{sl.stop} of {n}",
+                        file=sys.stderr,
+                    )
+                yield sl, self._explain(space, sl, target[sl], head, fit)
+                bar.update(sl.stop - sl.start)
 
     def _engine_kw(self):
         return {"batch_size": self.batch_size, "device": self._device_arg()}
