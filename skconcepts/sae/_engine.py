@@ -39,7 +39,7 @@ One step is::
     out    = module(xb)                        # SAEOutput: pre, codes, x_hat, D
     losses = {"mse": ||x - x_hat||^2 / (B var), "sparsity": rule penalty,
               "auxk": AuxK dead-atom term, **self._extra_loss(out, side_b)}
-    Adam step on sum(losses) (linear warm-up + cosine decay, grad clipping)
+    Adam step on sum(losses) (warm-up, constant, final linear decay; clipping)
     module.project_()                          # dictionary constraints
 
 ``mse`` is normalised by the total variance of the data (so it reads as
@@ -109,7 +109,7 @@ Callbacks
 ``on_epoch_end(estimator, session, record) -> bool`` (a true return value
 stops training) and ``on_train_end(estimator, session)``. ``record`` is the
 epoch's entry of ``history_``. The learning rate of every step is
-``session.base_lr`` times the warm-up + cosine factor: a callback changes
+``session.base_lr`` times the schedule factor (:func:`_lr_factor`): a callback changes
 the learning rate by setting ``session.base_lr`` (see
 :class:`skconcepts.sae.LearningRateSchedule`); it may call
 ``estimator._export_state(session)`` to snapshot the model (see
@@ -195,12 +195,24 @@ def _check_callbacks(callbacks):
     return check_callbacks(callbacks)
 
 
+#: Share of the steps of ``fit`` over which the learning rate decays
+#: linearly to 0 at the end (warm-up, constant, short decay).
+LR_DECAY_FRACTION = 0.2
+
+
 def _lr_factor(step, warmup, total):
-    """Linear warm-up then cosine decay to 0 (constant after warm-up if total=None)."""
+    """Linear warm-up, constant, then linear decay to 0 over the last steps.
+
+    The decay covers the last :data:`LR_DECAY_FRACTION` of ``total`` steps
+    (constant after the warm-up when ``total`` is None, as in
+    ``partial_fit``). A cosine decay over the whole fit halves the mean
+    learning rate and learned less per epoch (issue 14).
+    """
     f = min(1.0, (step + 1) / max(1, warmup))
-    if total is not None and step >= warmup:
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        f *= 0.5 * (1.0 + math.cos(math.pi * progress))
+    if total is not None:
+        start = max(warmup, int(total * (1.0 - LR_DECAY_FRACTION)))
+        if step >= start:
+            f *= max(0.0, (total - step) / max(1, total - start))
     return f
 
 
