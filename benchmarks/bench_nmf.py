@@ -240,19 +240,22 @@ def table(rows, shape, k):
 def _timed_default(make, X, repeat):
     """Median wall time of ``make().fit(X)`` over ``repeat`` runs, the last
     estimator and its error trace (time, relative error) per iteration."""
-    times, est, trace = [], None, []
+
+    class Trace:
+        def __init__(self):
+            self.t0, self.trace = time.perf_counter(), []
+
+        def on_epoch_end(self, est, session, record):
+            t = time.perf_counter() - self.t0
+            self.trace.append((t, record["relative_error"]))
+
+    times = []
     for _ in range(repeat):
-        trace = []
-        t0 = time.perf_counter()
-
-        class Trace:
-            def on_epoch_end(self, est, session, record):
-                trace.append((time.perf_counter() - t0, record["relative_error"]))
-
-        est = make([Trace()])
+        cb = Trace()
+        est = make([cb])
         est.fit(X)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), est, trace
+        times.append(time.perf_counter() - cb.t0)
+    return float(np.median(times)), est, cb.trace
 
 
 def ttq(repeat=3):
