@@ -23,6 +23,16 @@ time of the best of ``--repeat`` runs (the machine may be shared):
 
 Without a CUDA device the GPU rows read "not run: no CUDA device" and the
 script still reports the CPU figures.
+
+``--large`` runs instead the language-model-sized SAE configuration of
+``bench_sae.py large`` (d = 768, 16384 concepts, top_k 32, batch 4096, random
+data; throughput only): samples/s, the share of the fp32 matmul rate measured
+in the same run on the encoder's shapes, and peak memory against the ideal
+(parameters + two Adam moments + one batch), on CUDA when present, else on
+the CPU. ``--large-size tiny`` shrinks it to a smoke test of the code path::
+
+    python benchmarks/bench_gpu.py --large                 # CUDA (or CPU)
+    python benchmarks/bench_gpu.py --large --large-size tiny
 """
 
 import argparse
@@ -71,7 +81,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--large", action="store_true")
+    parser.add_argument("--large-steps", type=int, default=200)
+    parser.add_argument("--large-size", choices=["lm", "tiny"], default="lm")
     args = parser.parse_args()
+    if args.large:
+        return large(args.large_steps, args.large_size)
     rng = np.random.RandomState(0)
     n_nmf, n_sae = (4000, 8000) if args.quick else (20000, 50000)
     cuda = torch.cuda.is_available()
@@ -224,6 +239,28 @@ def main():
         "iterations; its time is the time to reach scikit-learn's final error "
         "within 1%); SAE reconstruction R2 (scikit-learn: on the first 5000 rows)."
     )
+
+
+def large(steps, size):
+    """The LM-sized SAE of ``bench_sae.py large``, on CUDA when present."""
+    sys.path.insert(0, os.path.dirname(__file__))
+    from bench_sae import LARGE, LARGE_HEADER, large_report, large_run
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = dict(LARGE) if size == "lm" else dict(d=32, k=256, top_k=4, batch=128)
+    r = large_run(steps=steps, device=device, **cfg)
+    cmd = f"python benchmarks/bench_gpu.py --large --large-steps {steps}"
+    if size != "lm":
+        cmd += " --large-size tiny"
+    name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU (no CUDA)"
+    print(
+        f"# {name}: d = {cfg['d']}, {cfg['k']} concepts, top_k {cfg['top_k']}, "
+        f"batch {cfg['batch']}"
+    )
+    print()
+    print("\n".join(LARGE_HEADER))
+    print(large_report(r, cmd))
+    return r
 
 
 if __name__ == "__main__":

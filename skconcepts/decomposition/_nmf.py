@@ -46,10 +46,14 @@ class NMFConcepts(_BaseNMF):
         number of HALS sweeps per row in ``transform``.
 
     tol : float, default=1e-4
-        Stopping tolerance. HALS: scikit-learn's projected-gradient violation
-        relative to the first iteration. MU: relative decrease of the error,
-        checked every 10 iterations. ``transform``: a row stops when its
-        largest code change is below ``tol`` times its largest code.
+        Stopping tolerance, with scikit-learn's meaning. HALS: the rule of
+        scikit-learn's ``solver="cd"`` (projected-gradient violation relative
+        to the first iteration below ``tol``, checked every 5 iterations,
+        once the error also changed by less than 1% between checks), so the
+        defaults stop near scikit-learn's answer. MU: relative decrease of
+        the error, checked every 10 iterations (scikit-learn's ``"mu"``).
+        ``transform``: a row stops when its largest code change is below
+        ``tol`` times its largest code.
 
     alpha_W : float, default=0.0
         Regularisation of the codes ``U`` (scikit-learn's ``W``), multiplied
