@@ -188,6 +188,7 @@ from .._compat import (
     _fit_context,
     check_is_fitted,
 )
+from .._faults import check_overflow
 from .._stats import R2Accumulator
 from ..base import (
     DEVICE_CONSTRAINT,
@@ -471,6 +472,9 @@ class _BaseSAE(ConceptExtractor):
         self._check_sizes()
         first = not partial or not hasattr(self, "components_")
         X, side = self._prepare_fit_data(X, y, reset=first)
+        if type(self)._prepare_fit_data is not _BaseSAE._prepare_fit_data:
+            # a plug-in's own validation: the overflow check of _validate_X
+            check_overflow(X, type(self).__name__)
         device = self._resolve_device()
         dtype = torch_dtype(X.dtype)
         session = getattr(self, "_session", None) if partial else None
