@@ -37,6 +37,7 @@ __all__ = [
     "VersionedStateMixin",
     "check_divergence",
     "check_finite_state",
+    "check_finite_tensors",
     "check_overflow",
     "deferred_interrupt",
     "warn_far_from_converged",
@@ -176,6 +177,24 @@ def check_finite_state(estimator, names):
     if bad:
         raise DivergenceError(
             f"{type(estimator).__name__} diverged: the fitted {', '.join(bad)} "
+            f"hold non-finite values. No model is returned. {_FIXES}"
+        )
+
+
+def check_finite_tensors(estimator, named_tensors):
+    """Raise :class:`DivergenceError` if a torch tensor of ``(name, tensor)``
+    pairs is not finite (checked before a running model is exported, so that a
+    diverged fit leaves the former fitted state as it was)."""
+    import torch
+
+    bad = [
+        name
+        for name, t in named_tensors
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+    if bad:
+        raise DivergenceError(
+            f"{type(estimator).__name__} diverged: the model's {', '.join(bad)} "
             f"hold non-finite values. No model is returned. {_FIXES}"
         )
 

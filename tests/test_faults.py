@@ -15,7 +15,11 @@ from skconcepts import (
     SobolConceptImportance,
     TopKSAE,
 )
-from skconcepts._faults import InconsistentSkconceptsVersionWarning
+from skconcepts._faults import (
+    R2_FLOOR,
+    DivergenceError,
+    InconsistentSkconceptsVersionWarning,
+)
 
 
 def _X(n=200, d=8, seed=0):
@@ -96,3 +100,110 @@ def test_pickle_from_another_version_warns(make):
     state.pop("_skconcepts_version")
     with pytest.warns(InconsistentSkconceptsVersionWarning, match="unknown"):
         new.__setstate__(state)
+
+
+# ------------------------------------------------------------- divergence
+
+
+def test_diverged_sae_raises_naming_the_fixes():
+    # the issue's case returned with train_r2 = -9e6 and no warning
+    X = np.random.RandomState(0).randn(2000, 32).astype(np.float32)
+    sae = TopKSAE(
+        n_concepts=64, top_k=4, learning_rate=1e3, max_grad_norm=None, max_epochs=3
+    )
+    with pytest.raises(DivergenceError, match="learning_rate.*max_grad_norm.*scale"):
+        sae.fit(X * 1e6)
+    assert not hasattr(sae, "components_")
+    # the same estimator with a sane learning rate and clipping fits
+    sae.set_params(learning_rate=4e-3, max_grad_norm=1.0, random_state=0).fit(X)
+    assert sae.reconstruction_r2_ > 0.1
+
+
+class _PoisonSAE:
+    """Fault injection: NaN weights after epoch ``at``."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_epoch_end(self, est, session, record):
+        if session.epoch == self.at:
+            import torch
+
+            with torch.no_grad():
+                session.module.enc_weight.fill_(float("nan"))
+
+
+def test_nan_weights_stop_the_sae_and_partial_fit_restarts_clean():
+    X = _X()
+    # NaN weights after epoch 1: epoch 2's loss is NaN, the built-in check
+    # stops the fit there
+    sae = TopKSAE(8, 2, max_epochs=4, random_state=0, callbacks=[_PoisonSAE(1)])
+    with pytest.raises(DivergenceError, match="epoch 2.*nan"):
+        sae.fit(X)
+    # poisoned at the last epoch: the loss was finite, the exported state is
+    # not; no model with non-finite state is returned either way
+    sae = TopKSAE(8, 2, max_epochs=2, random_state=0, callbacks=[_PoisonSAE(2)])
+    with pytest.raises(DivergenceError, match="non-finite"):
+        sae.fit(X)
+    # a diverged partial_fit drops its session: the next call restarts from
+    # the fitted state of before, not from the NaN weights
+    sae = TopKSAE(8, 2, max_epochs=4, random_state=0).fit(X)
+    before = sae.components_.copy()
+    sae.set_params(callbacks=[_PoisonSAE(5)])
+    with pytest.raises(DivergenceError):
+        sae.partial_fit(X)
+    np.testing.assert_allclose(sae.components_, before)
+    sae.set_params(callbacks=None).partial_fit(X)
+    assert np.isfinite(sae.components_).all()
+
+
+@pytest.mark.parametrize("cls", [NMFConcepts, SemiNMFConcepts, ConvexNMFConcepts])
+def test_nan_in_an_nmf_solver_raises(cls, monkeypatch):
+    from skconcepts.decomposition import _solvers
+
+    X = _X()
+    est = cls(3, max_iter=30, random_state=0).fit(X)
+    assert est.interrupted_ is False
+    calls = []
+
+    def poisoned(step):
+        def step_(self, *args, **kwargs):
+            out = step(self, *args, **kwargs)
+            calls.append(1)
+            if len(calls) == 3:
+                self.W = self.W * float("nan")
+            return out
+
+        return step_
+
+    for name in ("NonnegHALS", "NonnegMU", "SignedLS", "ConvexMU"):
+        update = getattr(_solvers, name, None)
+        if update is not None:
+            monkeypatch.setattr(update, "step", poisoned(update.step))
+    with pytest.raises(DivergenceError, match="diverged at epoch 3"):
+        cls(3, max_iter=30, random_state=0).fit(X)
+
+
+class _FlipDictionary:
+    """Fault injection: the dictionary negated after the last epoch."""
+
+    def on_train_end(self, est, session):
+        import torch
+
+        with torch.no_grad():
+            session.module.dictionary.atoms.mul_(-1)
+
+
+def test_far_from_converged_warns():
+    from sklearn.exceptions import ConvergenceWarning
+
+    X = _X()
+    # a model worse than the mean (R^2 < 0) but finite: a ConvergenceWarning
+    sae = TopKSAE(8, 2, max_epochs=3, random_state=0, callbacks=[_FlipDictionary()])
+    with pytest.warns(ConvergenceWarning, match="far from converged"):
+        sae.fit(X)
+    assert R2_FLOOR < sae.reconstruction_r2_ < 0
+    # a fit that converged: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        TopKSAE(8, 2, max_epochs=3, random_state=0).fit(X)
