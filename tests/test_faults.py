@@ -207,3 +207,131 @@ def test_far_from_converged_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         TopKSAE(8, 2, max_epochs=3, random_state=0).fit(X)
+
+
+# -------------------------------------------------------------- interrupt
+
+
+class _RaiseAt:
+    """Fault injection: ``KeyboardInterrupt`` from a callback at epoch ``at``."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_epoch_end(self, est, session, record):
+        if session.epoch == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda cb: TopKSAE(8, 2, max_epochs=10, random_state=0, callbacks=cb),
+        lambda cb: NMFConcepts(3, max_iter=50, tol=0, random_state=0, callbacks=cb),
+        lambda cb: SemiNMFConcepts(3, max_iter=50, tol=0, random_state=0, callbacks=cb),
+        lambda cb: ConvexNMFConcepts(
+            3, max_iter=50, tol=0, random_state=0, callbacks=cb
+        ),
+    ],
+    ids=["TopKSAE", "NMFConcepts", "SemiNMFConcepts", "ConvexNMFConcepts"],
+)
+def test_keyboard_interrupt_keeps_what_was_learnt(make):
+    X = _X()
+    est = make([_RaiseAt(3)])
+    with pytest.warns(UserWarning, match="interrupted.*learnt so far"):
+        est.fit(X)  # no KeyboardInterrupt escapes
+    assert est.interrupted_ is True and est.n_iter_ == 3
+    # fitted with the state of epoch 3: the same as a fit a callback stopped
+    # there (same schedule)
+    ref = make([_StopAt(3)]).fit(X)
+    np.testing.assert_allclose(est.components_, ref.components_, rtol=1e-6, atol=1e-9)
+    assert np.isfinite(est.transform(X)).all()
+    assert est.score(X) == pytest.approx(ref.score(X), rel=1e-6)
+    if hasattr(est, "history_"):
+        assert est.history_[-1]["interrupted"] is True
+        assert "interrupted" not in est.history_[0]
+    # a fit that is not interrupted says so
+    assert ref.interrupted_ is False
+
+
+class _StopAt:
+    def __init__(self, at):
+        self.at = at
+
+    def on_epoch_end(self, est, session, record):
+        return session.epoch == self.at
+
+
+_SIGINT_CHILD = r"""
+import json, sys, time, warnings
+import numpy as np
+from skconcepts import NMFConcepts, TopKSAE
+
+class Ready:
+    def on_epoch_end(self, est, session, record):
+        if session.epoch == 2:
+            print("ready", flush=True)
+        time.sleep(0.02)
+
+X = np.random.RandomState(0).rand(300, 8)
+if sys.argv[1] == "sae":
+    est = TopKSAE(8, 2, max_epochs=100000, random_state=0, callbacks=[Ready()])
+else:
+    est = NMFConcepts(3, max_iter=100000, tol=0, random_state=0, callbacks=[Ready()])
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    est.fit(X)
+hist = getattr(est, "history_", None)
+print(json.dumps({
+    "interrupted": est.interrupted_,
+    "n_iter": est.n_iter_,
+    "finite": bool(np.isfinite(est.transform(X)).all()),
+    "last": None if hist is None else hist[-1].get("interrupted"),
+    "warned": any("interrupted" in str(x.message) for x in w),
+}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", ["sae", "nmf"])
+def test_sigint_stops_the_fit_at_the_end_of_a_step(kind, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "child.py"
+    script.write_text(_SIGINT_CHILD)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script), kind],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["interrupted"] and res["warned"] and res["finite"]
+    assert 2 <= res["n_iter"] < 100000
+    if kind == "sae":
+        assert res["last"] is True
+
+
+def test_sae_partial_fit_interrupted():
+    X = _X()
+    sae = TopKSAE(8, 2, random_state=0, callbacks=[_RaiseAt(1)])
+    with pytest.warns(UserWarning, match="partial_fit was interrupted"):
+        sae.partial_fit(X)
+    assert sae.interrupted_ and sae.history_[-1]["interrupted"]
+    sae.set_params(callbacks=None).partial_fit(X)
+    assert not sae.interrupted_ and np.isfinite(sae.components_).all()

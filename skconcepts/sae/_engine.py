@@ -679,6 +679,10 @@ class _BaseSAE(ConceptExtractor):
                         X, side, session, chunk_rows, train_mask, cache
                     )
                     stop = self._notify("on_epoch_end", session, record)
+                    if flag.requested and not session.interrupted:
+                        # Ctrl-C during the callbacks: this epoch was complete
+                        session.interrupted = True
+                        session.history[-1]["interrupted"] = True
                     if stop or session.interrupted:
                         break
             except KeyboardInterrupt:  # raised by a callback, or off the main thread
