@@ -27,6 +27,7 @@ callbacks first, in this order, then of the user's ``callbacks``:
 So a user's callback sees the finished record, already in the history.
 """
 
+import copy
 import math
 import os
 import sys
@@ -83,6 +84,8 @@ class Checkpoint:
     (an epoch is a pass over the data, or one ``partial_fit`` call) and the
     NMF family (an epoch is one iteration).
 
+    The saved estimator has ``callbacks=None`` (it loads where the classes of
+    the callbacks are not importable; set them again to keep checkpointing).
     Resume a killed fit from the last checkpoint with ``partial_fit``: it
     continues from the saved weights, one pass per call (see
     ``docs/guide/faults.md``)::
@@ -170,7 +173,11 @@ class Checkpoint:
             return False
         estimator._export_state(session)
         path = self.path.format(epoch=session.epoch)
-        atomic_dump(estimator, path)
+        # a shallow copy without the callbacks: the file is a model that loads
+        # where the callbacks' classes (e.g. defined in a script) do not
+        saved = copy.copy(estimator)
+        saved.callbacks = None
+        atomic_dump(saved, path)
         self._last = time.monotonic()
         self.saved_.append(path)
         return False

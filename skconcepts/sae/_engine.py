@@ -515,8 +515,17 @@ class _BaseSAE(ConceptExtractor):
         return new_session(self, X, device, dtype)
 
     def _resume_session(self, X, device, dtype):
-        """A session restarted from the fitted NumPy state (e.g. after pickling)."""
-        return resume_session(self, X, device, dtype)
+        """A session restarted from the fitted NumPy state (e.g. after pickling).
+
+        The epoch count and the history continue those of the fitted state (a
+        :class:`~skconcepts.sae.Checkpoint` resumed by ``partial_fit`` ends
+        with ``n_iter_`` the epochs of both runs); Adam and its warm-up
+        restart.
+        """
+        session = resume_session(self, X, device, dtype)
+        session.epoch = int(getattr(self, "n_iter_", 0))
+        session.history = list(getattr(self, "history_", None) or [])
+        return session
 
     def _make_optimizer(self, module):
         return make_optimizer(module, self.learning_rate)
