@@ -49,12 +49,27 @@ __all__ = [
 #: the size of the data); -100 is a residual ten times the data's spread.
 R2_FLOOR = -100.0
 
-_FIXES = (
-    "Likely causes and fixes: a learning rate too large (lower learning_rate), "
-    "unclipped gradients (set max_grad_norm, e.g. 1.0), or input on an extreme "
-    "scale (standardise or rescale X, e.g. with "
-    "sklearn.preprocessing.StandardScaler)."
+_SCALE_FIX = (
+    "input on an extreme scale (standardise or rescale X, e.g. with "
+    "sklearn.preprocessing.StandardScaler)"
 )
+
+
+def _fixes(estimator):
+    """The likely causes and fixes of a divergence, for this estimator."""
+    params = (
+        estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+    )
+    if "learning_rate" in params:
+        return (
+            "Likely causes and fixes: a learning rate too large (lower "
+            "learning_rate), unclipped gradients (set max_grad_norm, e.g. 1.0), "
+            f"or {_SCALE_FIX}."
+        )
+    return (
+        f"Likely causes and fixes: {_SCALE_FIX}, or too many concepts for the "
+        "data (lower n_concepts, or regularise with alpha_W / alpha_H)."
+    )
 
 
 class DivergenceError(ValueError):
@@ -154,13 +169,13 @@ def check_divergence(estimator, record, *, loss_key="loss", floor=R2_FLOOR):
     if not (math.isfinite(loss) and math.isfinite(r2)):
         raise DivergenceError(
             f"{name} diverged at epoch {epoch}: the training loss is {loss} "
-            f"(training R^2 {r2}). No model is returned. {_FIXES}"
+            f"(training R^2 {r2}). No model is returned. {_fixes(estimator)}"
         )
     if r2 < floor:
         raise DivergenceError(
             f"{name} diverged at epoch {epoch}: the training R^2 is {r2:.4g}, "
             f"below the floor {floor:g} (the model reconstructs X far worse than "
-            f"its mean). No model is returned. {_FIXES}"
+            f"its mean). No model is returned. {_fixes(estimator)}"
         )
 
 
@@ -177,7 +192,7 @@ def check_finite_state(estimator, names):
     if bad:
         raise DivergenceError(
             f"{type(estimator).__name__} diverged: the fitted {', '.join(bad)} "
-            f"hold non-finite values. No model is returned. {_FIXES}"
+            f"hold non-finite values. No model is returned. {_fixes(estimator)}"
         )
 
 
@@ -195,7 +210,7 @@ def check_finite_tensors(estimator, named_tensors):
     if bad:
         raise DivergenceError(
             f"{type(estimator).__name__} diverged: the model's {', '.join(bad)} "
-            f"hold non-finite values. No model is returned. {_FIXES}"
+            f"hold non-finite values. No model is returned. {_fixes(estimator)}"
         )
 
 
