@@ -495,7 +495,8 @@ class _BaseSAE(ConceptExtractor):
         self._session = session
         try:
             self._train(X, side, session, partial=partial)
-            check_finite_tensors(self, session.module.state_dict().items())
+            # parameters only: a BatchTopK threshold buffer is NaN while unset
+            check_finite_tensors(self, session.module.named_parameters())
         except DivergenceError:
             # never keep a diverged session: a later partial_fit restarts
             # from the fitted state of before (if any)
