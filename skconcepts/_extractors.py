@@ -28,6 +28,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_non_negative
 
 from ._compat import check_is_fitted, validate_data
+from ._faults import VersionedStateMixin, check_overflow
 from ._io import memmap_face
 
 __all__ = [
@@ -181,7 +182,7 @@ def extractor_tags(extractor):
         return None
 
 
-class MetaExtractorMixin:
+class MetaExtractorMixin(VersionedStateMixin):
     """Tags and input validation shared by the meta-estimators.
 
     A subclass says which object holds the extractor in
@@ -189,7 +190,9 @@ class MetaExtractorMixin:
     ``positive_only`` (the meta-estimator refuses negative ``X`` with the
     message scikit-learn's checks expect), ``allow_nan`` and the
     ``non_deterministic`` flag. Dense input only; float64 and float32 are
-    preserved.
+    preserved; values whose squares overflow the dtype are refused
+    (:func:`skconcepts._faults.check_overflow`). Pickles carry the skconcepts
+    version (:class:`skconcepts._faults.VersionedStateMixin`).
     """
 
     def _extractor_for_tags(self):  # pragma: no cover - overridden
@@ -224,8 +227,8 @@ class MetaExtractorMixin:
             ensure_all_finite="allow-nan" if tags.allow_nan else True,
             reset=reset,
         )
+        X_out = out if isinstance(y, str) else out[0]
         if tags.positive_only:  # check_X_y has no ensure_non_negative
-            check_non_negative(
-                out if isinstance(y, str) else out[0], f"X in {type(self).__name__}"
-            )
+            check_non_negative(X_out, f"X in {type(self).__name__}")
+        check_overflow(X_out, type(self).__name__)
         return out

@@ -27,6 +27,7 @@ from ._backend import (
     torch_dtype,
 )
 from ._compat import check_is_fitted, validate_data
+from ._faults import VersionedStateMixin, check_overflow
 from ._io import memmap_face
 from ._stats import R2Accumulator
 
@@ -93,7 +94,10 @@ DEVICE_CONSTRAINT = [str, None]
 
 
 class ConceptExtractor(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+    VersionedStateMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """Base class for concept extractors (NMF family, SAEs, ...).
 
@@ -123,7 +127,9 @@ class ConceptExtractor(
     -----
     Fitted state is kept in NumPy arrays so that a model fitted on a GPU can be
     pickled and loaded on a machine without one. Nothing is cached on ``self``
-    outside ``fit``.
+    outside ``fit``. A pickle carries the skconcepts version
+    (``_skconcepts_version``); loading it under another version warns with
+    :class:`skconcepts._faults.InconsistentSkconceptsVersionWarning`.
 
     Examples
     --------
@@ -167,17 +173,22 @@ class ConceptExtractor(
     def _validate_X(self, X, *, reset):
         """Validate ``X`` (and set ``n_features_in_`` when ``reset``).
 
-        Returns a float32 or float64 array; memmaps are not copied, and a
-        chunked on-disk array (zarr, HDF5, dask) is given a memmap face by
-        :func:`skconcepts._io.as_memmap` instead of being loaded whole.
+        Returns a float32 or float64 array (float16 is converted to
+        float64); memmaps are not copied, and a chunked on-disk array (zarr,
+        HDF5, dask) is given a memmap face by :func:`skconcepts._io.as_memmap`
+        instead of being loaded whole. Values whose squares or Gram products
+        overflow the dtype are refused with a ``ValueError``
+        (:func:`skconcepts._faults.check_overflow`).
         """
-        return validate_data(
+        X = validate_data(
             self,
             memmap_face(X),
             dtype=[np.float64, np.float32],
             ensure_non_negative=self._positive_only,
             reset=reset,
         )
+        check_overflow(X, type(self).__name__)
+        return X
 
     def _resolve_device(self):
         return resolve_device(getattr(self, "device", "auto"))

@@ -114,6 +114,78 @@ def test_negative_values_rejected_when_positive_only(estimator):
     _raises_and_unmodified(fitted.transform, Xn, ValueError, "Negative values")
 
 
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_overflowing_values_rejected(estimator):
+    # squares / Gram products of 3e38 overflow float32: before the check the
+    # NMF family ended in a LinAlgError from an SVD ("non-finite values")
+    est = _est(estimator)
+    X, y = _Xy(est)
+    Xb = X.astype(np.float32)
+    Xb[0, 0] = 3e38
+    _raises_and_unmodified(_fit_fn(est, y), Xb, ValueError, "overflow.*Rescale")
+    if hasattr(est, "transform"):
+        Xt = X.copy()
+        Xt[0, 0] = 1e300  # float64 too
+        _raises_and_unmodified(_fitted(estimator).transform, Xt, ValueError, "overflow")
+
+
+def _finite_outputs(fitted, X):
+    """Everything a fitted estimator returns on ``X`` is finite (never NaN)."""
+    if hasattr(fitted, "transform"):
+        out = np.asarray(fitted.transform(X))
+        assert np.isfinite(out).all()
+        return out
+    return None
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_float16_converted(estimator):
+    # float16 is converted (to float64, scikit-learn's rule for a dtype not
+    # in the accepted list), fitted and transformed without NaN
+    est = _est(estimator)
+    X, y = _Xy(est)
+    X16 = X.astype(np.float16)
+    X16_copy = X16.copy()
+    fitted = _fit(est, X16, y)
+    out = _finite_outputs(fitted, X16)
+    if out is not None and isinstance(fitted, ConceptExtractor):
+        assert out.dtype == np.float64
+    np.testing.assert_array_equal(X16, X16_copy)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_subnormal_values(estimator):
+    est = _est(estimator)
+    X, y = _Xy(est)
+    # isolated subnormal entries among normal values: a normal fit
+    Xm = X.astype(np.float32)
+    Xm[::3, 1] = 1e-42
+    fitted = _fit(est, Xm, y)
+    _finite_outputs(fitted, Xm)
+    for name in ("components_", "reconstruction_r2_", "importances_"):
+        if hasattr(fitted, name):
+            assert np.isfinite(np.asarray(getattr(fitted, name), float)).all(), name
+    # data on a subnormal scale (every square underflows to 0): refused
+    # clearly (TaCoEraser's probe ended in "outputs contain NaN or infinity")
+    Xs = (X * 1e-40).astype(np.float32)
+    assert np.abs(Xs).max() < np.finfo(np.float32).tiny
+    _raises_and_unmodified(_fit_fn(est, y), Xs, ValueError, "underflow.*Rescale")
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_all_zero_column_works(estimator):
+    est = _est(estimator)
+    X, y = _Xy(est)
+    X = X.copy()
+    X[:, 2] = 0.0
+    fitted = _fit(est, X, y)
+    out = _finite_outputs(fitted, X)
+    if isinstance(fitted, ConceptExtractor):
+        assert np.isfinite(fitted.components_).all()
+        assert np.isfinite(fitted.score(X))
+        assert np.isfinite(fitted.inverse_transform(out)).all()
+
+
 # ------------------------------------------------------------------ shapes
 
 

@@ -647,3 +647,18 @@ def test_progress_bar_is_a_builtin_callback(data, monkeypatch, capsys):
     monkeypatch.setenv("SKCONCEPTS_PROGRESS", "0")
     TopKSAE(16, 3, max_epochs=2, batch_size=64, device="cpu", verbose=1).fit(X)
     assert capsys.readouterr().err == ""
+
+
+def test_archetypal_fitted_arrays_do_not_alias_the_training_session():
+    # a later partial_fit must not change the arrays of the earlier fit
+    X = np.random.RandomState(0).normal(size=(200, 6))
+    est = ArchetypalSAE(8, 2, max_epochs=2, batch_size=50, random_state=0)
+    est.fit(X)
+    held = {
+        name: getattr(est, name)
+        for name in ("candidates_", "candidate_weights_", "relaxation_matrix_")
+    }
+    before = {name: a.copy() for name, a in held.items()}
+    est.partial_fit(X)
+    for name, a in held.items():
+        np.testing.assert_array_equal(a, before[name], err_msg=name)

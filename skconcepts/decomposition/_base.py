@@ -7,6 +7,13 @@ import numpy as np
 
 from .._backend import default_batch_size, to_numpy, to_tensor, torch_dtype
 from .._compat import Integral, Interval, Real, StrOptions
+from .._faults import (
+    check_divergence,
+    check_finite_state,
+    deferred_interrupt,
+    warn_far_from_converged,
+    warn_interrupted,
+)
 from ..base import (
     DEVICE_CONSTRAINT,
     ConceptExtractor,
@@ -107,14 +114,18 @@ class _BaseNMF(ConceptExtractor):
         """``(callbacks, on_iter)``: the callback protocol of the SAEs for a fit.
 
         ``on_iter(n_iter, err, rel_err, W)`` appends the iteration's record to
-        the session's history, calls ``on_epoch_end`` of every callback and
-        returns True when one asked to stop.
+        the session's history, stops a diverged fit
+        (:func:`skconcepts._faults.check_divergence`: a non-finite error or a
+        training R^2 below the floor raises ``DivergenceError``), calls
+        ``on_epoch_end`` of every callback and returns True when one asked to
+        stop. ``interrupted=True`` (Ctrl-C, from the solver's loop) marks the
+        record ``"interrupted"`` and calls no callback.
         """
         callbacks = check_callbacks(self.callbacks)
         session = _NMFSession(X_dtype)
         call_hook(callbacks, "on_train_begin", self, session)
 
-        def on_iter(n_iter, err, rel_err, sst, W):
+        def on_iter(n_iter, err, rel_err, sst, W, interrupted=False):
             session.epoch = n_iter
             session.W = W
             r2 = 1.0 - err**2 / sst if sst > 0 else float(err == 0)
@@ -124,19 +135,37 @@ class _BaseNMF(ConceptExtractor):
                 "relative_error": rel_err,
                 "train_r2": r2,
             }
+            if interrupted:
+                session.interrupted = True
+                if session.history and session.history[-1]["epoch"] == n_iter:
+                    session.history[-1]["interrupted"] = True  # already recorded
+                else:
+                    session.history.append({**record, "interrupted": True})
+                return True
+            check_divergence(self, record, loss_key="reconstruction_err")
             session.history.append(record)
             return call_hook(callbacks, "on_epoch_end", self, session, record)
 
         return callbacks, session, on_iter
 
     def _end_hooks(self, callbacks, session):
+        """``on_train_end``, then the end of a fit: ``interrupted_`` (and its
+        warning), no non-finite state, ``ConvergenceWarning`` far from
+        convergence."""
         call_hook(callbacks, "on_train_end", self, session)
+        check_finite_state(self, ("components_", "_code_scale", "candidate_weights_"))
+        self.interrupted_ = bool(session.interrupted)
+        if self.interrupted_:
+            warn_interrupted(self, session.epoch)
+        else:
+            warn_far_from_converged(self, self.reconstruction_r2_)
 
     def _export_state(self, session):
         """Write ``components_`` from a running fit (for :class:`Checkpoint`)."""
         if session.W is not None:
             self._set_concepts(session.W, session.dtype)
             self._export_extra(session)
+            self.n_iter_ = int(session.epoch)
 
     def _export_extra(self, session):
         """Estimator-specific state of a running fit (Convex-NMF's weights)."""
@@ -188,7 +217,8 @@ class _BaseNMF(ConceptExtractor):
         n, d = X.shape
         k = self.n_concepts
         rows = Rows(X, device, dtype, self._batch_size_for(d, X.dtype.itemsize))
-        with torch.no_grad():
+        # Ctrl-C during the step: it runs to its end (the call is one step)
+        with deferred_interrupt() as flag, torch.no_grad():
             if first:
                 update = self._online_init(rows, make_generator(self.random_state))
                 A = torch.zeros((k, k), dtype=dtype, device=device)
@@ -196,10 +226,15 @@ class _BaseNMF(ConceptExtractor):
                 n_eff, rho = 0.0, 0.0
             else:
                 update = self._online_restore(device, dtype)
-                # copies: the updates below work in place
-                A = to_tensor(np.array(self._stat_UtU), device, dtype)
-                B = to_tensor(np.array(self._stat_UtX), device, dtype)
-                n_eff, rho = self._stat_n, float(self.forget_factor)
+                if hasattr(self, "_stat_UtU"):
+                    # copies: the updates below work in place
+                    A = to_tensor(np.array(self._stat_UtU), device, dtype)
+                    B = to_tensor(np.array(self._stat_UtX), device, dtype)
+                    n_eff, rho = self._stat_n, float(self.forget_factor)
+                else:  # a Checkpoint of a running fit: concepts, no statistics
+                    A = torch.zeros((k, k), dtype=dtype, device=device)
+                    B = torch.zeros((k, d), dtype=dtype, device=device)
+                    n_eff, rho = 0.0, 0.0
             W = update.W
             l1_U, l2_U, _, _ = self._regularization(n, d)
             G = gram_reg(W, l2_U)
@@ -228,6 +263,9 @@ class _BaseNMF(ConceptExtractor):
         self.n_steps_ = (0 if first else getattr(self, "n_steps_", 0)) + 1
         self.n_iter_ = (0 if first else getattr(self, "n_iter_", 0)) + 1
         self._set_quality(sse, sst)
+        self.interrupted_ = bool(flag.requested)
+        if self.interrupted_:
+            warn_interrupted(self, self.n_iter_, "partial_fit")
         if self.verbose:
             rel = err / math.sqrt(max(xsq, 1e-300))
             print(
@@ -280,3 +318,4 @@ class _NMFSession:
         self.history = []
         self.W = None
         self.update = None
+        self.interrupted = False

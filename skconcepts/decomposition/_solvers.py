@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from .._backend import _torch, gen_batches_idx, to_tensor
+from .._faults import deferred_interrupt
 from .._io import is_on_disk
 
 # Smallest denominator of a multiplicative update (scikit-learn's EPSILON).
@@ -660,7 +661,58 @@ class ConvexMU(ConceptUpdate):
 STALL_RTOL = 0.01
 
 
-def fit_alternating(
+def _statistics(rows, Ut, k):
+    """``(U^T U, U^T X)`` of the codes ``Ut`` (one pass over the rows)."""
+    torch = _torch()
+    UtU = torch.zeros((k, k), dtype=rows.dtype, device=rows.device)
+    UtX = torch.zeros((k, rows.d), dtype=rows.dtype, device=rows.device)
+    for sl, xb in rows.batches():
+        V = Ut[:, sl]
+        UtU.addmm_(V, V.T)
+        UtX.addmm_(V, xb)
+    return UtU, UtX
+
+
+def fit_alternating(rows, Ut, update, *, xsq, on_iter=None, sst=None, **kwargs):
+    """:func:`alternate` that stops well on Ctrl-C; same arguments and result.
+
+    The first Ctrl-C (SIGINT, :func:`skconcepts._faults.deferred_interrupt`)
+    lets the iteration in progress finish; then ``on_iter(...,
+    interrupted=True)`` reports it and the loop ends, with the fitted state
+    of that iteration. A ``KeyboardInterrupt`` raised inside the loop (by a
+    callback, or off the main thread) ends it where it lands: the statistics
+    are recomputed from the codes as they are (both factors stay consistent),
+    and ``on_iter(..., interrupted=True)`` reports it.
+    """
+    done = 0
+    total = sst if sst is not None else xsq
+
+    def hook(n_iter, err, rel_err, sst_, W):
+        nonlocal done
+        if flag.requested:
+            done = n_iter
+            if on_iter is not None:
+                on_iter(n_iter, err, rel_err, sst_, W, interrupted=True)
+            return True
+        stop = on_iter is not None and on_iter(n_iter, err, rel_err, sst_, W)
+        done = n_iter  # (a KeyboardInterrupt in on_iter: iteration n_iter)
+        return stop
+
+    with deferred_interrupt() as flag:
+        try:
+            return alternate(rows, Ut, update, xsq=xsq, on_iter=hook, sst=sst, **kwargs)
+        except KeyboardInterrupt:
+            UtU, UtX = _statistics(rows, Ut, Ut.shape[0])
+            W = update.W
+            err2 = xsq - 2 * float((W * UtX).sum()) + float((UtU * (W @ W.T)).sum())
+            err = math.sqrt(max(err2, 0.0))
+            if on_iter is not None:
+                rel = err / math.sqrt(max(xsq, 1e-300))
+                on_iter(done + 1, err, rel, total, W, interrupted=True)
+            return done + 1, UtU, UtX
+
+
+def alternate(
     rows,
     Ut,
     update,

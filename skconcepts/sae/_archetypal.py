@@ -278,8 +278,10 @@ n_steps_, n_features_in_, feature_names_in_
         )
 
     def _export_dictionary(self, dictionary, dtype):
-        self.candidates_ = to_numpy(dictionary.candidates, dtype)
-        self.candidate_weights_ = to_numpy(dictionary.W, dtype)
-        self.relaxation_matrix_ = to_numpy(dictionary.Lambda, dtype)
+        # copies: on the CPU to_numpy may share memory with the live
+        # parameters, which a later partial_fit would change in place
+        self.candidates_ = np.array(to_numpy(dictionary.candidates, dtype))
+        self.candidate_weights_ = np.array(to_numpy(dictionary.W, dtype))
+        self.relaxation_matrix_ = np.array(to_numpy(dictionary.Lambda, dtype))
         self.scale_ = float(dictionary.log_scale.exp())
         self.relaxation_ = float(dictionary.relaxation)

@@ -7,6 +7,10 @@ training) and ``on_train_end(estimator, session)``. The engine's
 ``_notify(hook, session, *args)`` calls the hook of the **built-in**
 callbacks first, in this order, then of the user's ``callbacks``:
 
+0. :class:`_DivergenceCheck`: a non-finite loss or a training R^2 below
+   :data:`skconcepts._faults.R2_FLOOR` raises
+   :class:`~skconcepts._faults.DivergenceError` (naming the likely causes
+   and fixes) before anything else reads the record;
 1. :class:`_EarlyStopping`: the validation R^2 (``record["val_r2"]``), the
    best state, the stop after ``n_iter_no_change`` epochs without
    improvement, and the best state restored at the end (a no-op without
@@ -23,28 +27,83 @@ callbacks first, in this order, then of the user's ``callbacks``:
 So a user's callback sees the finished record, already in the history.
 """
 
+import copy
 import math
 import os
 import sys
+import tempfile
 import time
 
 import joblib
 
+from .._faults import check_divergence
 from .._progress import progress
 
 
+def atomic_dump(obj, path):
+    """``joblib.dump(obj, path)`` that never leaves ``path`` half-written.
+
+    The object is written to a temporary file in the same folder, flushed to
+    disk and moved over ``path`` with :func:`os.replace` (atomic on POSIX and
+    Windows): a reader, or a process killed during the save, sees the former
+    file or the new one, never a part. A killed save may leave a hidden
+    ``.<name>.*.tmp`` file beside it, never a file named ``path``.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            joblib.dump(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _remove_quietly(path):
+    """Remove ``path`` if it exists (cleanup of a failed save)."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
 class Checkpoint:
-    """Save the estimator with ``joblib`` every ``every`` epochs.
+    """Save the estimator with ``joblib`` every ``every`` epochs or seconds.
 
     The fitted NumPy state is exported from the running session before each
     save, so a checkpoint loads (and transforms) like a fitted estimator.
+    Saves are atomic (:func:`atomic_dump`: a temporary file in the same folder
+    moved over the target with :func:`os.replace`), so a process killed
+    during a save never leaves a half-written checkpoint. Works for the SAEs
+    (an epoch is a pass over the data, or one ``partial_fit`` call) and the
+    NMF family (an epoch is one iteration).
+
+    The saved estimator has ``callbacks=None`` (it loads where the classes of
+    the callbacks are not importable; set them again to keep checkpointing).
+    Resume a killed fit from the last checkpoint with ``partial_fit``: it
+    continues from the saved weights, one pass per call (see
+    ``docs/guide/faults.md``)::
+
+        sae = joblib.load(path)
+        for _ in range(sae.max_epochs - sae.n_iter_):
+            sae.partial_fit(X)
 
     Parameters
     ----------
     path : str
-        File name; ``{epoch}`` in it is replaced by the epoch number.
-    every : int, default=1
-        Save every ``every`` epochs (and never more often).
+        File name; ``{epoch}`` in it is replaced by the epoch number (one
+        file per save), else the same file is replaced at every save.
+    every : int or None, default=1
+        Save every ``every`` epochs; None: by time only.
+    every_seconds : float or None, default=None
+        Also save at the end of an epoch when at least ``every_seconds``
+        seconds passed since the last save (or the start of training).
 
     Attributes
     ----------
@@ -65,29 +124,41 @@ class Checkpoint:
     ['sae-2.joblib', 'sae-4.joblib']
     """
 
-    def __init__(self, path, every=1):
+    def __init__(self, path, every=1, every_seconds=None):
         self.path = path
         self.every = every
+        self.every_seconds = every_seconds
 
     def on_train_begin(self, estimator, session):
-        """Reset the list of saved files.
+        """Reset the list of saved files and the clock.
 
         Parameters
         ----------
         estimator : estimator instance
-            The SAE being trained.
+            The estimator being trained.
         session : object
             The engine's training session.
         """
+        if self.every is None and self.every_seconds is None:
+            raise ValueError("Checkpoint needs every or every_seconds (or both).")
         self.saved_ = []
+        self._last = time.monotonic()
+
+    def _due(self, session):
+        if self.every is not None and session.epoch % self.every == 0:
+            return True
+        return (
+            self.every_seconds is not None
+            and time.monotonic() - self._last >= self.every_seconds
+        )
 
     def on_epoch_end(self, estimator, session, record):
-        """Export the fitted state and save the estimator every ``every`` epochs.
+        """Export the fitted state and save the estimator when a save is due.
 
         Parameters
         ----------
         estimator : estimator instance
-            The SAE being trained.
+            The estimator being trained.
         session : object
             The engine's training session (``session.epoch`` counts epochs).
         record : dict
@@ -98,12 +169,16 @@ class Checkpoint:
         stop : bool
             Always False: a checkpoint never stops training.
         """
-        if session.epoch % self.every:
+        if not self._due(session):
             return False
         estimator._export_state(session)
         path = self.path.format(epoch=session.epoch)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        joblib.dump(estimator, path)
+        # a shallow copy without the callbacks: the file is a model that loads
+        # where the callbacks' classes (e.g. defined in a script) do not
+        saved = copy.copy(estimator)
+        saved.callbacks = None
+        atomic_dump(saved, path)
+        self._last = time.monotonic()
         self.saved_.append(path)
         return False
 
@@ -182,6 +257,14 @@ class LearningRateSchedule:
 
 # --------------------------------------------------------------------------
 # built-in callbacks (always run, before the user's)
+
+
+class _DivergenceCheck:
+    """Stops a diverged fit: non-finite loss or training R^2 below the floor."""
+
+    def on_epoch_end(self, estimator, session, record):
+        check_divergence(estimator, record)
+        return False
 
 
 class _EarlyStopping:
@@ -275,4 +358,11 @@ class _ProgressBar:
 
 def builtin_callbacks():
     """New instances of the built-in callbacks, in the order they run."""
-    return [_EarlyStopping(), _Timer(), _History(), _PrintLog(), _ProgressBar()]
+    return [
+        _DivergenceCheck(),
+        _EarlyStopping(),
+        _Timer(),
+        _History(),
+        _PrintLog(),
+        _ProgressBar(),
+    ]

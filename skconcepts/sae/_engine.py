@@ -188,6 +188,14 @@ from .._compat import (
     _fit_context,
     check_is_fitted,
 )
+from .._faults import (
+    DivergenceError,
+    check_finite_tensors,
+    check_overflow,
+    deferred_interrupt,
+    warn_far_from_converged,
+    warn_interrupted,
+)
 from .._stats import R2Accumulator
 from ..base import (
     DEVICE_CONSTRAINT,
@@ -471,6 +479,9 @@ class _BaseSAE(ConceptExtractor):
         self._check_sizes()
         first = not partial or not hasattr(self, "components_")
         X, side = self._prepare_fit_data(X, y, reset=first)
+        if type(self)._prepare_fit_data is not _BaseSAE._prepare_fit_data:
+            # a plug-in's own validation: the overflow check of _validate_X
+            check_overflow(X, type(self).__name__)
         device = self._resolve_device()
         dtype = torch_dtype(X.dtype)
         session = getattr(self, "_session", None) if partial else None
@@ -482,17 +493,40 @@ class _BaseSAE(ConceptExtractor):
             else:
                 session = self._resume_session(X, device, dtype)
         self._session = session
-        self._train(X, side, session, partial=partial)
+        try:
+            self._train(X, side, session, partial=partial)
+            # parameters only: a BatchTopK threshold buffer is NaN while unset
+            check_finite_tensors(self, session.module.named_parameters())
+        except DivergenceError:
+            # never keep a diverged session: a later partial_fit restarts
+            # from the fitted state of before (if any)
+            self._session = None
+            raise
         self._export_state(session)
+        self.interrupted_ = bool(session.interrupted)
         self._set_fit_metrics(X, self._session_context(session))
+        what = "partial_fit" if partial else "fit"
+        if self.interrupted_:
+            warn_interrupted(self, session.epoch, what)
+        elif not partial:
+            warn_far_from_converged(self, self.reconstruction_r2_, what=what)
         return self
 
     def _new_session(self, X, device, dtype):
         return new_session(self, X, device, dtype)
 
     def _resume_session(self, X, device, dtype):
-        """A session restarted from the fitted NumPy state (e.g. after pickling)."""
-        return resume_session(self, X, device, dtype)
+        """A session restarted from the fitted NumPy state (e.g. after pickling).
+
+        The epoch count and the history continue those of the fitted state (a
+        :class:`~skconcepts.sae.Checkpoint` resumed by ``partial_fit`` ends
+        with ``n_iter_`` the epochs of both runs); Adam and its warm-up
+        restart.
+        """
+        session = resume_session(self, X, device, dtype)
+        session.epoch = int(getattr(self, "n_iter_", 0))
+        session.history = list(getattr(self, "history_", None) or [])
+        return session
 
     def _make_optimizer(self, module):
         return make_optimizer(module, self.learning_rate)
@@ -640,21 +674,41 @@ class _BaseSAE(ConceptExtractor):
         epochs, chunk_rows, train_mask = self._plan(X, session, partial=partial)
         session.planned_epochs = epochs
         session.callbacks = builtin_callbacks() + _check_callbacks(self.callbacks)
+        session.interrupted = False
         self._notify("on_train_begin", session)
         cache = {}
         session.module.train()
-        try:
-            for _ in range(epochs):
-                record = self._run_epoch(
-                    X, side, session, chunk_rows, train_mask, cache
-                )
-                if self._notify("on_epoch_end", session, record):
-                    break
-            session.module.eval()
-            self._notify("on_train_end", session)
-        finally:
-            session.validation = None
-            session.callbacks = []
+        # Ctrl-C: the step in progress finishes, then training stops and the
+        # estimator keeps what it learnt (skorch's behaviour; not under data
+        # parallelism, where every rank must run the same steps)
+        with deferred_interrupt(enabled=session.dp is None) as flag:
+            session.interrupt = flag
+            try:
+                for _ in range(epochs):
+                    record = self._run_epoch(
+                        X, side, session, chunk_rows, train_mask, cache
+                    )
+                    stop = self._notify("on_epoch_end", session, record)
+                    if flag.requested and not session.interrupted:
+                        # Ctrl-C during the callbacks: this epoch was complete
+                        session.interrupted = True
+                        session.history[-1]["interrupted"] = True
+                    if stop or session.interrupted:
+                        break
+            except KeyboardInterrupt:  # raised by a callback, or off the main thread
+                if session.dp is not None:
+                    raise
+                session.interrupted = True
+                if session.history:
+                    session.history[-1]["interrupted"] = True
+            finally:
+                session.interrupt = None
+            try:
+                session.module.eval()
+                self._notify("on_train_end", session)
+            finally:
+                session.validation = None
+                session.callbacks = []
 
     def _term_names(self):
         """The loss terms of ``history_``, one key each from the first record on
@@ -675,13 +729,25 @@ class _BaseSAE(ConceptExtractor):
             "n_steps": 0,
             "lr": 0.0,
         }
-        for xb, sb in self._iter_epoch(X, side, session, chunk_rows, train_mask, cache):
-            # (under data parallelism a rank's share may be empty: it still
-            # runs the step, which holds collective operations)
-            out, terms = self._train_step(xb, sb, session, stats)
-            self._accumulate(stats, out, terms, xb.shape[0])
+        batches = self._iter_epoch(X, side, session, chunk_rows, train_mask, cache)
+        try:
+            for xb, sb in batches:
+                # (under data parallelism a rank's share may be empty: it still
+                # runs the step, which holds collective operations)
+                out, terms = self._train_step(xb, sb, session, stats)
+                self._accumulate(stats, out, terms, xb.shape[0])
+                if session.interrupt is not None and session.interrupt.requested:
+                    session.interrupted = True  # Ctrl-C: stop after this step
+                    break
+        except KeyboardInterrupt:  # not deferred (e.g. raised off the main thread)
+            if session.dp is not None:
+                raise
+            session.interrupted = True
         session.epoch += 1
-        return self._epoch_record(session, stats)
+        record = self._epoch_record(session, stats)
+        if session.interrupted:
+            record["interrupted"] = True
+        return record
 
     def _set_lr(self, session):
         """The learning rate of this step (warm-up + cosine times base_lr)."""
@@ -810,9 +876,12 @@ class _BaseSAE(ConceptExtractor):
             D, norms = unit_rows(module.dictionary.weight())
             self.components_ = to_numpy(D, dtype)
             self._code_scale = to_numpy(norms, dtype)
-            self.encoder_weights_ = to_numpy(module.enc_weight, dtype)
-            self.encoder_bias_ = to_numpy(module.enc_bias, dtype)
-            self.pre_bias_ = to_numpy(module.b_pre, dtype)
+            # copies: on the CPU, to_numpy shares the parameters' memory, which
+            # the next partial_fit updates in place (a diverged step would
+            # poison the fitted state of before)
+            self.encoder_weights_ = np.array(to_numpy(module.enc_weight, dtype))
+            self.encoder_bias_ = np.array(to_numpy(module.enc_bias, dtype))
+            self.pre_bias_ = np.array(to_numpy(module.b_pre, dtype))
             thr = module.rule.export()
             self.threshold_ = None if thr is None else to_numpy(thr, dtype)
             if self.threshold_ is not None and np.isnan(self.threshold_).any():
