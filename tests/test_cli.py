@@ -550,7 +550,8 @@ def test_bfloat16_tensors_are_read_as_float32(tmp_path):
 
 
 def test_long_loops_draw_progress_bars(monkeypatch, capsys):
-    """SAE epochs, Sobol' samples and TaCo's search draw a bar when asked."""
+    """SAE epochs, NMF iterations, Sobol' samples and TaCo's search draw a bar
+    when asked."""
     from sklearn.decomposition import PCA
 
     from skconcepts import SobolConceptImportance, TopKSAE
@@ -560,12 +561,13 @@ def test_long_loops_draw_progress_bars(monkeypatch, capsys):
     y = (X[:, 0] > 0).astype(int)
     monkeypatch.setenv("SKCONCEPTS_PROGRESS", "1")
     TopKSAE(4, 2, max_epochs=2, batch_size=30, random_state=0, device="cpu").fit(X)
+    NMFConcepts(2, max_iter=5, random_state=0).fit(np.abs(X))
     SobolConceptImportance(
         PCA(3), lambda a: np.tanh(a).sum(1), n_designs=4, random_state=0
     ).fit(X)
     TaCoEraser(n_concepts=3, n_designs=4, max_samples=20, random_state=0).fit(X, y)
     err = capsys.readouterr().err
-    for desc in ("TopKSAE", "SobolConceptImportance", "TaCoEraser: r"):
+    for desc in ("TopKSAE", "NMFConcepts", "SobolConceptImportance", "TaCoEraser: r"):
         assert desc in err, (desc, err[-500:])
     monkeypatch.setenv("SKCONCEPTS_PROGRESS", "0")
     SobolConceptImportance(

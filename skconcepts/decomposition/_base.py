@@ -121,7 +121,9 @@ class _BaseNMF(ConceptExtractor):
         stop. ``interrupted=True`` (Ctrl-C, from the solver's loop) marks the
         record ``"interrupted"`` and calls no callback.
         """
-        callbacks = check_callbacks(self.callbacks)
+        # the progress bar (skconcepts._progress policy) runs as a built-in,
+        # before the user's callbacks
+        callbacks = [_IterationBar()] + check_callbacks(self.callbacks)
         session = _NMFSession(X_dtype)
         call_hook(callbacks, "on_train_begin", self, session)
 
@@ -306,6 +308,29 @@ class _BaseNMF(ConceptExtractor):
             tol=self.tol,
         ).T
         return U * state["scale"]
+
+
+class _IterationBar:
+    """A progress bar over the iterations of ``fit`` (``skconcepts._progress``
+    policy: drawn with ``verbose`` on a terminal, or when asked)."""
+
+    def on_train_begin(self, estimator, session):
+        from .._progress import progress
+
+        self.bar = progress(
+            total=getattr(estimator, "max_iter", None),
+            desc=type(estimator).__name__,
+            unit="iter",
+            verbose=estimator.verbose,
+        )
+
+    def on_epoch_end(self, estimator, session, record):
+        self.bar.set_postfix(rel_err=f"{record['relative_error']:.4g}", refresh=False)
+        self.bar.update(1)
+        return False
+
+    def on_train_end(self, estimator, session):
+        self.bar.close()
 
 
 class _NMFSession:
