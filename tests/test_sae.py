@@ -635,7 +635,8 @@ def test_transform_batches_follow_working_memory(data):
 
 def test_progress_bar_is_a_builtin_callback(data, monkeypatch, capsys):
     # SKCONCEPTS_PROGRESS=1 draws the bar (skconcepts._progress policy): a
-    # bar over the epochs on stderr, the verbose lines unchanged on stdout
+    # bar over the optimiser steps on stderr (the epoch beside it), the
+    # verbose lines unchanged on stdout
     X = data[0][:300]
     monkeypatch.setenv("SKCONCEPTS_PROGRESS", "1")
     TopKSAE(
@@ -643,7 +644,8 @@ def test_progress_bar_is_a_builtin_callback(data, monkeypatch, capsys):
     ).fit(X)
     out, err = capsys.readouterr()
     assert out.count("[TopKSAE] epoch") == 3
-    assert "TopKSAE" in err and "/3 [" in err  # a bar of the 3 epochs
+    # 300 rows in batches of 64: 5 steps an epoch, 15 in all
+    assert "TopKSAE" in err and "/15 [" in err and "epoch=3/3" in err, err[-300:]
     monkeypatch.setenv("SKCONCEPTS_PROGRESS", "0")
     TopKSAE(16, 3, max_epochs=2, batch_size=64, device="cpu", verbose=1).fit(X)
     assert capsys.readouterr().err == ""

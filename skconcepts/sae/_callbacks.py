@@ -18,7 +18,9 @@ callbacks first, in this order, then of the user's ``callbacks``:
 2. :class:`_Timer`: ``record["time"]``, the seconds of the epoch;
 3. :class:`_History`: appends the record to ``session.history``;
 4. :class:`_PrintLog`: the line of ``verbose`` (rank 0 only);
-5. :class:`_ProgressBar`: a tqdm bar over the epochs of the call, drawn by
+5. :class:`_ProgressBar`: a tqdm bar over the optimiser steps of the call
+   (``on_batch_end``, the engine's hook after every step; the epoch, loss
+   and R^2 beside it), drawn by
    the policy of :mod:`skconcepts._progress` (with ``verbose`` set: on a
    terminal outside tests, always with ``verbose >= 2`` or
    ``SKCONCEPTS_PROGRESS=1``; rank 0 only). It adds to the ``verbose``
@@ -333,23 +335,30 @@ class _PrintLog:
 
 
 class _ProgressBar:
-    """A progress bar over the epochs (``skconcepts._progress`` policy)."""
+    """A progress bar over the optimiser steps, with the epoch, loss and R^2
+    of the last finished epoch beside it (``skconcepts._progress`` policy).
+    ``partial_fit`` (one pass, its steps unknown ahead) counts without a
+    total."""
 
     def on_train_begin(self, estimator, session):
         dp = session.dp
         hidden = dp is not None and dp.rank != 0
         self.bar = progress(
-            total=session.planned_epochs,
+            total=session.total_steps,
             desc=type(estimator).__name__,
-            unit="epoch",
+            unit="step",
             verbose=0 if hidden else estimator.verbose,
         )
 
+    def on_batch_end(self, estimator, session):
+        self.bar.update(1)
+
     def on_epoch_end(self, estimator, session, record):
         self.bar.set_postfix(
-            loss=f"{record['loss']:.4g}", r2=f"{record['train_r2']:.4f}", refresh=False
+            epoch=f"{record['epoch']}/{session.planned_epochs}",
+            loss=f"{record['loss']:.4g}",
+            r2=f"{record['train_r2']:.4f}",
         )
-        self.bar.update(1)
         return False
 
     def on_train_end(self, estimator, session):

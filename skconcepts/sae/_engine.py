@@ -158,7 +158,8 @@ Callbacks
 ``on_train_begin(estimator, session)``,
 ``on_epoch_end(estimator, session, record) -> bool`` (a true return value
 stops training) and ``on_train_end(estimator, session)`` (and, like the
-built-ins, ``on_epoch_begin(estimator, session)``). ``record`` is the
+built-ins, ``on_epoch_begin(estimator, session)`` and
+``on_batch_end(estimator, session)`` after every optimiser step). ``record`` is the
 epoch's entry of ``history_`` (complete: the built-ins ran first). The
 learning rate of every step is ``session.base_lr`` times the warm-up +
 cosine factor: a callback changes the learning rate by setting
@@ -736,6 +737,7 @@ class _BaseSAE(ConceptExtractor):
                 # runs the step, which holds collective operations)
                 out, terms = self._train_step(xb, sb, session, stats)
                 self._accumulate(stats, out, terms, xb.shape[0])
+                self._notify("on_batch_end", session)
                 if session.interrupt is not None and session.interrupt.requested:
                     session.interrupted = True  # Ctrl-C: stop after this step
                     break
