@@ -329,7 +329,8 @@ def main_claims(args):
     rows = run_claims(args.n_pairs, seeds, methods, regimes, args.refit)
     params = ", ".join(f"{k}={v}" for k, v in {**CLAIMS_DATA, **CLAIMS_MODEL}.items())
     text = (
-        "# AlignedSAE: the regimes that separate the alignment methods\n\n"
+        "# AlignedSAE: the regimes that separate the alignment methods, "
+        f"{args.n_pairs} pairs\n\n"
         f"Command: `python benchmarks/bench_aligned.py --claims --n-pairs "
         f"{args.n_pairs} --seeds {args.seeds} --refit` (one thread per process, "
         f"torch {torch.__version__}). Each fit is cached in "

@@ -523,7 +523,7 @@ dead_fraction_, n_iter_, n_steps_, n_features_in_, feature_names_in_
         """The form ``alignment="auto"`` stands for (else ``alignment``)."""
         if self.alignment != "auto":
             return self.alignment
-        from ..distributed import current
+        from ._parallel import current
 
         # the paired form needs both rows of a pair in one process
         return "paired_energy" if paired and current() is None else "energy"
