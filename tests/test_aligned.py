@@ -193,7 +193,7 @@ def test_cosine_form(holds):
 
 
 def test_auto_alignment_picks_the_form_from_the_rows(holds, monkeypatch):
-    import skconcepts.distributed as distributed
+    import skconcepts.sae._parallel as distributed
 
     X, y, _, _ = holds
     one = dict(SMALL, max_epochs=1)
