@@ -668,3 +668,16 @@ def test_save_refuses_non_sae(tmp_path):
         save_pretrained(PCA(2).fit(_X()), tmp_path)
     with pytest.raises(ValueError, match="fitted"):
         save_pretrained(TopKSAE(4, 2), tmp_path)
+
+
+def test_code_scale_follows_the_fitted_state():
+    # a loaded SAE refitted in place: code_scale_ is the new decoder norms
+    from skconcepts.sae import TopKSAE
+
+    X = np.random.RandomState(0).normal(size=(120, 6))
+    est = TopKSAE(8, 2, max_epochs=2, batch_size=40, random_state=0, device="cpu")
+    assert not hasattr(est, "code_scale_")
+    est.fit(X)
+    np.testing.assert_array_equal(est.code_scale_, est._code_scale)
+    est._code_scale = est._code_scale * 2
+    np.testing.assert_array_equal(est.code_scale_, est._code_scale)

@@ -426,6 +426,18 @@ class _BaseSAE(ConceptExtractor):
     def _decode_offset(self):
         return self.pre_bias_
 
+    @property
+    def code_scale_(self):
+        """ndarray of shape (n_concepts,): the decoder row norms the codes carry.
+
+        ``transform`` multiplies the codes of the sparsity rule by them (the
+        scale convention: ``components_`` has unit rows), so
+        ``transform(X) / code_scale_`` are the codes of the unnormalised
+        decoder (e.g. a loaded SAE's source codes). Read from the fitted
+        state, so it follows every ``fit`` / ``partial_fit``.
+        """
+        return self._code_scale
+
     # ------------------------------------------------------------ public
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):

@@ -141,8 +141,7 @@ def _build(
         top_k = min(8, k)
     est = cls(n_concepts=k, top_k=int(top_k), activation=activation, device="cpu")
     est.components_ = D.astype(dtype)
-    est._code_scale = norms.astype(dtype)
-    est.code_scale_ = norms.astype(dtype)
+    est._code_scale = norms.astype(dtype)  # read as code_scale_
     est.encoder_weights_ = np.ascontiguousarray(W_enc, dtype=dtype)
     est.encoder_bias_ = np.asarray(b_enc, dtype=dtype)
     est.pre_bias_ = np.asarray(b_pre, dtype=dtype)
