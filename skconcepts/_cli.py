@@ -465,28 +465,28 @@ def code_statistics(model, X, *, chunk_size=None, args=None):
     One pass, chunk by chunk: equal to ``reconstruction_r2(X,
     model.inverse_transform(model.transform(X)))``, ``mean_l0`` and
     ``dead_fraction`` of :mod:`skconcepts.metrics` on the whole arrays,
-    without holding them (the per-feature means and sums of squares are
-    merged across chunks with Chan et al.'s update).
+    without holding them (the R^2 of :class:`skconcepts._stats.R2Accumulator`,
+    which merges the per-feature means and sums of squares of the chunks).
     """
+    import torch
+
+    from ._stats import R2Accumulator
+
     rows = _chunk_rows(X, chunk_size)
-    nnz, alive, sse = 0, None, 0.0
-    n, mean, m2 = 0, 0.0, 0.0
-    with _bar(args, X.shape[0], "metrics") as bar:
+    nnz, alive = 0, None
+    acc = R2Accumulator("cpu")
+    with _bar(args, X.shape[0], "metrics") as bar, torch.no_grad():
         for _, chunk in _chunks(X, rows, bar):
             U = model.transform(chunk)
             nnz += int(np.count_nonzero(U))
             fired = np.any(U != 0, axis=0)
             alive = fired if alive is None else alive | fired
-            x = chunk.astype(np.float64)
-            sse += float(np.sum((x - model.inverse_transform(U)) ** 2))
-            nb, mb = x.shape[0], x.mean(axis=0)
-            delta, total = mb - mean, n + nb
-            m2 = m2 + ((x - mb) ** 2).sum(axis=0) + delta**2 * (n * nb / total)
-            mean, n = mean + delta * (nb / total), total
-    sst = float(np.sum(m2))
-    r2 = (1.0 if sse == 0.0 else 0.0) if sst == 0.0 else 1.0 - sse / sst
+            acc.update(
+                torch.from_numpy(np.asarray(chunk, dtype=np.float64)),
+                torch.from_numpy(np.asarray(model.inverse_transform(U), np.float64)),
+            )
     return {
-        "reconstruction_r2": r2,
+        "reconstruction_r2": acc.score(),
         "mean_l0": nnz / X.shape[0],
         "dead_fraction": float(1.0 - np.count_nonzero(alive) / alive.shape[0]),
     }

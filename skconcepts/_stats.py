@@ -4,11 +4,11 @@
 ``1 - SSE / SST`` over row batches, in float64 on the device of the batches,
 with ``SSE = ||X - X_hat||^2`` and ``SST = ||X - mean(X)||^2``. The mean is
 either known beforehand (``mean=``: the exact centred sum, one pass over the
-rows for the mean and one for the sums) or unknown (per-feature sums and sums
-of squares, ``SST = sum(s2 - s1^2 / n)``: one pass, no more than one batch
-held). ``ConceptExtractor.score``, the SAE engine's fit metrics and its
-validation R^2 all use it; :func:`skconcepts.metrics.reconstruction_r2` may
-too.
+rows for the mean and one for the sums) or unknown (per-feature running means
+and centred sums of squares merged batch by batch with Chan et al.'s update:
+one pass, no more than one batch held, no cancellation of large raw sums).
+``ConceptExtractor.score``, the SAE engine's fit metrics and its validation
+R^2, and the command line's ``evaluate`` all use it.
 """
 
 from ._backend import _torch
@@ -52,7 +52,7 @@ class R2Accumulator:
         self.n_rows = 0
         if mean is None:
             self.mean = None
-            self.s1 = self.s2 = None
+            self._run_mean = self._run_m2 = None  # Chan et al.'s running sums
             self._sst = None
         else:
             self.mean = torch.as_tensor(mean, dtype=torch.float64, device=device)
@@ -63,29 +63,31 @@ class R2Accumulator:
 
         Call it under ``torch.no_grad()`` (the batched passes do).
         """
-        torch = _torch()
         x64 = x.double()
         self.sse += ((x64 - x_hat.double()) ** 2).sum()
+        nb = int(x.shape[0])
         if self.mean is not None:
             self._sst += ((x64 - self.mean) ** 2).sum()
-        else:
-            if self.s1 is None:
-                d = x.shape[1]
-                self.s1 = torch.zeros(d, dtype=torch.float64, device=self.device)
-                self.s2 = torch.zeros(d, dtype=torch.float64, device=self.device)
-            self.s1 += x64.sum(0)
-            self.s2 += (x64 * x64).sum(0)
-        self.n_rows += int(x.shape[0])
+        elif nb:
+            mb = x64.mean(0)
+            m2b = ((x64 - mb) ** 2).sum(0)
+            if self._run_mean is None:
+                self._run_mean, self._run_m2 = mb, m2b
+            else:
+                n, total = self.n_rows, self.n_rows + nb
+                delta = mb - self._run_mean
+                self._run_m2 = self._run_m2 + m2b + delta * delta * (n * nb / total)
+                self._run_mean = self._run_mean + delta * (nb / total)
+        self.n_rows += nb
 
     @property
     def sst(self):
         """``||X - mean(X)||^2`` of the rows seen (a float)."""
         if self.mean is not None:
             return float(self._sst)
-        if self.s1 is None:
+        if self._run_m2 is None:
             return 0.0
-        m = max(1, self.n_rows)
-        return float((self.s2 - self.s1 * self.s1 / m).clamp_min(0).sum())
+        return float(self._run_m2.sum())
 
     def score(self):
         """The R^2 of the rows seen (1.0 / 0.0 for constant rows)."""
