@@ -31,6 +31,7 @@ SECTIONS = [
             ("Concept importance", "skconcepts.importance"),
             ("Concept erasure", "skconcepts.erasure"),
             ("Base class", "skconcepts.base"),
+            ("Concept shift", "skconcepts.shift"),
         ],
     ),
     (

@@ -28,6 +28,8 @@ _LAZY = {
     "as_memmap": "skconcepts._io",
     "fit_chunks": "skconcepts._io",
     "iter_chunks": "skconcepts._io",
+    # concept shift between an original and a changed model
+    "ConceptShift": "skconcepts.shift",
 }
 
 _SUBMODULES = [
@@ -41,6 +43,7 @@ _SUBMODULES = [
     "plotting",
     "sae",
     "utils",
+    "shift",
 ]
 
 __all__ = sorted(_LAZY) + _SUBMODULES

@@ -201,7 +201,8 @@ class MetaExtractorMixin(VersionedStateMixin):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        if tags.transformer_tags is not None:  # a regressor has none
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         inner = extractor_tags(self._extractor_for_tags())
         if inner is not None:
             tags.input_tags.positive_only = inner.input_tags.positive_only
