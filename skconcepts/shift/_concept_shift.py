@@ -14,7 +14,7 @@ those of the same inputs through the changed model. The math is in
 """
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import BaseEstimator, RegressorMixin, clone, is_clusterer
 from sklearn.cluster import KMeans
 from sklearn.metrics import r2_score
 from sklearn.utils import check_array
@@ -28,11 +28,7 @@ from .._compat import (
     _fit_context,
     check_is_fitted,
 )
-from .._extractors import (
-    MetaExtractorMixin,
-    check_extractor,
-    check_extractor_fitted,
-)
+from .._extractors import MetaExtractorMixin, check_extractor_fitted
 from .._faults import check_overflow
 from .._io import memmap_face
 
@@ -50,6 +46,34 @@ def _r2_per_output(sse, sst):
     ok = sst > 0
     r2[ok] = 1.0 - sse[ok] / sst[ok]
     return float(r2.mean())
+
+
+def _check_concept_extractor(extractor, prefit):
+    """``TypeError`` unless ``extractor`` can give concept weights (and be fitted)."""
+    if isinstance(extractor, type):
+        raise TypeError(
+            f"extractor must be an instance, not the class {extractor.__name__}; "
+            f"pass {extractor.__name__}(...)."
+        )
+    name = f"extractor ({type(extractor).__name__} object)"
+    clusterer = callable(getattr(extractor, "predict", None)) and is_clusterer(
+        extractor
+    )
+    if not (
+        clusterer
+        or callable(getattr(extractor, "transform", None))
+        or callable(getattr(extractor, "predict_proba", None))
+    ):
+        raise TypeError(
+            f"{name} gives no concept weights: it needs transform (codes, e.g. "
+            "NMFConcepts, TopKSAE, PCA), predict_proba (soft assignments, e.g. "
+            "GaussianMixture) or, as a clusterer, predict and cluster_centers_ "
+            "(KMeans)."
+        )
+    if not prefit and not callable(getattr(extractor, "fit", None)):
+        raise TypeError(
+            f"{name} has no fit (or pass prefit=True to use a fitted object as is)."
+        )
 
 
 def _weighted_median(V, w):
@@ -109,10 +133,10 @@ class ConceptShift(MetaExtractorMixin, RegressorMixin, BaseEstimator):
     extractor : estimator or None, default=None
         Learns the concepts on ``X``: ``None`` is
         ``KMeans(n_clusters=n_concepts, n_init=4)`` (the paper's choice);
-        otherwise any object that
-        :func:`skconcepts._extractors.check_extractor` accepts (``fit`` and
-        ``transform``), a clusterer as above, or with ``prefit=True`` a
-        fitted object. It is cloned and fitted on ``X`` (never modified).
+        otherwise an estimator with ``fit`` and ``transform`` (as the other
+        meta-estimators of skconcepts accept, no decoder needed), a
+        clusterer as above, or with ``prefit=True`` a fitted object. It is
+        cloned and fitted on ``X`` (never modified).
     n_concepts : int, default=8
         Number of clusters of the default k-means; unused when
         ``extractor`` is given.
@@ -251,7 +275,7 @@ class ConceptShift(MetaExtractorMixin, RegressorMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        # checked in fit by skconcepts._extractors.check_extractor
+        # checked in fit (_check_concept_extractor: a TypeError naming the need)
         "extractor": "no_validation",
         "n_concepts": [Interval(Integral, 1, None, closed="left")],
         "prefit": ["boolean"],
@@ -344,7 +368,7 @@ class ConceptShift(MetaExtractorMixin, RegressorMixin, BaseEstimator):
                 random_state=seed_from(self.random_state),
             )
             return ext.fit(X)
-        check_extractor(self.extractor, prefit=self.prefit)
+        _check_concept_extractor(self.extractor, self.prefit)
         if self.prefit:
             check_extractor_fitted(self.extractor)
             return self.extractor
