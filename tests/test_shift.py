@@ -252,8 +252,10 @@ def test_bad_input():
     X_nan[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         est.fit(X_nan, Y)
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match=r"same width.*\(60, 16\).*\(60, 1\)"):
         est.fit(X, Y[:, 0])
+    with pytest.raises(ValueError, match="dim 3"):
+        est.fit(X, Y[:, :, None])
     with pytest.raises(ValueError, match="requires y"):
         est.fit(X, None)
     est.fit(X, Y)

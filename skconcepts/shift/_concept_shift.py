@@ -312,12 +312,15 @@ class ConceptShift(MetaExtractorMixin, RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         tags.target_tags.multi_output = True
-        tags.target_tags.single_output = False
+        tags.target_tags.single_output = True
         return tags
 
     # ---------------------------------------------------------- validation
     def _check_Y(self, X, Y, *, fit):
-        """Validate ``Y`` against the validated ``X``; errors name both shapes."""
+        """Validate ``Y`` against the validated ``X``; errors name both shapes.
+
+        Returns ``Y`` as 2-D; ``fit`` records whether it was 1-D (``_y_1d``).
+        """
         name = type(self).__name__
         if Y is None:
             raise ValueError(
@@ -332,16 +335,14 @@ class ConceptShift(MetaExtractorMixin, RegressorMixin, BaseEstimator):
             ensure_all_finite=True,
             input_name="Y",
         )
-        if Y.ndim != 2:
-            raise ValueError(
-                f"Y must be 2-D (n_samples, n_outputs), activations of the changed "
-                f"model; got shape {Y.shape}. One output: Y.reshape(-1, 1)."
-            )
+        one_d = Y.ndim == 1
+        if one_d:  # one output, as scikit-learn's regressors accept
+            Y = Y.reshape(-1, 1)
         if Y.shape[0] != X.shape[0]:
             raise ValueError(
-                "X and Y must hold the same inputs row for row (original and "
-                f"changed model), but X has shape {X.shape} and Y has shape "
-                f"{Y.shape}."
+                "X and Y have inconsistent numbers of samples: X has shape "
+                f"{X.shape} and Y has shape {Y.shape}; they must hold the same "
+                "inputs row for row (original and changed model)."
             )
         check_overflow(Y, name)
         width = X.shape[1] if fit else self.n_outputs_
@@ -357,6 +358,8 @@ class ConceptShift(MetaExtractorMixin, RegressorMixin, BaseEstimator):
                 f"Y has shape {Y.shape} but {name} was fitted on Y with "
                 f"{width} columns (X has shape {X.shape})."
             )
+        if fit:
+            self._y_1d = one_d
         return Y
 
     # ------------------------------------------------------------ concepts
@@ -457,10 +460,10 @@ class ConceptShift(MetaExtractorMixin, RegressorMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Activations of the inputs through the original model.
-        y : array-like of shape (n_samples, n_outputs)
+        y : array-like of shape (n_samples, n_outputs) or (n_samples,)
             ``Y``: activations of the same inputs, row for row, through the
             changed model (``n_outputs == n_features`` with
-            ``mapping="identity"``).
+            ``mapping="identity"``; 1-D is one output).
 
         Returns
         -------
@@ -603,13 +606,14 @@ class ConceptShift(MetaExtractorMixin, RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        Y_pred : ndarray of shape (n_samples, n_outputs_)
+        Y_pred : ndarray of shape (n_samples, n_outputs_) or (n_samples,)
             Predicted activations through the changed model, in ``X``'s
-            dtype.
+            dtype (1-D when ``fit`` was given a 1-D ``y``).
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return self._predict(X, baseline=False)
+        out = self._predict(X, baseline=False)
+        return out.ravel() if self._y_1d else out
 
     def score(self, X, y, sample_weight=None):
         """R^2 of :meth:`predict` against the real changed activations.
