@@ -129,7 +129,6 @@ axes[0].set_title("shift vectors (dashed: common drift)")
 axes[1].bar(names, shift.shift_zscores_, color=colors)
 axes[1].axhline(shift.threshold, ls="--", c="k", lw=1)
 axes[1].set_ylabel("z of the differential shift")
-axes[1].set_yscale("log")
 axes[1].set_title("changed concepts (red): z > threshold")
 for ax in axes:
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
