@@ -11,6 +11,7 @@ and write SAEs of SAELens, sparsify, dictionary_learning and overcomplete.
 from ._aligned import AlignedSAE
 from ._archetypal import ArchetypalSAE
 from ._callbacks import Checkpoint, LearningRateSchedule
+from ._matryoshka import MatryoshkaSAE
 from ._pretrained import load_pretrained, save_pretrained
 from ._topk import TopKSAE
 
@@ -22,4 +23,5 @@ __all__ = [
     "TopKSAE",
     "load_pretrained",
     "save_pretrained",
+    "MatryoshkaSAE",
 ]
