@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from skconcepts.datasets import make_hierarchical_features
+from skconcepts.metrics import absorption_score, feature_f1, feature_mcc
 
 # ---------------------------------------------------------------------------
 # make_hierarchical_features
@@ -103,3 +104,174 @@ def test_generator_bad_input(kwargs, match):
     kw.update(kwargs)
     with pytest.raises(ValueError, match=match):
         make_hierarchical_features(**kw)
+
+
+# ---------------------------------------------------------------------------
+# feature_mcc, feature_f1, absorption_score
+
+
+def _truth(n=3000, seed=0, **kw):
+    kw = {"n_trees": 3, "branching": 3, "random_state": seed, **kw}
+    return make_hierarchical_features(n, 24, 20, **kw)
+
+
+def test_mcc_identical_permuted_scaled_is_one():
+    _, _, codes, _ = _truth()
+    perm = np.random.RandomState(1).permutation(codes.shape[1])
+    scale = np.linspace(0.5, 3.0, codes.shape[1])
+    assert feature_mcc(codes, codes) == pytest.approx(1.0)
+    assert feature_mcc(codes, codes[:, perm] * scale) == pytest.approx(1.0)
+    # extra dead latents change nothing and give no NaN
+    padded = np.hstack([codes[:, perm], np.zeros((codes.shape[0], 5))])
+    score, rows, cols, corr = feature_mcc(codes, padded, return_matching=True)
+    assert score == pytest.approx(1.0)
+    np.testing.assert_array_equal(cols, np.argsort(perm))
+
+
+def test_mcc_is_one_to_one_and_averaged_over_true_features():
+    rng = np.random.RandomState(0)
+    true = rng.exponential(size=(20000, 2))
+    # one latent mixing two independent features: correlation 1/sqrt(2) with
+    # each, but it can be matched to only one of them
+    mixed = true.sum(axis=1, keepdims=True)
+    assert feature_mcc(true, mixed) == pytest.approx(0.5 / np.sqrt(2), abs=0.02)
+    noise = rng.exponential(size=(20000, 2))
+    assert feature_mcc(true, noise) < 0.05
+
+
+def test_f1_identical_permuted_scaled_is_one():
+    _, atoms, codes, _ = _truth()
+    perm = np.random.RandomState(2).permutation(codes.shape[1])
+    scaled = codes[:, perm] * 7.0
+    for matching in ("best", "hungarian"):
+        assert feature_f1(codes, scaled, matching=matching) == pytest.approx(1.0)
+    decoder = 3.0 * atoms[perm]
+    f1 = feature_f1(
+        codes, scaled, matching="decoder", directions=atoms, decoder=decoder
+    )
+    assert f1 == pytest.approx(1.0)
+
+
+def test_f1_analytic_values():
+    true = np.zeros((8, 2))
+    true[:4, 0] = 1.0
+    true[4:, 1] = 1.0
+    codes = np.zeros((8, 1))
+    codes[:2, 0] = 1.0  # fires on half of feature 0: precision 1, recall 1/2
+    f1, scores, matches = feature_f1(true, codes, return_scores=True)
+    assert scores[0] == pytest.approx(2 / 3) and scores[1] == 0.0
+    # two features with the same firing, one latent: "best" lets both use it,
+    # "hungarian" gives it to one only
+    twins = np.hstack([true[:, :1], 2 * true[:, :1]])
+    assert feature_f1(twins, true[:, :1]) == pytest.approx(1.0)
+    assert feature_f1(twins, true[:, :1], matching="hungarian") == pytest.approx(0.5)
+    # SynthSAEBench's pairing: by decoder cosine, averaged over latents; a
+    # dead latent counts 0, a latent pointing at the wrong feature scores its F1
+    eye = np.eye(2)
+    codes2 = np.hstack([true, np.zeros((8, 1))])
+    decoder = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]])
+    f1, scores, matches = feature_f1(
+        true,
+        codes2,
+        matching="decoder",
+        directions=eye,
+        decoder=decoder,
+        return_scores=True,
+    )
+    assert matches.tolist() == [0, 0, 1]
+    assert scores.tolist() == [1.0, 0.0, 0.0]
+    assert f1 == pytest.approx(1 / 3)
+
+
+def _absorbing(codes, atoms, parents, absorbed_parents):
+    """A dictionary where the children of ``absorbed_parents`` absorb them."""
+    decoder = atoms.astype(np.float64).copy()
+    sae = codes.astype(np.float64).copy()
+    for c in np.flatnonzero(np.isin(parents, absorbed_parents)):
+        p = parents[c]
+        on = codes[:, c] > 0
+        decoder[c] = (atoms[c] + atoms[p]) / np.sqrt(2)
+        sae[on, c] = np.sqrt(2) * codes[on, c]
+        sae[on, p] = 0.0
+    return sae, decoder
+
+
+def test_absorption_clean_zero_absorbing_one():
+    X, atoms, codes, parents = _truth(
+        magnitude_std=0.0, orthogonal=True, mutually_exclusive=True
+    )
+    roots = np.unique(parents[parents >= 0])
+    assert absorption_score(codes, codes, parents, atoms, atoms) == 0.0
+    sae, decoder = _absorbing(codes, atoms, parents, roots)
+    # the absorbing dictionary reconstructs X perfectly with a lower L0
+    np.testing.assert_allclose(sae @ decoder, X, atol=1e-5)
+    assert (sae > 0).sum() < (codes > 0).sum()
+    score, scores = absorption_score(
+        codes, sae, parents, atoms, decoder, return_scores=True
+    )
+    assert score == pytest.approx(1.0)
+    assert np.isnan(scores[parents >= 0]).all() and np.all(scores[roots] == 1.0)
+    # half of the parents absorbed
+    sae, decoder = _absorbing(codes, atoms, parents, roots[:1])
+    _, scores = absorption_score(
+        codes, sae, parents, atoms, decoder, return_scores=True
+    )
+    assert scores[roots].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_absorption_needs_a_latent_carrying_the_parent():
+    # the parent's latent is silent but no other latent takes its direction:
+    # a miss, not absorption (random directions in 256 dimensions: small
+    # cosines everywhere, most above cos_threshold)
+    _, atoms, codes, parents = make_hierarchical_features(
+        3000, 256, 20, n_trees=3, branching=3, magnitude_std=0.0, random_state=0
+    )
+    sae = codes.astype(np.float64).copy()
+    for c in np.flatnonzero(parents >= 0):
+        sae[codes[:, c] > 0, parents[c]] = 0.0
+    assert absorption_score(codes, sae, parents, atoms, atoms) == 0.0
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda t, a, p: feature_mcc(t, t[:-1]), "same samples"),
+        (lambda t, a, p: feature_mcc(t[:1], t[:1]), "at least 2 samples"),
+        (lambda t, a, p: feature_f1(t, t, matching="cos"), "matching must be"),
+        (lambda t, a, p: feature_f1(t, t, matching="decoder"), "pass directions="),
+        (lambda t, a, p: feature_f1(t, t, threshold=-1), "threshold must be"),
+        (
+            lambda t, a, p: feature_f1(
+                t, t, matching="decoder", directions=a, decoder=a[:-1]
+            ),
+            "one row per",
+        ),
+        (lambda t, a, p: absorption_score(t, t, p[:-1], a, a), "parents must be"),
+        (lambda t, a, p: absorption_score(t, t, p + 0.5, a, a), "parents must be"),
+        (
+            lambda t, a, p: absorption_score(t, t, np.arange(p.size), a, a),
+            "own parent",
+        ),
+        (lambda t, a, p: absorption_score(t, t, p, a[:, :3], a), "same space"),
+        (
+            lambda t, a, p: absorption_score(t, t, p, a, a, main_latents=[0]),
+            "main_latents must",
+        ),
+    ],
+)
+def test_metrics_bad_input(call, match):
+    _, atoms, codes, parents = _truth(200)
+    with pytest.raises(ValueError, match=match):
+        call(codes, atoms, parents)
+
+
+def test_metrics_reject_nan_and_leave_input_alone():
+    _, atoms, codes, parents = _truth(200)
+    bad = codes.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        feature_mcc(codes, bad)
+    before = codes.copy()
+    absorption_score(codes, codes, parents, atoms, atoms)
+    feature_f1(codes, codes, matching="decoder", directions=atoms, decoder=atoms)
+    np.testing.assert_array_equal(codes, before)
