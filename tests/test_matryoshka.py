@@ -136,7 +136,9 @@ def test_prefix_terms_equal_a_direct_computation(activation):
     for m in (2, 5):
         x_hat = codes[:, :m] @ D[:m] + module.b_pre.detach()
         direct = ((xb - x_hat) ** 2).sum() / (xb.shape[0] * session.data_var)
-        assert float(terms[f"mse_{m}"].detach()) == pytest.approx(float(direct), rel=1e-10)
+        assert float(terms[f"mse_{m}"].detach()) == pytest.approx(
+            float(direct), rel=1e-10
+        )
 
 
 def test_topk_fast_path_equals_the_dense_path():
