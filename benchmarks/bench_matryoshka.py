@@ -3,6 +3,11 @@
 Run (about 2 minutes on 2 busy CPU cores)::
 
     python benchmarks/bench_matryoshka.py      # -> benchmarks/results/matryoshka.md
+    python benchmarks/bench_matryoshka.py --top-k 2 \
+        --out benchmarks/results/matryoshka_topk2.md
+
+The second run sets the L0 budget below the true L0 (about 3), where the
+nested loss costs F1 (see the results).
 
 Data: :func:`skconcepts.datasets.make_hierarchical_features` with 8 feature
 trees of one parent and 4 mutually exclusive children each (40 true
@@ -125,6 +130,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--n-samples", type=int, default=4000)
+    parser.add_argument("--top-k", type=int, default=MODEL["top_k"])
     parser.add_argument(
         "--out",
         default=str(Path(__file__).parent / "results" / "matryoshka.md"),
@@ -132,16 +138,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    results = run(range(args.seeds), args.n_samples)
+    model = {**MODEL, "top_k": args.top_k}
+    results = run(range(args.seeds), args.n_samples, model=model)
     text = table(results)
     print(text)
     elapsed = time.perf_counter() - t0
     header = (
         "# MatryoshkaSAE vs BatchTopK on hierarchical features\n\n"
         f"`python benchmarks/bench_matryoshka.py --seeds {args.seeds} "
-        f"--n-samples {args.n_samples}` ({elapsed:.0f} s on this machine). "
+        f"--n-samples {args.n_samples} --top-k {args.top_k}` "
+        f"({elapsed:.0f} s on this machine). "
         f"Data: `make_hierarchical_features` with {DATA}, {args.n_samples} "
-        f"training and as many test rows. Models: {MODEL}; Matryoshka prefixes "
+        f"training and as many test rows. Models: {model}; Matryoshka prefixes "
         "4, 8, 16, 32, 64 (the default). Mean ± std over the seeds (test rows); "
         "last row: the per-seed paired difference (seeds > 0).\n\n"
     )
