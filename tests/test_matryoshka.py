@@ -227,3 +227,13 @@ def test_partial_fit_and_joblib_round_trip(tmp_path):
     loaded.partial_fit(Xtr).partial_fit(Xtr)
     assert len(loaded.history_) == 4 and loaded.n_iter_ == 4
     assert loaded.score(Xte) > before + 0.05
+
+
+def test_partial_fit_refuses_changed_prefix_sizes():
+    X = np.random.RandomState(0).randn(60, 5)
+    est = MatryoshkaSAE(8, 2, batch_size=20, device="cpu").partial_fit(X)
+    est.set_params(prefix_sizes=[2, 8])
+    with pytest.raises(ValueError, match="partial_fit continues"):
+        est.partial_fit(X)
+    est.fit(X)  # a new model may change them
+    np.testing.assert_array_equal(est.prefix_sizes_, [2, 8])

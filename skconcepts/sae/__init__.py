@@ -6,6 +6,9 @@ the data (A-SAE / RA-SAE). Both are trained by the engine in
 :mod:`skconcepts.sae._engine`, whose module docstring documents the plug-in
 interface for new SAEs. :func:`load_pretrained` / :func:`save_pretrained` read
 and write SAEs of SAELens, sparsify, dictionary_learning and overcomplete.
+
+:class:`MatryoshkaSAE` trains nested dictionaries on the same engine: every
+prefix of its dictionary reconstructs the data on its own.
 """
 
 from ._aligned import AlignedSAE

@@ -291,6 +291,18 @@ class MatryoshkaSAE(_BaseSAE):
         super()._check_sizes()
         self._prefixes = check_prefix_sizes(self.prefix_sizes, self.n_concepts)
 
+    def _fit(self, X, y, *, partial):
+        fitted = getattr(self, "prefix_sizes_", None)
+        if partial and fitted is not None and hasattr(self, "components_"):
+            sizes = check_prefix_sizes(self.prefix_sizes, self.n_concepts)
+            if sizes != [int(m) for m in fitted]:
+                raise ValueError(
+                    f"prefix_sizes give {sizes}, but the model was fitted with "
+                    f"{fitted.tolist()}; partial_fit continues that model. Set "
+                    "prefix_sizes back, or call fit to train a new one."
+                )
+        return super()._fit(X, y, partial=partial)
+
     def _inner_prefixes(self):
         """The prefix sizes below the whole dictionary (the extra terms)."""
         sizes = getattr(self, "_prefixes", None)
