@@ -144,7 +144,10 @@ def main(argv=None):
     print(text)
     elapsed = time.perf_counter() - t0
     header = (
-        "# MatryoshkaSAE vs BatchTopK on hierarchical features\n\n"
+        "# MatryoshkaSAE vs BatchTopK on hierarchical features, "
+        f"top_k={args.top_k}\n\n"
+        "Machine: Intel Xeon, 2 shared vCPUs, 23 GiB, Linux, no GPU (the "
+        "development VM; see docs/benchmarks.md).\n\n"
         f"`python benchmarks/bench_matryoshka.py --seeds {args.seeds} "
         f"--n-samples {args.n_samples} --top-k {args.top_k}` "
         f"({elapsed:.0f} s on this machine). "

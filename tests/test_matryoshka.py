@@ -152,7 +152,7 @@ def test_topk_fast_path_equals_the_dense_path():
         sum(terms.values()).backward()
         grads.append(
             (
-                {k: float(v) for k, v in terms.items()},
+                {k: float(v.detach()) for k, v in terms.items()},
                 module.dictionary.atoms.grad.clone(),
                 module.enc_weight.grad.clone(),
             )
