@@ -19,6 +19,7 @@ _LAZY = {
     "TopKSAE": "skconcepts.sae",
     "ArchetypalSAE": "skconcepts.sae",
     "AlignedSAE": "skconcepts.sae",
+    "MatryoshkaSAE": "skconcepts.sae",
     # importance
     "SobolConceptImportance": "skconcepts.importance",
     "ConceptAttribution": "skconcepts.importance",

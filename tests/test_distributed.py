@@ -46,6 +46,7 @@ def _estimators():
         "auxk": TopKSAE(24, 3, dead_steps=2, aux_coef=0.5, max_epochs=3, **common),
         "jumprelu": TopKSAE(24, 3, activation="jumprelu", max_epochs=2, **common),
         "aligned": AlignedSAE(24, 3, alignment_weight=1.0, max_epochs=2, **common),
+        "matryoshka": skconcepts.MatryoshkaSAE(24, 3, max_epochs=2, **common),
     }
 
 

@@ -6,11 +6,15 @@ the data (A-SAE / RA-SAE). Both are trained by the engine in
 :mod:`skconcepts.sae._engine`, whose module docstring documents the plug-in
 interface for new SAEs. :func:`load_pretrained` / :func:`save_pretrained` read
 and write SAEs of SAELens, sparsify, dictionary_learning and overcomplete.
+
+:class:`MatryoshkaSAE` trains nested dictionaries on the same engine: every
+prefix of its dictionary reconstructs the data on its own.
 """
 
 from ._aligned import AlignedSAE
 from ._archetypal import ArchetypalSAE
 from ._callbacks import Checkpoint, LearningRateSchedule
+from ._matryoshka import MatryoshkaSAE
 from ._pretrained import load_pretrained, save_pretrained
 from ._topk import TopKSAE
 
@@ -22,4 +26,5 @@ __all__ = [
     "TopKSAE",
     "load_pretrained",
     "save_pretrained",
+    "MatryoshkaSAE",
 ]

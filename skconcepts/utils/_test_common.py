@@ -43,6 +43,15 @@ def _aligned_instances():
     return [AlignedSAE(**common), AlignedSAE(activation="batchtopk", **common)]
 
 
+def _matryoshka_instances():
+    # nested prefixes of 1, 2 and 4 atoms with the default BatchTopK rule, and
+    # the TopK fast path (its own prefix terms)
+    from skconcepts.sae import MatryoshkaSAE
+
+    common = dict(n_concepts=4, top_k=2, max_epochs=4, batch_size=16)
+    return [MatryoshkaSAE(**common), MatryoshkaSAE(activation="topk", **common)]
+
+
 def _taco_instances():
     # a tiny probe and few Sobol' designs; both the automatic stopping rule
     # (residual dropped) and a fixed number of removed concepts (residual kept)
@@ -102,6 +111,7 @@ CHECK_FACTORIES["ConceptAttribution"] = lambda: _importance_instances(
 CHECK_FACTORIES["TopKSAE"] = lambda: _sae_instances("TopKSAE")
 CHECK_FACTORIES["ArchetypalSAE"] = lambda: _sae_instances("ArchetypalSAE")
 CHECK_FACTORIES["AlignedSAE"] = lambda: _aligned_instances()
+CHECK_FACTORIES["MatryoshkaSAE"] = lambda: _matryoshka_instances()
 
 # class name -> {check name: reason a reviewer would accept}
 EXPECTED_FAILED_CHECKS = {}
