@@ -28,6 +28,8 @@ _LAZY = {
     "as_memmap": "skconcepts._io",
     "fit_chunks": "skconcepts._io",
     "iter_chunks": "skconcepts._io",
+    # one concept space for several models
+    "UniversalSAE": "skconcepts.sae",
 }
 
 _SUBMODULES = [

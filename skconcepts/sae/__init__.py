@@ -13,6 +13,7 @@ from ._archetypal import ArchetypalSAE
 from ._callbacks import Checkpoint, LearningRateSchedule
 from ._pretrained import load_pretrained, save_pretrained
 from ._topk import TopKSAE
+from ._universal import UniversalSAE
 
 __all__ = [
     "AlignedSAE",
@@ -20,6 +21,7 @@ __all__ = [
     "Checkpoint",
     "LearningRateSchedule",
     "TopKSAE",
+    "UniversalSAE",
     "load_pretrained",
     "save_pretrained",
 ]
