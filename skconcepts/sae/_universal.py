@@ -143,10 +143,12 @@ class UniversalSAE(_BaseSAE):
         session's seeded generator (the paper's choice), or the models in
         turn (step ``t`` encodes from model ``t mod m``).
     scope_threshold : float, default=0.2
-        Labels of ``concept_scope_`` (from ``concept_decoder_share_``): a
-        concept whose share in one model exceeds ``1 - scope_threshold``
-        is that model's own; one whose share in every model is at least
-        ``scope_threshold / (m - 1)`` is universal; the others are partial.
+        Labels of ``concept_scope_``: a concept whose shares in one model
+        (``concept_decoder_share_``, where it writes, and
+        ``concept_source_share_``, who reads it) both exceed ``1 -
+        scope_threshold`` is that model's own; one whose shares in every
+        model are all at least ``scope_threshold / (m - 1)`` is universal;
+        the others are partial.
     activation : {"topk", "batchtopk", "jumprelu", "relu"}, default="topk"
         Sparsity rule (see :class:`TopKSAE`); the same rule encodes from
         every model.
@@ -240,14 +242,14 @@ class UniversalSAE(_BaseSAE):
         concept). Near ``1 / m`` everywhere for a universal concept, near 1
         in one model for a model-specific one.
     concept_scope_ : ndarray of shape (n_concepts,), dtype str
-        ``"universal"``, ``"model<i>"`` (specific to model ``i``),
-        ``"partial"`` (shared by some of the models) or ``"dead"`` (codes
-        that never vary: never fired, or a constant), from
-        ``concept_decoder_share_`` and ``scope_threshold``. The decoder
-        side, because training can split a universal concept into two
-        atoms that decode it in every model but are each fired by one
-        model's encoder (their ``concept_source_share_`` and
-        ``firing_entropy_`` then look model-specific).
+        ``"universal"`` (read from every model and written into every
+        model), ``"model<i>"`` (read from and written into model ``i``
+        only), ``"partial"`` (the rest, e.g. shared by some of the models,
+        or an atom that every model's decoder writes but only one model's
+        encoder reads: training can split a universal concept into two such
+        atoms) or ``"dead"`` (codes that never vary: never fired, or a
+        constant), from ``concept_decoder_share_``,
+        ``concept_source_share_`` and ``scope_threshold``.
     encoder_weights_ : ndarray of shape (n_concepts, n_features)
         The encoders side by side, ``[E_1 | ... | E_m]``.
     encoder_bias_ : ndarray of shape (n_models_, n_concepts)
@@ -681,20 +683,22 @@ class UniversalSAE(_BaseSAE):
             total_w = written.sum(axis=0)
             dshare = np.where(dead, np.nan, written / np.where(dead, 1.0, total_w))
         self.concept_decoder_share_ = dshare.astype(X.dtype)
-        self.concept_scope_ = self._scope_labels(dshare, dead)
+        self.concept_scope_ = self._scope_labels(dshare, share, dead)
 
-    def _scope_labels(self, share, dead):
+    def _scope_labels(self, written, read, dead):
         """``concept_scope_``: universal, model<i>, partial or dead."""
-        m, k = share.shape
+        m, k = written.shape
         t = self.scope_threshold
         labels = np.full(k, "partial", dtype=object)
         if m == 1:
             labels[:] = "universal"
         else:
-            filled = np.nan_to_num(share, nan=0.0)
-            owner = filled.argmax(axis=0)
-            specific = filled.max(axis=0) > 1.0 - t
-            universal = filled.min(axis=0) >= t / (m - 1)
+            w = np.nan_to_num(written, nan=0.0)
+            r = np.nan_to_num(read, nan=0.0)
+            owner = w.argmax(axis=0)
+            cols = np.arange(k)
+            specific = (w[owner, cols] > 1.0 - t) & (r[owner, cols] > 1.0 - t)
+            universal = (w.min(axis=0) >= t / (m - 1)) & (r.min(axis=0) >= t / (m - 1))
             labels[universal] = "universal"
             labels[specific] = np.array([f"model{i}" for i in owner[specific]])
         labels[dead] = "dead"
