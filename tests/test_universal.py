@@ -9,6 +9,7 @@ and which models hold them are known.
 import joblib
 import numpy as np
 import pytest
+import torch
 
 from skconcepts.sae import TopKSAE, UniversalSAE
 
@@ -188,6 +189,18 @@ def test_source_sampling_reproducible_and_cycle():
     # early stopping: the validation R^2 encodes from every model
     e = UniversalSAE(random_state=5, early_stopping=True, **params).fit(X)
     assert np.isfinite(e.history_[-1]["val_r2"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_then_cpu_inference():
+    # fitted on the GPU, the NumPy state gives the same codes on the CPU
+    X, _, _ = make_models(5, n=600)
+    est = UniversalSAE(random_state=0, **dict(PARAMS, device="cuda", max_epochs=3))
+    est.fit(X)
+    Z, cross = est.transform(X, source=1), est.cross_r2_
+    est.set_params(device="cpu")
+    np.testing.assert_allclose(est.transform(X, source=1), Z, atol=1e-4)
+    assert isinstance(est.components_, np.ndarray) and np.all(np.isfinite(cross))
 
 
 # -------------------------------------------------------------- bad input
