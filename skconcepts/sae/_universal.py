@@ -300,8 +300,8 @@ class UniversalSAE(_BaseSAE):
     >>> rng = np.random.RandomState(0)
     >>> codes = rng.rand(300, 6) * (rng.rand(300, 6) < 0.3)
     >>> X = np.hstack([codes @ rng.randn(6, 8), codes @ rng.randn(6, 5)])
-    >>> usae = UniversalSAE(8, 3, feature_groups=[8, 5], max_epochs=5,
-    ...                     random_state=0).fit(X)
+    >>> usae = UniversalSAE(8, 3, feature_groups=[8, 5], batch_size=50,
+    ...                     max_epochs=20, random_state=0).fit(X)
     >>> usae.cross_r2_.shape, usae.transform(X, source=1).shape
     ((2, 2), (300, 8))
     """
