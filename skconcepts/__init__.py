@@ -31,6 +31,8 @@ _LAZY = {
     "iter_chunks": "skconcepts._io",
     # concept shift between an original and a changed model
     "ConceptShift": "skconcepts.shift",
+    # one concept space for several models
+    "UniversalSAE": "skconcepts.sae",
 }
 
 _SUBMODULES = [

@@ -17,6 +17,7 @@ from ._callbacks import Checkpoint, LearningRateSchedule
 from ._matryoshka import MatryoshkaSAE
 from ._pretrained import load_pretrained, save_pretrained
 from ._topk import TopKSAE
+from ._universal import UniversalSAE
 
 __all__ = [
     "AlignedSAE",
@@ -24,6 +25,7 @@ __all__ = [
     "Checkpoint",
     "LearningRateSchedule",
     "TopKSAE",
+    "UniversalSAE",
     "load_pretrained",
     "save_pretrained",
     "MatryoshkaSAE",

@@ -113,6 +113,18 @@ CHECK_FACTORIES["ArchetypalSAE"] = lambda: _sae_instances("ArchetypalSAE")
 CHECK_FACTORIES["AlignedSAE"] = lambda: _aligned_instances()
 CHECK_FACTORIES["MatryoshkaSAE"] = lambda: _matryoshka_instances()
 
+
+def _universal_instances():
+    # feature_groups=None: one model (the checks feed arrays of any width);
+    # TopK and a learned-threshold rule
+    from skconcepts.sae import UniversalSAE
+
+    common = dict(n_concepts=4, top_k=2, max_epochs=4, batch_size=16)
+    return [UniversalSAE(**common), UniversalSAE(activation="batchtopk", **common)]
+
+
+CHECK_FACTORIES["UniversalSAE"] = _universal_instances
+
 # class name -> {check name: reason a reviewer would accept}
 EXPECTED_FAILED_CHECKS = {}
 
