@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from .._backend import spawn_seeds
+from .._backend import spawn_seeds, to_tensor
 from .._stats import R2Accumulator
 from ._dictionary import dictionary_stability
 from ._reconstruction import _pair, reconstruction_r2
@@ -547,7 +547,7 @@ def _stream(estimator, X, batch_size, activity_threshold):
                 f"shape {xb.shape}; the estimator must reconstruct its input."
             )
         with torch.no_grad():
-            acc.update(torch.from_numpy(np.asarray(xb)), torch.from_numpy(x_hat))
+            acc.update(to_tensor(xb, "cpu"), to_tensor(x_hat, "cpu"))
         count = np.count_nonzero(np.abs(codes) > activity_threshold, axis=0)
         fired = count if fired is None else fired + count
     return acc, fired / X.shape[0]
