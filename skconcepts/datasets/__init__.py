@@ -13,7 +13,7 @@ One module per kind: ``_text`` (word lists, :func:`make_biographies`),
 
 from ._digits import LinearHead, load_digits_activations
 from ._embeddings import embed_texts, make_biography_embeddings
-from ._synthetic import make_sparse_atoms, make_two_modality
+from ._synthetic import make_hierarchical_features, make_sparse_atoms, make_two_modality
 from ._text import BIOGRAPHY_OCCUPATIONS, make_biographies
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "make_biography_embeddings",
     "make_sparse_atoms",
     "make_two_modality",
+    "make_hierarchical_features",
 ]

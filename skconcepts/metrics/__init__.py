@@ -9,6 +9,8 @@ One leaf module per family, each importing only from the layers below it:
   :func:`retrieval_recall_at_k`, :func:`knn_distance`,
   :func:`atom_label_accuracy`, :func:`shared_concept_capture`);
 - ``_erasure``: :func:`leakage` and the default probes;
+- ``_ground_truth``: synthetic data with known features
+  (:func:`feature_mcc`, :func:`feature_f1`, :func:`absorption_score`);
 - the fidelity of importances (:func:`c_deletion`, :func:`c_insertion`,
   :func:`c_mufidelity`) lives beside the importance engine it runs on,
   in ``skconcepts.importance._fidelity``, and is re-exported here.
@@ -31,6 +33,7 @@ from ._evaluation import (
     latent_density,
     latent_density_histogram,
 )
+from ._ground_truth import absorption_score, feature_f1, feature_mcc
 from ._modality import (
     atom_label_accuracy,
     knn_distance,
@@ -55,6 +58,9 @@ __all__ = [
     "reconstruction_r2",
     "relative_error",
     "retrieval_recall_at_k",
+    "absorption_score",
+    "feature_f1",
+    "feature_mcc",
     "cross_seed_stability",
     "dense_fraction",
     "evaluate_sae",
