@@ -24,6 +24,8 @@ from skconcepts.metrics import (  # noqa: E402
     dead_fraction,
     dense_fraction,
     evaluate_sae,
+    feature_f1,
+    feature_mcc,
     fraction_variance_unexplained,
     k_sparse_probing,
     latent_density,
@@ -342,6 +344,32 @@ def test_evaluate_sae_bad_input(atoms_data, topk):
 
     with pytest.raises(TypeError, match="inverse_transform"):
         evaluate_sae(NoInverse(), X)
+
+
+def test_evaluate_sae_ground_truth_columns(topk):
+    X, atoms, codes = make_sparse_atoms(
+        300, 16, 12, 2, noise=0.01, dtype=np.float64, random_state=1
+    )
+    # the true codes as the extractor's codes: perfect scores
+    table = evaluate_sae(Identity().fit(codes), codes, true_codes=codes)
+    assert table["feature_mcc"][0] == pytest.approx(1.0)
+    assert table["feature_f1"] == [1.0]
+    # an SAE: the columns are the ground-truth metrics of its codes
+    table = evaluate_sae(
+        topk, X, true_codes=codes, true_directions=atoms, batch_size=64
+    )
+    Z = topk.transform(X)
+    assert table["feature_mcc"][0] == pytest.approx(feature_mcc(codes, Z))
+    assert table["feature_f1"][0] == pytest.approx(feature_f1(codes, Z))
+    expected = feature_f1(
+        codes, Z, matching="decoder", directions=atoms, decoder=topk.components_
+    )
+    assert table["feature_f1_decoder"][0] == pytest.approx(expected)
+    assert 0.5 < table["feature_mcc"][0] <= 1.0
+    with pytest.raises(ValueError, match="true_codes has 299 rows"):
+        evaluate_sae(topk, X, true_codes=codes[:-1])
+    with pytest.raises(ValueError, match="needs true_codes"):
+        evaluate_sae(topk, X, true_directions=atoms)
 
 
 # ---------------------------------------------------------------- stability

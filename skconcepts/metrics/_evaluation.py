@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from .._backend import spawn_seeds, to_tensor
 from .._stats import R2Accumulator
 from ._dictionary import dictionary_stability
+from ._ground_truth import feature_f1, feature_mcc
 from ._reconstruction import _pair, reconstruction_r2
 
 __all__ = [
@@ -531,12 +532,13 @@ def _rows(X, name):
     return X
 
 
-def _stream(estimator, X, batch_size, activity_threshold):
-    """One pass: the streamed R^2 and per-latent firing counts."""
+def _stream(estimator, X, batch_size, activity_threshold, keep_codes=False):
+    """One pass: the streamed R^2, per-latent firing counts (and the codes)."""
     import torch
 
     acc = R2Accumulator("cpu")
     fired = None
+    kept = []
     for start in range(0, X.shape[0], batch_size):
         xb = check_array(np.asarray(X[start : start + batch_size]), input_name="X")
         codes = np.asarray(estimator.transform(xb))
@@ -550,7 +552,10 @@ def _stream(estimator, X, batch_size, activity_threshold):
             acc.update(to_tensor(xb, "cpu"), to_tensor(x_hat, "cpu"))
         count = np.count_nonzero(np.abs(codes) > activity_threshold, axis=0)
         fired = count if fired is None else fired + count
-    return acc, fired / X.shape[0]
+        if keep_codes:
+            kept.append(codes)
+    codes = np.concatenate(kept) if keep_codes else None
+    return acc, fired / X.shape[0], codes
 
 
 def _split_probe_rows(X, y, X_test, y_test, test_size, seed):
@@ -602,6 +607,8 @@ def evaluate_sae(
     probe=None,
     dense_threshold=0.1,
     activity_threshold=0.0,
+    true_codes=None,
+    true_directions=None,
     n_seeds=None,
     batch_size=None,
     random_state=None,
@@ -629,6 +636,14 @@ def evaluate_sae(
     - with ``y``: ``probe_accuracy_k{k}`` for every k
       (:func:`k_sparse_probing` on a stratified split of ``X``, or on
       ``X`` / ``X_test`` when both labels are given) and ``probe_chance``;
+    - with ``true_codes`` (synthetic data with known features, e.g.
+      :func:`skconcepts.datasets.make_hierarchical_features`):
+      ``feature_mcc`` (:func:`feature_mcc`, Hungarian-matched correlation
+      of codes and true activations) and ``feature_f1`` (:func:`feature_f1`,
+      each true feature's best detecting latent, mean over the features);
+      with ``true_directions`` too, ``feature_f1_decoder`` (SynthSAEBench's
+      F1: latents paired with features by decoder cosine, mean over the
+      latents);
     - with ``n_seeds``: ``stability`` (:func:`cross_seed_stability`,
       refitting clones on ``X``).
 
@@ -657,6 +672,12 @@ def evaluate_sae(
         Firing frequency above which a latent is dense.
     activity_threshold : float, default=0.0
         A latent is active on a row when ``|code| > activity_threshold``.
+    true_codes : array-like of shape (n_eval, n_true), default=None
+        True feature activations of the evaluation rows (``X_test`` when
+        given, else ``X``), non-zero where a feature fires.
+    true_directions : array-like of shape (n_true, n_features), default=None
+        True feature directions, for ``feature_f1_decoder`` (needs
+        ``true_codes`` and the estimator's ``components_``).
     n_seeds : int or None, default=None
         Refits for the cross-seed stability (at least 2; costs ``n_seeds``
         fits); None: not computed.
@@ -727,7 +748,25 @@ def evaluate_sae(
     split = _split_probe_rows(X, y, X_test, y_test, test_size, split_seed)
 
     X_eval = X if X_test is None else X_test
-    acc, density = _stream(estimator, X_eval, int(batch_size), activity_threshold)
+    if true_codes is not None:
+        true_codes = check_array(
+            true_codes, dtype=[np.float64, np.float32], input_name="true_codes"
+        )
+        if true_codes.shape[0] != X_eval.shape[0]:
+            raise ValueError(
+                f"true_codes has {true_codes.shape[0]} rows but the evaluation rows "
+                f"({'X_test' if X_test is not None else 'X'}) are "
+                f"{X_eval.shape[0]}; give the true activations of those rows."
+            )
+    elif true_directions is not None:
+        raise ValueError("true_directions needs true_codes (the true activations).")
+    acc, density, eval_codes = _stream(
+        estimator,
+        X_eval,
+        int(batch_size),
+        activity_threshold,
+        keep_codes=true_codes is not None,
+    )
     n_latents = density.size
     table = {
         "estimator": [type(estimator).__name__],
@@ -757,6 +796,28 @@ def evaluate_sae(
         for k, a in zip(probing["k"], probing["accuracy"], strict=True):
             table[f"probe_accuracy_k{k}"] = [float(a)]
         table["probe_chance"] = [probing["chance"]]
+
+    if true_codes is not None:
+        table["feature_mcc"] = [feature_mcc(true_codes, eval_codes)]
+        table["feature_f1"] = [
+            feature_f1(true_codes, eval_codes, threshold=activity_threshold)
+        ]
+        if true_directions is not None:
+            if not hasattr(estimator, "components_"):
+                raise ValueError(
+                    f"{type(estimator).__name__} has no components_ (decoder rows); "
+                    "feature_f1_decoder pairs them with true_directions."
+                )
+            table["feature_f1_decoder"] = [
+                feature_f1(
+                    true_codes,
+                    eval_codes,
+                    matching="decoder",
+                    directions=true_directions,
+                    decoder=estimator.components_,
+                    threshold=activity_threshold,
+                )
+            ]
 
     if n_seeds is not None:
         table["stability"] = [
