@@ -347,9 +347,11 @@ def test_evaluate_sae_bad_input(atoms_data, topk):
 
 
 def test_evaluate_sae_ground_truth_columns(topk):
+    # the data the SAE was trained on (the atoms_data fixture), 300 rows
     X, atoms, codes = make_sparse_atoms(
-        300, 16, 12, 2, noise=0.01, dtype=np.float64, random_state=1
+        1200, 16, 12, 2, noise=0.01, dtype=np.float64, random_state=0
     )
+    X, codes = X[:300], codes[:300]
     # the true codes as the extractor's codes: perfect scores
     table = evaluate_sae(Identity().fit(codes), codes, true_codes=codes)
     assert table["feature_mcc"][0] == pytest.approx(1.0)
