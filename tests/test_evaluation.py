@@ -305,6 +305,16 @@ def test_evaluate_sae_pca_signed_codes(atoms_data):
     assert 0.5 <= table["probe_accuracy_k6"][0] <= 1.0
 
 
+def test_evaluate_sae_dataframe_and_list_rows(atoms_data):
+    pd = pytest.importorskip("pandas")
+    X, y = atoms_data
+    pca = PCA(4).fit(X)
+    expected = evaluate_sae(pca, X, y, ks=(1, 2), random_state=0)
+    for rows in (pd.DataFrame(X), X.tolist()):
+        got = evaluate_sae(pca, rows, pd.Series(y), ks=(1, 2), random_state=0)
+        assert got == expected
+
+
 def test_evaluate_sae_loaded_saelens_file(atoms_data, topk, tmp_path):
     X, y = atoms_data
     folder = save_pretrained(topk, tmp_path / "sae")

@@ -521,8 +521,12 @@ def cross_seed_stability(
 
 # ---------------------------------------------------------------- the table
 def _rows(X, name):
-    """A 2-D array-like whose row slices are read batch by batch (memmaps)."""
-    if not hasattr(X, "shape") or not hasattr(X, "__getitem__"):
+    """A 2-D array whose row slices are read batch by batch (memmaps).
+
+    NumPy arrays (memmaps included) are kept as they are; anything else (a
+    list, a DataFrame) is converted with ``check_array``.
+    """
+    if not isinstance(X, np.ndarray):
         X = check_array(X, dtype=[np.float64, np.float32], input_name=name)
     if len(X.shape) != 2 or X.shape[0] < 1:
         raise ValueError(
