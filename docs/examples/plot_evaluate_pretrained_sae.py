@@ -1,5 +1,5 @@
 """
-Evaluate a pretrained SAE: SAELens files, k-sparse probing, Sobol' importance
+Evaluate a pretrained SAE: SAELens files, sparse probing, Sobol' importance
 ===========================================================================
 
 Most sparse autoencoders people study were trained by someone else and
