@@ -20,6 +20,8 @@ __all__ = [
     "plot_fidelity_curves",
     "plot_modality_scores",
     "plot_taco_tradeoff",
+    "plot_latent_density",
+    "plot_probing_curve",
 ]
 
 
@@ -722,5 +724,164 @@ def plot_taco_tradeoff(
     ax.set_xlabel("concepts removed")
     ax.set_ylabel("accuracy")
     ax.set_title("Erasure trade-off")
+    ax.legend()
+    return ax
+
+
+def plot_latent_density(
+    codes_or_density,
+    *,
+    bins=30,
+    log_range=None,
+    dense_threshold=0.1,
+    label=None,
+    ax=None,
+):
+    """Histogram of the latents' firing frequencies (log10), dead latents apart.
+
+    Parameters
+    ----------
+    codes_or_density : array-like of shape (n_samples, n_latents) or (n_latents,)
+        Codes (``transform(X)``; a latent fires where its code is non-zero)
+        or the firing frequencies of
+        :func:`skconcepts.metrics.latent_density`.
+    bins : int or array-like, default=30
+        Number of bins, or their edges in ``log10`` units.
+    log_range : (float, float) or None, default=None
+        Range of the bins in ``log10`` units; None: from the rarest live
+        latent to 0.
+    dense_threshold : float or None, default=0.1
+        Draws a vertical line at ``log10(dense_threshold)``: latents to its
+        right are dense (see :func:`skconcepts.metrics.dense_fraction`).
+    label : str, default=None
+        Label of the bars (e.g. the SAE's name) in the legend and title.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        One bar per bin (height: number of live latents); the title gives
+        the number of dead latents.
+
+    See Also
+    --------
+    skconcepts.metrics.latent_density_histogram : the counts drawn here.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> from skconcepts.plotting import plot_latent_density
+    >>> ax = plot_latent_density([0.0, 0.001, 0.01, 0.1, 1.0], bins=3,
+    ...                          log_range=(-3, 0))
+    >>> [float(p.get_height()) for p in ax.patches], ax.get_title()
+    ([1.0, 1.0, 2.0], 'latent density: 1 dead of 5 latents')
+    >>> plt.close("all")
+    """
+    from .metrics import latent_density, latent_density_histogram
+
+    values = np.asarray(codes_or_density)
+    density = latent_density(values) if values.ndim == 2 else values
+    counts, edges, n_dead = latent_density_histogram(
+        density, bins=bins, log_range=log_range
+    )
+    ax = _new_ax(ax)
+    ax.bar(
+        edges[:-1],
+        counts,
+        width=np.diff(edges),
+        align="edge",
+        alpha=0.7,
+        edgecolor="k",
+        linewidth=0.5,
+        label=label,
+    )
+    if dense_threshold is not None:
+        ax.axvline(
+            np.log10(float(dense_threshold)),
+            color="C3",
+            linestyle="--",
+            label=f"dense (> {float(dense_threshold):g})",
+        )
+    ax.set_xlabel("log10(firing frequency)")
+    ax.set_ylabel("latents")
+    prefix = f"{label}: " if label else ""
+    ax.set_title(f"{prefix}latent density: {n_dead} dead of {np.size(density)} latents")
+    ax.legend()
+    return ax
+
+
+def plot_probing_curve(result, *, show_tasks=True, ax=None):
+    """Held-out accuracy of k-sparse probes against k.
+
+    Parameters
+    ----------
+    result : dict
+        The output of :func:`skconcepts.metrics.k_sparse_probing` (or
+        ``details["probing"]`` of :func:`skconcepts.metrics.evaluate_sae`),
+        or a dict mapping a label (an SAE's name) to such an output: one
+        curve each.
+    show_tasks : bool, default=True
+        Shade the range of the per-task accuracies (several tasks only).
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        One line per result (mean accuracy over the tasks at each k, on a
+        log-scaled k axis) and a dashed chance line.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import numpy as np
+    >>> from skconcepts.plotting import plot_probing_curve
+    >>> res = {"k": np.array([1, 2, 5]), "accuracy": np.array([0.7, 0.8, 0.9]),
+    ...        "task_accuracy": np.array([[0.7, 0.8, 0.9]]), "chance": 0.5}
+    >>> ax = plot_probing_curve(res)
+    >>> ax.get_lines()[0].get_ydata().tolist()
+    [0.7, 0.8, 0.9]
+    >>> plt.close("all")
+    """
+    if not isinstance(result, dict):
+        raise TypeError(
+            "result must be the dict of k_sparse_probing, or a dict of them by "
+            f"label; got {type(result).__name__}."
+        )
+    curves = {None: result} if "k" in result else dict(result)
+    for name, res in curves.items():
+        if not isinstance(res, dict) or not {"k", "accuracy"} <= set(res):
+            raise ValueError(
+                f"result{'' if name is None else f'[{name!r}]'} must hold 'k' and "
+                "'accuracy' (the output of k_sparse_probing)."
+            )
+    ax = _new_ax(ax)
+    chances = []
+    for i, (name, res) in enumerate(curves.items()):
+        ks = np.asarray(res["k"], dtype=float)
+        acc = np.asarray(res["accuracy"], dtype=float)
+        if ks.shape != acc.shape:
+            raise ValueError(
+                f"'k' has shape {ks.shape} but 'accuracy' has {acc.shape}."
+            )
+        ax.plot(ks, acc, marker="o", color=f"C{i}", label=name or "mean over tasks")
+        tasks = res.get("task_accuracy")
+        if show_tasks and tasks is not None and np.shape(tasks)[0] > 1:
+            tasks = np.asarray(tasks, dtype=float)
+            ax.fill_between(
+                ks, tasks.min(axis=0), tasks.max(axis=0), color=f"C{i}", alpha=0.2
+            )
+        if res.get("chance") is not None:
+            chances.append(float(res["chance"]))
+    if chances:
+        ax.axhline(float(np.mean(chances)), color="0.5", linestyle="--", label="chance")
+    all_k = sorted({int(k) for res in curves.values() for k in res["k"]})
+    ax.set_xscale("log")
+    ax.set_xticks(all_k)
+    ax.set_xticklabels([str(k) for k in all_k])
+    ax.set_xlabel("k (latents in the probe)")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_title("k-sparse probing")
     ax.legend()
     return ax

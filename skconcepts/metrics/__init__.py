@@ -14,11 +14,25 @@ One leaf module per family, each importing only from the layers below it:
 - the fidelity of importances (:func:`c_deletion`, :func:`c_insertion`,
   :func:`c_mufidelity`) lives beside the importance engine it runs on,
   in ``skconcepts.importance._fidelity``, and is re-exported here.
+- ``_evaluation``: the SAE evaluation suite for any extractor
+  (:func:`fraction_variance_unexplained`, :func:`latent_density`,
+  :func:`latent_density_histogram`, :func:`dense_fraction`,
+  :func:`k_sparse_probing`, :func:`cross_seed_stability`,
+  :func:`evaluate_sae`).
 """
 
 from ..importance._fidelity import c_deletion, c_insertion, c_mufidelity
 from ._dictionary import atom_recovery, dead_fraction, dictionary_stability, mean_l0
 from ._erasure import leakage
+from ._evaluation import (
+    cross_seed_stability,
+    dense_fraction,
+    evaluate_sae,
+    fraction_variance_unexplained,
+    k_sparse_probing,
+    latent_density,
+    latent_density_histogram,
+)
 from ._ground_truth import absorption_score, feature_f1, feature_mcc
 from ._modality import (
     atom_label_accuracy,
@@ -47,4 +61,11 @@ __all__ = [
     "absorption_score",
     "feature_f1",
     "feature_mcc",
+    "cross_seed_stability",
+    "dense_fraction",
+    "evaluate_sae",
+    "fraction_variance_unexplained",
+    "k_sparse_probing",
+    "latent_density",
+    "latent_density_histogram",
 ]
