@@ -28,6 +28,8 @@ _LAZY = {
     "as_memmap": "skconcepts._io",
     "fit_chunks": "skconcepts._io",
     "iter_chunks": "skconcepts._io",
+    # inspection: where concepts are, recursive concepts
+    "RecursiveConcepts": "skconcepts.inspection",
 }
 
 _SUBMODULES = [
@@ -41,6 +43,7 @@ _SUBMODULES = [
     "plotting",
     "sae",
     "utils",
+    "inspection",
 ]
 
 __all__ = sorted(_LAZY) + _SUBMODULES

@@ -103,6 +103,13 @@ CHECK_FACTORIES["TopKSAE"] = lambda: _sae_instances("TopKSAE")
 CHECK_FACTORIES["ArchetypalSAE"] = lambda: _sae_instances("ArchetypalSAE")
 CHECK_FACTORIES["AlignedSAE"] = lambda: _aligned_instances()
 
+CHECK_PARAMS["RecursiveConcepts"] = {
+    "n_concepts": 2,
+    "n_top": 0.5,
+    "n_designs": 4,
+    "random_state": 0,
+}
+
 # class name -> {check name: reason a reviewer would accept}
 EXPECTED_FAILED_CHECKS = {}
 
