@@ -321,7 +321,7 @@ class RecursiveConcepts(MetaExtractorMixin, TransformerMixin, BaseEstimator):
         return self.n_concepts_
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Decompose ``X`` where the parent code ``y`` is largest.
 
         Parameters
@@ -329,7 +329,7 @@ class RecursiveConcepts(MetaExtractorMixin, TransformerMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             Earlier-layer activations, one row per input (or position).
         y : array-like of shape (n_samples,)
-            The parent concept's code on the same rows.
+            The parent concept's code on the same rows (required).
 
         Returns
         -------
