@@ -331,3 +331,35 @@ def test_recursion_bad_input(two_layers):
         ambiguity_scores(X, U[:10])
     with pytest.raises(ValueError, match="at least 4"):
         ambiguity_scores(X, U, n_top=2)
+
+
+# ------------------------------------------------------------------- plotting
+def test_plot_concept_maps_draws_each_map_over_its_image():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skconcepts.plotting import plot_concept_maps
+
+    rng = np.random.RandomState(0)
+    images, maps = rng.rand(3, 8, 8), rng.rand(3, 4, 4, 2)
+    maps[1, 2, 3, 1] = 7.0
+    fig = plot_concept_maps(images, maps, concepts=[1, 0], importances=[0.2, 0.5])
+    try:
+        assert len(fig.axes) == 3 * 3
+        first_row = fig.axes[:3]
+        assert first_row[1].get_title() == "concept 1 (0.50)"
+        overlay = fig.axes[3 + 1]  # image 1, concept 1
+        img, heat = overlay.images
+        np.testing.assert_array_equal(img.get_array(), images[1])
+        np.testing.assert_array_equal(heat.get_array(), maps[1, ..., 1])
+        assert heat.get_clim() == (0.0, 7.0)  # one scale per concept
+        assert heat.get_extent() == img.get_extent() == [-0.5, 7.5, 7.5, -0.5]
+        fig2 = plot_concept_maps(images, maps, concepts=1, normalize="image")
+        assert fig2.axes[1].images[1].get_clim()[1] == maps[0, ..., 1].max()
+        with pytest.raises(ValueError, match="same n_samples"):
+            plot_concept_maps(images[:2], maps)
+        with pytest.raises(ValueError, match="indices below"):
+            plot_concept_maps(images, maps, concepts=[2])
+    finally:
+        plt.close("all")
