@@ -363,3 +363,18 @@ def test_plot_concept_maps_draws_each_map_over_its_image():
             plot_concept_maps(images, maps, concepts=[2])
     finally:
         plt.close("all")
+
+
+def test_recursion_torch_head_equals_the_same_linear_surrogate(two_layers):
+    torch = pytest.importorskip("torch")
+    X, _, _, _, U, _ = two_layers
+    kw = dict(n_concepts=2, n_top=0.2, device="cpu", random_state=0)
+    rec = RecursiveConcepts(**kw).fit(X, U[:, 0])
+    ridge = rec.head_
+    module = torch.nn.Linear(X.shape[1], 1).double()
+    with torch.no_grad():
+        module.weight.copy_(torch.tensor(ridge.coef_[None, :]))
+        module.bias.fill_(float(ridge.intercept_))
+    rec_torch = RecursiveConcepts(head=module, **kw).fit(X, U[:, 0])
+    np.testing.assert_allclose(rec_torch.importances_, rec.importances_, atol=1e-8)
+    assert rec_torch.head_score_ == pytest.approx(rec.head_score_)
