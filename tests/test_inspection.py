@@ -325,6 +325,8 @@ def test_recursion_bad_input(two_layers):
         RecursiveConcepts(head=two_outputs, n_top=0.2, device="cpu").fit(X, U[:, 0])
     with pytest.raises(ValueError, match="n_top"):
         RecursiveConcepts(n_top=1.5).fit(X, U[:, 0])
+    with pytest.raises(ValueError, match="parent concept's code"):
+        RecursiveConcepts().fit(X, np.array(["a"] * len(X)))
     with pytest.raises(ValueError, match="requires y|y should be"):
         RecursiveConcepts().fit(X)
     with pytest.raises(ValueError, match="one row per sample"):

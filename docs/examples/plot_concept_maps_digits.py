@@ -1,6 +1,6 @@
 """
 Where are the concepts? Concept maps and one recursion step on a digits CNN
-==========================================================================
+===========================================================================
 
 CRAFT (Fel et al., 2023) answers *what* a network sees with NMF concepts and
 *where* it sees them with concept maps: the activations of a convolutional

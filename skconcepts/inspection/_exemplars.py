@@ -20,7 +20,7 @@ def top_exemplars(extractor, X, n=10, *, positions=None, channel_axis=-1):
     ----------
     extractor : fitted concept extractor
         Any object with ``transform(rows) -> codes``.
-    X : array-like of shape (n_samples, n_features) or (n_samples, *grid, n_channels)
+    X : array-like of shape (n_samples, n_features) or (n_samples, <grid>, n_channels)
         Activations: one row per input, or positional activations (a
         feature map, patch tokens, frames; see :func:`positions_to_rows`).
     n : int, default=10
@@ -77,7 +77,7 @@ def top_exemplars(extractor, X, n=10, *, positions=None, channel_axis=-1):
     if X.ndim == 2:
         if positions is not None:
             raise ValueError(
-                "positions is for positional activations (n_samples, *grid, "
+                "positions is for positional activations (n_samples, <grid>, "
                 f"n_channels); X is 2-D (one row per input), shape {X.shape}. "
                 "Pass positions=None."
             )
@@ -100,7 +100,7 @@ def top_exemplars(extractor, X, n=10, *, positions=None, channel_axis=-1):
             grid = None
     else:
         raise ValueError(
-            "X must be (n_samples, n_features) or positional (n_samples, *grid, "
+            "X must be (n_samples, n_features) or positional (n_samples, <grid>, "
             f"n_channels); got shape {X.shape}."
         )
     n = min(int(n), scores.shape[0])

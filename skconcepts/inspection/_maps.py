@@ -43,11 +43,11 @@ def _codes(extractor, rows):
 
 
 def upsample_maps(maps, size, *, interpolation="bilinear"):
-    """Resize maps ``(n, *grid, k)`` to ``(n, *size, k)``.
+    """Resize maps ``(n, <grid>, k)`` to ``(n, <size>, k)``.
 
     Parameters
     ----------
-    maps : array-like of shape (n_samples, *grid, n_maps)
+    maps : array-like of shape (n_samples, <grid>, n_maps)
         Maps on a grid of one or more axes (e.g. :func:`concept_maps`).
     size : int or tuple of int
         The target grid, one size per grid axis (an int for a 1-D grid, or
@@ -61,7 +61,7 @@ def upsample_maps(maps, size, *, interpolation="bilinear"):
 
     Returns
     -------
-    upsampled : ndarray of shape (n_samples, *size, n_maps), float64
+    upsampled : ndarray of shape (n_samples, <size>, n_maps), float64
 
     Examples
     --------
@@ -76,7 +76,7 @@ def upsample_maps(maps, size, *, interpolation="bilinear"):
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim < 3:
         raise ValueError(
-            f"maps must have shape (n_samples, *grid, n_maps); got {maps.shape}."
+            f"maps must have shape (n_samples, <grid>, n_maps); got {maps.shape}."
         )
     grid = maps.shape[1:-1]
     if isinstance(size, numbers.Integral):
@@ -115,7 +115,7 @@ def concept_maps(
         Any object with ``transform(rows) -> codes`` (e.g. a fitted
         :class:`~skconcepts.NMFConcepts` fitted on the rows of positional
         activations).
-    A : array-like of shape (n_samples, *grid, n_channels)
+    A : array-like of shape (n_samples, <grid>, n_channels)
         Positional activations: ``(n, h, w, c)``, ``(n, p, c)``, ``(n, t, c)``
         (see ``channel_axis`` for channels first).
     upsample_to : int or tuple of int, default=None
@@ -128,7 +128,7 @@ def concept_maps(
 
     Returns
     -------
-    maps : ndarray of shape (n_samples, *grid, n_concepts)
+    maps : ndarray of shape (n_samples, <grid>, n_concepts)
         The codes on the grid (on ``upsample_to`` when given; then float64).
 
     See Also
@@ -202,7 +202,7 @@ def importance_weighted_maps(maps, importances, *, label=None, top_n=None):
 
     Parameters
     ----------
-    maps : array-like of shape (n_samples, *grid, n_concepts)
+    maps : array-like of shape (n_samples, <grid>, n_concepts)
         Concept maps (:func:`concept_maps`).
     importances : array-like of shape (n_concepts,) or fitted estimator
         One importance per concept, or a fitted importance estimator (e.g.
@@ -217,10 +217,10 @@ def importance_weighted_maps(maps, importances, *, label=None, top_n=None):
     Returns
     -------
     result : sklearn.utils.Bunch
-        ``maps`` (n_samples, *grid, top_n): ``phi_j * maps[..., j]`` for the
+        ``maps`` (n_samples, <grid>, top_n): ``phi_j * maps[..., j]`` for the
         kept concepts, most important first; ``concepts`` (top_n,): their
         indices; ``importances`` (top_n,): their ``phi_j``; ``total``
-        (n_samples, *grid): the sum of the kept weighted maps.
+        (n_samples, <grid>): the sum of the kept weighted maps.
 
     Examples
     --------
@@ -234,7 +234,7 @@ def importance_weighted_maps(maps, importances, *, label=None, top_n=None):
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim < 3:
         raise ValueError(
-            f"maps must have shape (n_samples, *grid, n_concepts); got {maps.shape}."
+            f"maps must have shape (n_samples, <grid>, n_concepts); got {maps.shape}."
         )
     k = maps.shape[-1]
     imp = _importance_vector(importances, label, k)

@@ -33,7 +33,7 @@ def positions_to_rows(A, *, channel_axis=-1):
 
     Parameters
     ----------
-    A : array-like of shape (n_samples, *grid, n_channels)
+    A : array-like of shape (n_samples, <grid>, n_channels)
         Activations with at least one position axis: ``(n, h, w, c)`` for a
         feature map, ``(n, p, c)`` for patch tokens or frames.
     channel_axis : int, default=-1
@@ -48,7 +48,7 @@ def positions_to_rows(A, *, channel_axis=-1):
         (row-major) order, so that position ``(r, s)`` of an ``h x w`` grid
         is row ``i * h * w + r * w + s``. A view of ``A`` when possible.
     shape : tuple of int
-        ``(n_samples, *grid)``: what :func:`rows_to_positions` needs to put
+        ``(n_samples, <grid>)``: what :func:`rows_to_positions` needs to put
         rows back on the grid.
 
     See Also
@@ -96,7 +96,7 @@ def rows_to_positions(R, shape, *, channel_axis=-1):
         Rows in the order of :func:`positions_to_rows`: activations, or the
         concept codes of those rows (``extractor.transform(rows)``).
     shape : tuple of int
-        ``(n_samples, *grid)``, as returned by :func:`positions_to_rows`
+        ``(n_samples, <grid>)``, as returned by :func:`positions_to_rows`
         (without the channel axis).
     channel_axis : int, default=-1
         Where to put the columns of ``R`` in the result (``1`` gives torch's
@@ -104,7 +104,7 @@ def rows_to_positions(R, shape, *, channel_axis=-1):
 
     Returns
     -------
-    A : ndarray of shape (n_samples, *grid, n_columns)
+    A : ndarray of shape (n_samples, <grid>, n_columns)
         ``R`` on the grid (columns at ``channel_axis``); a view when possible.
 
     Raises
@@ -133,11 +133,11 @@ def rows_to_positions(R, shape, *, channel_axis=-1):
         shape = tuple(int(s) for s in shape)
     except TypeError as exc:
         raise ValueError(
-            f"shape must be a tuple of ints (n_samples, *grid); got {shape!r}."
+            f"shape must be a tuple of ints (n_samples, <grid>); got {shape!r}."
         ) from exc
     if len(shape) < 2 or any(s < 1 for s in shape):
         raise ValueError(
-            "shape must be (n_samples, *grid) with at least one position axis "
+            "shape must be (n_samples, <grid>) with at least one position axis "
             f"and positive sizes, as returned by positions_to_rows; got {shape}."
         )
     expected = int(np.prod(shape))
