@@ -340,12 +340,14 @@ class RecursiveConcepts(MetaExtractorMixin, TransformerMixin, BaseEstimator):
             check_extractor(self.sub_extractor, prefit=False, name="sub_extractor")
         X, y = self._validate_X(X, y, reset=True)
         y = column_or_1d(y)
-        if y.dtype.kind not in "biuf":
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError) as exc:
             raise ValueError(
-                "y must be the parent concept's code on each row (numbers, e.g. "
-                f"extractor.transform(A)[:, j]); got dtype {y.dtype}."
-            )
-        y = y.astype(np.float64)
+                "Unknown label type: y must be the parent concept's code on each "
+                "row (numbers, e.g. extractor.transform(A)[:, j]); got values of "
+                f"dtype {y.dtype} that are not numbers."
+            ) from exc
         seed = seed_from(self.random_state)
         keep = _top_rows(y, _n_selected(self.n_top, X.shape[0]))
         X_sel, y_sel = X[keep], y[keep]
