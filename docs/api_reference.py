@@ -73,6 +73,15 @@ SECTIONS = [
         "Helpers for developers and the test suite.",
         [("", "skconcepts.utils")],
     ),
+    (
+        "inspection",
+        "Inspection: where concepts are",
+        "Concept maps of positional activations (feature maps, patch tokens, "
+        "frames), the top inputs of each concept and recursive concepts "
+        "(CRAFT). ``RecursiveConcepts`` is importable from the top-level "
+        "package.",
+        [("", "skconcepts.inspection")],
+    ),
 ]
 
 

@@ -33,6 +33,8 @@ _LAZY = {
     "ConceptShift": "skconcepts.shift",
     # one concept space for several models
     "UniversalSAE": "skconcepts.sae",
+    # inspection: where concepts are, recursive concepts
+    "RecursiveConcepts": "skconcepts.inspection",
 }
 
 _SUBMODULES = [
@@ -47,6 +49,7 @@ _SUBMODULES = [
     "sae",
     "utils",
     "shift",
+    "inspection",
 ]
 
 __all__ = sorted(_LAZY) + _SUBMODULES

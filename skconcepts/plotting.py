@@ -22,6 +22,7 @@ __all__ = [
     "plot_taco_tradeoff",
     "plot_latent_density",
     "plot_probing_curve",
+    "plot_concept_maps",
 ]
 
 
@@ -885,3 +886,139 @@ def plot_probing_curve(result, *, show_tasks=True, ax=None):
     ax.set_title("k-sparse probing")
     ax.legend()
     return ax
+
+
+def plot_concept_maps(
+    images,
+    maps,
+    concepts=None,
+    *,
+    n_images=None,
+    concept_names=None,
+    importances=None,
+    normalize="concept",
+    alpha=0.55,
+    cmap="gray",
+    map_cmap="inferno",
+    fig=None,
+):
+    """Concept maps overlaid on their images (CRAFT's "where" figure).
+
+    One row per image: the image alone, then one panel per concept with the
+    concept's map drawn over the image (stretched to cover it, with bilinear
+    display interpolation when the map is coarser than the image).
+
+    Parameters
+    ----------
+    images : array-like of shape (n_samples, height, width[, channels])
+        The input images.
+    maps : array-like of shape (n_samples, h, w, n_concepts)
+        Concept maps (:func:`skconcepts.inspection.concept_maps`, upsampled
+        or not; :func:`skconcepts.inspection.importance_weighted_maps` gives
+        weighted ones), one per image.
+    concepts : int or sequence of int, default=None
+        Columns of ``maps`` to show, in this order (all by default).
+    n_images : int, default=None
+        Show the first ``n_images`` images (all by default).
+    concept_names : list of str of length n_concepts, default=None
+        Column titles; ``"concept i"`` by default.
+    importances : array-like of shape (n_concepts,), default=None
+        Printed beside each concept's title.
+    normalize : {"concept", "image"}, default="concept"
+        Colour scale of the maps: from 0 to the concept's largest value over
+        the shown images (maps of different images compare), or to each
+        panel's own maximum (every panel uses the full scale).
+    alpha : float, default=0.55
+        Opacity of the maps.
+    cmap : str, default="gray"
+        Colour map of single-channel images.
+    map_cmap : str, default="inferno"
+        Colour map of the concept maps.
+    fig : matplotlib Figure, default=None
+        An empty figure to draw in; a new one when None.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+        ``fig.axes`` holds the panels row by row (the image first); each
+        overlay panel's ``images`` are the input and the map.
+
+    See Also
+    --------
+    skconcepts.inspection.concept_maps : Computes the maps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matplotlib.pyplot as plt
+    >>> from skconcepts.plotting import plot_concept_maps
+    >>> images = np.random.RandomState(0).rand(2, 8, 8)
+    >>> maps = np.random.RandomState(1).rand(2, 4, 4, 3)
+    >>> fig = plot_concept_maps(images, maps, concepts=[2, 0])
+    >>> len(fig.axes), fig.axes[1].get_title()
+    (6, 'concept 2')
+    >>> plt.close("all")
+    """
+    plt = _pyplot()
+    images = np.asarray(images)
+    maps = np.asarray(maps, dtype=float)
+    if images.ndim not in (3, 4) or maps.ndim != 4 or len(images) != len(maps):
+        raise ValueError(
+            "images must be (n_samples, height, width[, channels]) and maps "
+            "(n_samples, h, w, n_concepts) with the same n_samples; got shapes "
+            f"{images.shape} and {maps.shape}."
+        )
+    if normalize not in ("concept", "image"):
+        raise ValueError(f"normalize must be 'concept' or 'image'; got {normalize!r}.")
+    k = maps.shape[-1]
+    if concepts is None:
+        concepts = list(range(k))
+    elif isinstance(concepts, numbers.Integral):
+        concepts = [concepts]
+    concepts = [int(c) for c in concepts]
+    if any(not -k <= c < k for c in concepts):
+        raise ValueError(
+            f"concepts must be indices below n_concepts={k}; got {concepts}."
+        )
+    names = (
+        [f"concept {i}" for i in range(k)]
+        if concept_names is None
+        else _concept_labels(concept_names, k)
+    )
+    if importances is not None:
+        imp = np.asarray(importances, dtype=float)
+        if imp.shape != (k,):
+            raise ValueError(
+                f"importances must have shape ({k},), one per concept; got {imp.shape}."
+            )
+        names = [f"{n} ({v:.2f})" for n, v in zip(names, imp, strict=True)]
+    n = len(images) if n_images is None else min(int(n_images), len(images))
+    height, width = images.shape[1:3]
+    extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+    if fig is None:
+        fig = plt.figure(figsize=(1.4 * (len(concepts) + 1), 1.4 * n + 0.3))
+    axes = fig.subplots(n, len(concepts) + 1, squeeze=False)
+    img_cmap = cmap if images.ndim == 3 else None
+    for i in range(n):
+        for j in range(len(concepts) + 1):
+            a = axes[i, j]
+            a.set_xticks([])
+            a.set_yticks([])
+            a.imshow(images[i], cmap=img_cmap, extent=extent)
+            if j == 0:
+                continue
+            c = concepts[j - 1]
+            scale = maps[:n, ..., c] if normalize == "concept" else maps[i, ..., c]
+            top = float(np.max(scale))
+            a.imshow(
+                maps[i, ..., c],
+                cmap=map_cmap,
+                alpha=alpha,
+                vmin=0.0,
+                vmax=top if top > 0 else 1.0,
+                extent=extent,
+                interpolation="bilinear",
+            )
+            if i == 0:
+                a.set_title(names[c], fontsize=8)
+    return fig

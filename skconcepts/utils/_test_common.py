@@ -125,6 +125,13 @@ def _universal_instances():
 
 CHECK_FACTORIES["UniversalSAE"] = _universal_instances
 
+CHECK_PARAMS["RecursiveConcepts"] = {
+    "n_concepts": 2,
+    "n_top": 0.5,
+    "n_designs": 4,
+    "random_state": 0,
+}
+
 # class name -> {check name: reason a reviewer would accept}
 EXPECTED_FAILED_CHECKS = {}
 
