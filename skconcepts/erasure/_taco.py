@@ -624,15 +624,13 @@ class TaCoEraser(
         return U
 
     def _batch_rows(self, k, X):
-        """Rows per batch read from disk: ``batch_size``, else the rows of
+        """Rows per batch read from disk: ``batch_size``, else the rows whose
+        float64 copy (the streamed passes accumulate in float64) fills
         ``STREAM_MEMORY_SHARE`` of scikit-learn's ``working_memory`` (16 MiB
-        at the default 1024 MiB: 5461 rows of 768 float32 features)."""
+        at the default 1024 MiB: 2730 rows of 768 features)."""
         if self.batch_size:
             return max(k, self.batch_size)
-        rows = default_batch_size(
-            X.shape[1], itemsize=X.dtype.itemsize, share=STREAM_MEMORY_SHARE
-        )
-        return max(k, rows)
+        return max(k, default_batch_size(X.shape[1], share=STREAM_MEMORY_SHARE))
 
     def _training_rows(self, X, y, y_enc, U, task_enc, seed):
         """The rows the probes are trained on: ``(X, y, y_enc, U, task_enc)``.
