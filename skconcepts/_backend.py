@@ -9,10 +9,25 @@ that never copies a whole array that may not fit in memory.
 Memory budgets
 --------------
 Every budget of the package that bounds a temporary (rows per transform
-batch, device chunks of the SAE training data, distance blocks of k-means)
-derives from ``sklearn.get_config()["working_memory"]`` (MiB, default 1024),
-read at call time, so ``with sklearn.config_context(working_memory=256):``
-bounds them all. :func:`working_memory_bytes` is that budget in bytes.
+batch, device chunks of the SAE training data, distance blocks of k-means,
+batches read from disk, float64 temporaries per block of rows) derives from
+``sklearn.get_config()["working_memory"]`` (MiB, default 1024), read at call
+time, so ``with sklearn.config_context(working_memory=256):`` bounds them
+all. :func:`working_memory_bytes` is a share of that budget in bytes; the
+shares are :data:`BATCH_MEMORY_SHARE` (1/4, an input batch of a batched
+pass), :data:`TEMP_MEMORY_SHARE` (1/16, a float64 temporary per block of
+rows) and :data:`STREAM_MEMORY_SHARE` (1/64, a batch read from disk).
+
+Seeds
+-----
+One rule: a single random stream comes from ``random_state`` directly
+(:func:`make_generator` for torch, :func:`seed_from` for an integer seed
+given to NumPy / SciPy / scikit-learn); several streams of one fit (the
+stages of an estimator, the replicates of a design, the splits of a
+cross-validation) are the children of one
+:class:`numpy.random.SeedSequence` (:func:`spawn_seeds`,
+:func:`named_seeds`), never ``seed + i``, xor masks or several draws used
+by index.
 """
 
 import numbers
@@ -127,19 +142,37 @@ def seed_from(random_state):
 def spawn_seeds(random_state, n):
     """``n`` independent child seeds (ints) of ``random_state``.
 
-    The children of ``numpy.random.SeedSequence(seed_from(random_state))``
-    (``spawn(n)``), one 32-bit word each: the way to give the stages of an
-    estimator their own random streams (instead of ``seed + i``, xor masks or
-    several draws used by index). The same ``random_state`` gives the same
-    children; an int ``random_state`` is its own entropy.
+    One integer drawn from ``random_state`` (an int, a ``RandomState`` or
+    None behave as everywhere in scikit-learn: an int always gives the same
+    draw) is the entropy of a :class:`numpy.random.SeedSequence`, whose
+    ``spawn(n)`` children give one non-negative 31-bit integer each (a valid
+    ``random_state`` for NumPy, scikit-learn and torch). The way to give the
+    stages of a fit their own random streams, instead of ``seed + i``, xor
+    masks or several draws used by index.
     """
-    root = np.random.SeedSequence(seed_from(random_state))
-    return [int(c.generate_state(1)[0]) for c in root.spawn(int(n))]
+    entropy = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    children = np.random.SeedSequence(entropy).spawn(int(n))
+    return [int(c.generate_state(1, dtype=np.uint32)[0] >> 1) for c in children]
 
 
-def working_memory_bytes():
-    """scikit-learn's ``working_memory`` (``sklearn.get_config()``) in bytes."""
-    return int(sklearn.get_config()["working_memory"] * 2**20)
+def named_seeds(random_state, names):
+    """:func:`spawn_seeds` as a dict ``{name: seed}``, children in ``names``' order.
+
+    Adding a name at the end keeps the seeds of the names before it.
+    """
+    names = tuple(names)
+    return dict(zip(names, spawn_seeds(random_state, len(names)), strict=True))
+
+
+def working_memory_bytes(share=1.0):
+    """``share`` of scikit-learn's ``working_memory``, in bytes.
+
+    ``sklearn.get_config()["working_memory"]`` is in MiB (default 1024).
+
+    The shares the package uses are the module's ``*_MEMORY_SHARE``
+    constants; read at call time, so ``sklearn.config_context`` bounds them.
+    """
+    return int(sklearn.get_config()["working_memory"] * 2**20 * share)
 
 
 def to_tensor(X, device, dtype=None):
@@ -194,13 +227,24 @@ def iter_batches(X, batch_size, device, dtype=None):
 #: (256 MiB batches at scikit-learn's default of 1024 MiB).
 BATCH_MEMORY_SHARE = 0.25
 
+#: Share of ``working_memory`` of one float64 temporary made per block of
+#: rows (residuals, norms, sums, overflow checks): 64 MiB at the default.
+TEMP_MEMORY_SHARE = 1 / 16
 
-def default_batch_size(n_features, budget_bytes=None, itemsize=8):
+#: Share of ``working_memory`` of one batch read from disk (a memmap, a zarr
+#: / HDF5 chunk): 16 MiB at the default. Small, because the reader keeps a
+#: host copy beside the batch and the page cache holds the file's pages.
+STREAM_MEMORY_SHARE = 1 / 64
+
+
+def default_batch_size(n_features, budget_bytes=None, itemsize=8, *, share=None):
     """Rows per batch so that a batch of ``n_features`` columns fits a budget.
 
-    ``budget_bytes=None``: :data:`BATCH_MEMORY_SHARE` of scikit-learn's
-    ``working_memory`` (256 MiB at the default 1024 MiB).
+    ``budget_bytes=None``: ``share`` (default :data:`BATCH_MEMORY_SHARE`) of
+    scikit-learn's ``working_memory`` (256 MiB at the default 1024 MiB).
     """
     if budget_bytes is None:
-        budget_bytes = int(BATCH_MEMORY_SHARE * working_memory_bytes())
+        budget_bytes = working_memory_bytes(
+            BATCH_MEMORY_SHARE if share is None else share
+        )
     return max(1, int(budget_bytes // max(1, n_features * itemsize)))

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._backend import TEMP_MEMORY_SHARE, working_memory_bytes
 from ._cli_io import CLIError, atomic_outputs
 
 __all__ = ["main"]
@@ -41,7 +42,9 @@ FORMATS = {
     ".pt": "pt",
     ".pth": "pt",
 }
-_CHUNK_BYTES = 64 * 2**20  # rows per streamed chunk: about 64 MiB of input
+# bytes per streamed chunk; None: 1/16 of scikit-learn's working_memory
+# (64 MiB of input at the default 1024 MiB)
+_CHUNK_BYTES = None
 _OPEN_FILES = []  # HDF5 files kept open while their datasets are in use
 
 
@@ -438,7 +441,8 @@ def _chunk_rows(X, chunk_size):
     if chunk_size is not None:
         return int(chunk_size)
     itemsize = max(int(np.dtype(X.dtype).itemsize), 8)
-    return max(1, min(X.shape[0], _CHUNK_BYTES // (X.shape[1] * itemsize)))
+    budget = _CHUNK_BYTES or working_memory_bytes(TEMP_MEMORY_SHARE)
+    return max(1, min(X.shape[0], budget // (X.shape[1] * itemsize)))
 
 
 def _chunks(X, rows, bar):

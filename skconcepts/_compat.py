@@ -34,6 +34,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._backend import STREAM_MEMORY_SHARE, default_batch_size
+
 __all__ = [
     "SKLEARN_VERSION",
     "HasMethods",
@@ -107,7 +109,7 @@ def _copies_to_float64(probe):
 
 
 @contextlib.contextmanager
-def probe_fit_input(probe, X, on_disk, batch_rows=8192):
+def probe_fit_input(probe, X, on_disk, batch_rows=None):
     """``X`` as ``probe.fit`` should be given it: no in-memory copy of on-disk data.
 
     On scikit-learn < 1.9, ``LogisticRegression(solver="lbfgs")`` converts
@@ -116,11 +118,14 @@ def probe_fit_input(probe, X, on_disk, batch_rows=8192):
     file. There, ``X`` is converted by row batches into a float64 memmap in a
     temporary file (removed on exit), which the probe takes without a copy;
     the fitted probe is the one the in-memory conversion gives. Otherwise
-    ``X`` itself is yielded.
+    ``X`` itself is yielded. ``batch_rows`` (None: 1/64 of scikit-learn's
+    ``working_memory`` in float64 rows) bounds the rows converted at once.
     """
     if not (on_disk and X.dtype == np.float32 and _copies_to_float64(probe)):
         yield X
         return
+    if batch_rows is None:
+        batch_rows = default_batch_size(X.shape[1], share=STREAM_MEMORY_SHARE)
     with tempfile.TemporaryDirectory(prefix="skconcepts-") as tmp:
         X64 = np.lib.format.open_memmap(
             os.path.join(tmp, "X.npy"), mode="w+", dtype=np.float64, shape=X.shape

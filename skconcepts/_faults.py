@@ -30,6 +30,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning, InconsistentVersionWarning
 
+from ._backend import TEMP_MEMORY_SHARE, working_memory_bytes
+
 __all__ = [
     "DivergenceError",
     "InconsistentSkconceptsVersionWarning",
@@ -289,7 +291,10 @@ def warn_interrupted(estimator, epoch, what="fit"):
 # --------------------------------------------------------------- overflow
 
 
-def _block_rows(X, budget=64 * 2**20):
+def _block_rows(X, budget=None):
+    # a float64 temporary per block: 1/16 of working_memory (64 MiB default)
+    if budget is None:
+        budget = working_memory_bytes(TEMP_MEMORY_SHARE)
     return max(1, budget // max(1, X.shape[1] * X.dtype.itemsize))
 
 

@@ -23,12 +23,14 @@ import tempfile
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._backend import gen_batches_idx
+from ._backend import STREAM_MEMORY_SHARE, gen_batches_idx, working_memory_bytes
 
 __all__ = ["as_memmap", "fit_chunks", "iter_chunks"]
 
-#: Bytes per chunk when ``chunk_size`` is not given.
-DEFAULT_CHUNK_BYTES = 16 * 2**20
+#: Bytes per chunk when ``chunk_size`` is not given; None:
+#: ``STREAM_MEMORY_SHARE`` of scikit-learn's ``working_memory`` (16 MiB at
+#: the default 1024 MiB), read at call time.
+DEFAULT_CHUNK_BYTES = None
 
 #: Environment variable naming the folder of the temporary memmaps made by
 #: :func:`as_memmap` (default: :func:`tempfile.gettempdir`).
@@ -102,7 +104,8 @@ def is_on_disk(X):
 
 
 def _default_chunk_rows(source, n_features, itemsize):
-    rows = max(1, DEFAULT_CHUNK_BYTES // max(1, n_features * itemsize))
+    budget = DEFAULT_CHUNK_BYTES or working_memory_bytes(STREAM_MEMORY_SHARE)
+    rows = max(1, budget // max(1, n_features * itemsize))
     storage = _storage_rows(source)
     if storage:
         # whole storage chunks: each one is decompressed once
@@ -196,6 +199,7 @@ def fit_chunks(
     n_epochs=1,
     shuffle=False,
     random_state=None,
+    verbose=0,
     **partial_fit_params,
 ):
     """Fit ``estimator`` on data larger than memory, one chunk at a time.
@@ -230,6 +234,11 @@ def fit_chunks(
         ``random_state``); rows inside a chunk keep their order.
     random_state : int, RandomState instance or None, default=None
         Seeds the chunk order when ``shuffle`` is True.
+    verbose : int, default=0
+        Draw a progress bar over the ``partial_fit`` calls (all epochs; the
+        total is known for an array source or a sequence of chunks), under
+        the package's policy: ``1`` on a terminal outside tests, ``2`` on
+        any stream; ``SKCONCEPTS_PROGRESS=1`` / ``0`` overrides it.
     **partial_fit_params : dict
         Passed to every ``partial_fit`` call (e.g. ``classes=`` for a
         classifier).
@@ -279,14 +288,16 @@ def fit_chunks(
         itemsize = np.dtype(getattr(source, "dtype", np.float64)).itemsize
         rows = chunk_size or _default_chunk_rows(source, int(shape[1]), itemsize)
         slices = list(gen_batches_idx(n, int(rows)))
-        for _ in range(n_epochs):
-            order = rng.permutation(len(slices)) if shuffle else range(len(slices))
-            for i in order:
-                sl = slices[i]
-                args = () if y is None else (np.asarray(y[sl]),)
-                estimator.partial_fit(
-                    np.asarray(source[sl]), *args, **partial_fit_params
-                )
+        with _chunk_bar(estimator, n_epochs * len(slices), verbose) as bar:
+            for _ in range(n_epochs):
+                order = rng.permutation(len(slices)) if shuffle else range(len(slices))
+                for i in order:
+                    sl = slices[i]
+                    args = () if y is None else (np.asarray(y[sl]),)
+                    estimator.partial_fit(
+                        np.asarray(source[sl]), *args, **partial_fit_params
+                    )
+                    bar.update(1)
         return estimator
     if (n_epochs > 1 or shuffle) and not hasattr(source, "__len__"):
         raise ValueError(
@@ -295,6 +306,36 @@ def fit_chunks(
         )
     chunks = source
     ys = y
+    # known total: a sequence of chunks that are not split
+    total = None
+    if hasattr(chunks, "__len__") and chunk_size is None:
+        total = n_epochs * len(chunks)
+    with _chunk_bar(estimator, total, verbose) as bar:
+        _fit_chunk_sequence(
+            estimator,
+            chunks,
+            ys,
+            chunk_size,
+            n_epochs,
+            shuffle,
+            rng,
+            bar,
+            partial_fit_params,
+        )
+    return estimator
+
+
+def _chunk_bar(estimator, total, verbose):
+    """The progress bar of :func:`fit_chunks` (one step per ``partial_fit``)."""
+    from ._progress import progress
+
+    desc = f"fit_chunks: {type(estimator).__name__}"
+    return progress(total=total, desc=desc, unit="chunk", verbose=verbose)
+
+
+def _fit_chunk_sequence(
+    estimator, chunks, ys, chunk_size, n_epochs, shuffle, rng, bar, params
+):
     for _ in range(n_epochs):
         order = range(len(chunks)) if hasattr(chunks, "__len__") else None
         if shuffle:
@@ -312,8 +353,8 @@ def fit_chunks(
                 args = ()
                 if yc is not None:
                     args = (np.asarray(yc)[start : start + part.shape[0]],)
-                estimator.partial_fit(part, *args, **partial_fit_params)
-    return estimator
+                estimator.partial_fit(part, *args, **params)
+                bar.update(1)
 
 
 def _split(chunk, chunk_size):

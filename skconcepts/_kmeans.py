@@ -14,7 +14,7 @@ import torch
 
 from ._backend import working_memory_bytes
 
-__all__ = ["kmeans", "kmeans_plusplus"]
+__all__ = ["assign", "kmeans", "kmeans_plusplus"]
 
 
 def _sq_dists(X, C, C_sq):
@@ -22,8 +22,14 @@ def _sq_dists(X, C, C_sq):
     return C_sq.unsqueeze(0) - 2.0 * (X @ C.t())
 
 
-def _assign(X, C, chunk, x_sq=None):
-    """Nearest centroid of every row and its squared distance (chunked)."""
+def assign(X, C, chunk=None, x_sq=None):
+    """Nearest centroid of every row and its squared distance.
+
+    The distance blocks hold ``chunk`` rows (None: as many as fit
+    scikit-learn's ``working_memory``).
+    """
+    if chunk is None:
+        chunk = _chunk_rows(C.shape[0], X.element_size())
     C_sq = (C * C).sum(1)
     labels = torch.empty(X.shape[0], dtype=torch.long, device=X.device)
     best = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
@@ -98,7 +104,7 @@ def kmeans(X, n_clusters, generator, n_iter=30, tol=1e-6, *, return_labels=False
     prev = math.inf
     x_sq = (X * X).sum(1)  # once, not an X-sized temporary per iteration
     for _ in range(n_iter):
-        labels, dist = _assign(X, C, chunk, x_sq)
+        labels, dist = assign(X, C, chunk, x_sq)
         sums = torch.zeros_like(C).index_add_(0, labels, X)
         counts = torch.bincount(labels, minlength=n_clusters).to(X.dtype)
         empty = counts == 0
@@ -107,9 +113,11 @@ def kmeans(X, n_clusters, generator, n_iter=30, tol=1e-6, *, return_labels=False
             far = dist.topk(int(empty.sum())).indices
             C[empty] = X[far]
         inertia = float(dist.sum())
-        if prev - inertia <= tol * max(prev, 1e-30):
+        # (the first iteration has no previous inertia: inf - x <= tol * inf
+        # would stop every run after one Lloyd step)
+        if prev < math.inf and prev - inertia <= tol * max(prev, 1e-30):
             break
         prev = inertia
     if return_labels:
-        return C, _assign(X, C, chunk, x_sq)[0]
+        return C, assign(X, C, chunk, x_sq)[0]
     return C

@@ -101,8 +101,10 @@ def test_import_is_lazy_and_side_effect_free():
 def test_spawn_seeds_are_the_seed_sequence_children():
     from skconcepts._backend import spawn_seeds
 
-    kids = np.random.SeedSequence(7).spawn(3)
-    assert spawn_seeds(7, 3) == [int(k.generate_state(1)[0]) for k in kids]
+    entropy = np.random.RandomState(7).randint(np.iinfo(np.int32).max)
+    kids = np.random.SeedSequence(entropy).spawn(3)
+    assert spawn_seeds(7, 3) == [int(k.generate_state(1)[0]) >> 1 for k in kids]
+    assert all(0 <= s < 2**31 for s in spawn_seeds(7, 50))
     assert len(set(spawn_seeds(7, 3))) == 3
     assert spawn_seeds(np.random.RandomState(0), 2) == spawn_seeds(
         np.random.RandomState(0), 2
@@ -140,3 +142,29 @@ def test_r2_accumulator_matches_sklearn():
     const = R2Accumulator("cpu")
     const.update(torch.ones(3, 2), torch.ones(3, 2))
     assert const.score() == 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kmeans_runs_lloyd_to_sklearns_fixed_point(dtype):
+    """From the same k-means++ seeds, the one k-means ends where scikit-learn's
+    Lloyd ends (and its default tolerance does not stop it after one step)."""
+    from sklearn.cluster import KMeans
+
+    from skconcepts._kmeans import kmeans, kmeans_plusplus
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(600, 5).astype(dtype)  # no clusters: Lloyd needs many steps
+    Xt = torch.from_numpy(X)
+    # the seeds kmeans draws: a row permutation, then k-means++ on it
+    gen = torch.Generator().manual_seed(3)
+    rows = torch.randperm(600, generator=gen)
+    C0 = kmeans_plusplus(Xt[rows], 8, gen).numpy().astype(np.float64)
+    ref = KMeans(8, init=C0, n_init=1, tol=0, max_iter=300, algorithm="lloyd")
+    ref.fit(X.astype(np.float64))
+    assert ref.n_iter_ > 3
+    C = kmeans(Xt, 8, torch.Generator().manual_seed(3), n_iter=300, tol=0)
+    np.testing.assert_allclose(C.numpy(), ref.cluster_centers_, atol=1e-4)
+    # the default tolerance: the inertia of scikit-learn's fixed point
+    C, labels = kmeans(Xt, 8, torch.Generator().manual_seed(3), return_labels=True)
+    inertia = float(((X - C.numpy()[labels.numpy()]) ** 2).sum())
+    assert inertia <= ref.inertia_ * (1 + 1e-3)

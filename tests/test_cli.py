@@ -574,3 +574,49 @@ def test_long_loops_draw_progress_bars(monkeypatch, capsys):
         PCA(3), lambda a: np.tanh(a).sum(1), n_designs=4, random_state=0
     ).fit(X)
     assert "SobolConceptImportance" not in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_streamed_passes_draw_progress_bars(monkeypatch, capsys, tmp_path):
+    """The streamed PCA / SVD / ICA passes over an on-disk array, TaCo's codes
+    and fit_chunks draw a bar with the right total when asked, none by
+    default under pytest."""
+    from sklearn.decomposition import IncrementalPCA
+
+    from skconcepts import fit_chunks
+    from skconcepts.decomposition._streamed import STREAMED
+
+    rng = np.random.RandomState(0)
+    X = np.lib.format.open_memmap(tmp_path / "x.npy", "w+", np.float64, (100, 6))
+    X[:] = rng.normal(size=(100, 6))
+    y = (X[:, 0] > 0).astype(int)
+    monkeypatch.delenv("SKCONCEPTS_PROGRESS", raising=False)
+
+    def run_all(verbose=0):
+        for name in ("pca", "svd", "ica"):
+            STREAMED[name](X, 3, 25, 0, verbose=verbose)  # 4 batches
+        fit_chunks(IncrementalPCA(3), X, chunk_size=20, n_epochs=2, verbose=verbose)
+        chunks = [X[:50], X[50:]]
+        fit_chunks(IncrementalPCA(3), chunks, n_epochs=3, verbose=verbose)
+        TaCoEraser(
+            n_concepts=3, n_designs=4, max_samples=20, batch_size=40, random_state=0
+        ).set_params(verbose=verbose).fit(X, y)
+
+    run_all()  # the default: no bar (and verbose=1 under pytest: none either)
+    assert capsys.readouterr().err == ""
+    run_all(verbose=1)  # TaCo's log lines only
+    err = capsys.readouterr().err
+    assert "streamed" not in err and "fit_chunks" not in err and "%|" not in err
+    monkeypatch.setenv("SKCONCEPTS_PROGRESS", "1")
+    run_all()
+    err = capsys.readouterr().err
+    for desc, total in (
+        ("streamed PCA", "/4 ["),
+        ("streamed SVD", "/4 ["),
+        ("streamed ICA: whitening", "/4 ["),
+        ("fit_chunks: IncrementalPCA", "/10 ["),  # 2 epochs x 5 chunks
+        ("fit_chunks: IncrementalPCA", "/6 ["),  # 3 epochs x 2 chunks
+        ("TaCoEraser: codes", "/3 ["),  # 100 rows by 40
+    ):
+        lines = [s for s in err.replace("\r", "\n").splitlines() if desc in s]
+        assert any(total in s for s in lines), (desc, total, lines[-3:])

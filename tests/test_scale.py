@@ -179,7 +179,7 @@ def test_taco_fit_on_disk_arrays(low_rank, stores, name, monkeypatch):
     monkeypatch.setitem(
         _streamed.STREAMED,
         "pca",
-        lambda X, *a: seen.append(_io.is_on_disk(X)) or streamed(X, *a),
+        lambda X, *a, **kw: seen.append(_io.is_on_disk(X)) or streamed(X, *a, **kw),
     )
     got = clone(taco).fit(stores[name], y)
     assert seen == [True]
@@ -541,7 +541,9 @@ def test_taco_svd_and_ica_stream_a_memmap(mixed_sources, decomposition):
     )
     calls = []
     streamed = _streamed.STREAMED[decomposition]
-    _streamed.STREAMED[decomposition] = lambda *a: calls.append(a) or streamed(*a)
+    _streamed.STREAMED[decomposition] = lambda *a, **kw: (
+        calls.append(a) or streamed(*a, **kw)
+    )
     try:
         taco.fit(X, y)
     finally:

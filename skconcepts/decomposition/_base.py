@@ -5,7 +5,13 @@ import math
 
 import numpy as np
 
-from .._backend import default_batch_size, to_numpy, to_tensor, torch_dtype
+from .._backend import (
+    STREAM_MEMORY_SHARE,
+    default_batch_size,
+    to_numpy,
+    to_tensor,
+    torch_dtype,
+)
 from .._compat import Integral, Interval, Real, StrOptions
 from .._faults import (
     check_divergence,
@@ -71,9 +77,10 @@ class _BaseNMF(ConceptExtractor):
         """Row access for ``fit``: streamed with ``batch_size`` or for a memmap."""
         bs = self.batch_size
         if bs is None and (is_memmap(X_in) or is_memmap(X)):
-            # batches of about 16 MB, read into one reusable buffer
+            # batches of 1/64 of working_memory (16 MiB at the default), read
+            # into one reusable buffer
             bs = default_batch_size(
-                X.shape[1], budget_bytes=16 * 2**20, itemsize=X.dtype.itemsize
+                X.shape[1], itemsize=X.dtype.itemsize, share=STREAM_MEMORY_SHARE
             )
         return Rows(X, device, torch_dtype(X.dtype), bs)
 

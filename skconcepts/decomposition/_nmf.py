@@ -70,11 +70,13 @@ class NMFConcepts(_BaseNMF):
         ``0.5 ||X - UW||^2 + a_U r |U|_1 + 0.5 a_U (1 - r) ||U||^2 + (same for W)``.
 
     batch_size : int or None, default=None
-        Rows per batch. None keeps ``X`` whole on the device during ``fit``,
-        except for a memmap which is then streamed in batches of about 16 MB.
-        With an int, every pass of ``fit`` reads ``X`` in batches of this many
-        rows, so memory stays bounded (the codes, ``n_samples x n_concepts``,
-        are kept).
+        Rows of ``X`` per batch of every pass (``fit``, ``partial_fit``,
+        ``transform``, ``inverse_transform``, ``score``), so memory stays
+        bounded (the codes, ``n_samples x n_concepts``, are kept); the result
+        does not depend on it. None: ``fit`` keeps ``X`` whole on the device,
+        except for an on-disk array, read in batches of 1/64 of
+        scikit-learn's ``working_memory`` (16 MiB at the default 1024 MiB);
+        the other passes take batches of 1/4 of it.
 
     forget_factor : float, default=0.7
         Weight of the past statistics at each :meth:`partial_fit` call (as in

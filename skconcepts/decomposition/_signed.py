@@ -6,6 +6,7 @@ import numpy as np
 
 from .._backend import make_generator, to_numpy, to_tensor
 from .._compat import Integral, Interval, StrOptions, _fit_context
+from .._kmeans import assign, kmeans
 from ._base import _BaseNMF
 from ._solvers import (
     ConvexMU,
@@ -13,7 +14,6 @@ from ._solvers import (
     fit_alternating,
     gram_reg,
     init_codes,
-    kmeans_seed,
     n_inner_codes,
     nnls_codes,
 )
@@ -41,23 +41,28 @@ class _SignedNMF(_BaseNMF):
         return idx.to(rows.device), rows.take(idx)
 
     def _seed(self, C, gen):
-        """Initial concepts and candidate labels (k-means, or random rows)."""
+        """Initial concepts and candidate labels (k-means, or random rows).
+
+        ``"kmeans"``: the package's one k-means (:func:`skconcepts._kmeans.kmeans`,
+        k-means++ seeding then Lloyd to convergence). With more concepts than
+        rows, the extra concepts start on rows drawn at random.
+        """
         import torch
 
-        k = self.n_concepts
+        k, m = self.n_concepts, C.shape[0]
         if self.init in (None, "kmeans"):
-            return kmeans_seed(C, k, gen)
-        m = C.shape[0]
+            centroids, labels = kmeans(C, k, gen, return_labels=True)
+            if k > m:
+                extra = torch.randint(m, (k - m,), generator=gen).to(C.device)
+                centroids = torch.cat([centroids, C[extra]])
+            return centroids, labels
         pick = (
             torch.randint(m, (k,), generator=gen)
             if k > m
             else torch.randperm(m, generator=gen)[:k]
         )
         centroids = C[pick.to(C.device)].clone()
-        labels = (
-            (C * C).sum(1)[:, None] - 2 * C @ centroids.T + (centroids**2).sum(1)
-        ).argmin(1)
-        return centroids, labels
+        return centroids, assign(C, centroids)[0]
 
     def _make_update(self, rows, gen, l1_W, l2_W):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -171,8 +176,9 @@ _SIGNED_PARAMS_DOC = """
         Number of concepts ``k``.
 
     init : {"kmeans", "random"} or None, default=None
-        ``"kmeans"`` (None): k-means++ seeding and 10 Lloyd iterations on a
-        random subsample of rows, as Ding, Li & Jordan initialise.
+        ``"kmeans"`` (None): k-means (k-means++ seeding, then Lloyd until
+        the inertia stops decreasing, at most 30 iterations) on a random
+        subsample of rows, as Ding, Li & Jordan initialise.
         ``"random"``: ``n_concepts`` random rows.
 
     max_iter : int, default=200
@@ -195,8 +201,12 @@ _SIGNED_PARAMS_DOC = """
         Mix of L1 (1.0) and L2 (0.0) regularisation.
 
     batch_size : int or None, default=None
-        Rows per batch; None keeps ``X`` whole on the device except for a
-        memmap, which is streamed in batches of about 16 MB.
+        Rows of ``X`` per batch of every pass (``fit``, ``partial_fit``,
+        ``transform``, ``inverse_transform``, ``score``); the result does
+        not depend on it. None: ``fit`` keeps ``X`` whole on the device,
+        except for an on-disk array, read in batches of 1/64 of
+        scikit-learn's ``working_memory`` (16 MiB at the default 1024 MiB);
+        the other passes take batches of 1/4 of it.
 
     forget_factor : float, default=0.7
         Weight of the past statistics at each :meth:`partial_fit` call (as in

@@ -25,7 +25,13 @@ import math
 
 import numpy as np
 
-from .._backend import _torch, gen_batches_idx, to_tensor
+from .._backend import (
+    TEMP_MEMORY_SHARE,
+    _torch,
+    gen_batches_idx,
+    to_tensor,
+    working_memory_bytes,
+)
 from .._faults import deferred_interrupt
 from .._io import is_on_disk
 
@@ -86,8 +92,8 @@ class Rows:
 
     @property
     def _chunk(self):
-        # rows per float64 temporary of about 64 MB
-        return max(1, (64 * 2**20) // (8 * max(1, self.d)))
+        # rows per float64 temporary: 1/16 of working_memory (64 MiB default)
+        return max(1, working_memory_bytes(TEMP_MEMORY_SHARE) // (8 * max(1, self.d)))
 
     def take(self, idx):
         """Rows ``idx`` (a 1-D integer tensor or array) as a tensor, in order."""
@@ -169,7 +175,10 @@ def _orthonormalize(Y):
     deficient.
     """
     torch = _torch()
-    step = max(1, (16 * 2**20) // (Y.element_size() * max(1, Y.shape[1])))
+    # row blocks of 1/16 of working_memory (each row's product is independent
+    # of the blocking)
+    block = working_memory_bytes(TEMP_MEMORY_SHARE)
+    step = max(1, block // (Y.element_size() * max(1, Y.shape[1])))
     for _ in range(2):
         L, info = torch.linalg.cholesky_ex(Y.T @ Y)
         if int(info) != 0 or not bool(torch.isfinite(L).all()):
@@ -275,45 +284,6 @@ def nmf_init(rows, k, init, gen, mean, eps=1e-6, svd_n_iter="auto"):
             noise = torch.randn(cnt, generator=gen, dtype=torch.float64)
             M[mask] = (mean * noise / 100).abs().to(dev, dt)
     return Ut, W
-
-
-def kmeans_seed(C, k, gen, n_lloyd=10):
-    """k-means++ seeding and a few Lloyd iterations on the rows of ``C``.
-
-    Returns ``(centroids, labels)``. Sampling uses ``gen`` (CPU). Used to
-    initialise Semi- and Convex-NMF as Ding, Li & Jordan (2010) do.
-    """
-    torch = _torch()
-    m = C.shape[0]
-    sq = (C * C).sum(1)
-
-    def d2_to(c):
-        return (sq - 2 * (C @ c) + (c * c).sum()).clamp(min=0)
-
-    first = int(torch.randint(m, (1,), generator=gen))
-    idx = [first]
-    d2 = d2_to(C[first])
-    for _ in range(1, k):
-        p = d2.double().cpu()
-        if float(p.sum()) <= 0:
-            j = int(torch.randint(m, (1,), generator=gen))
-        else:
-            j = int(torch.multinomial(p / p.sum(), 1, generator=gen))
-        idx.append(j)
-        d2 = torch.minimum(d2, d2_to(C[j]))
-    centroids = C[idx].clone()
-    labels = None
-    for _ in range(n_lloyd):
-        dist = sq[:, None] - 2 * C @ centroids.T + (centroids**2).sum(1)[None, :]
-        labels = dist.argmin(1)
-        onehot = torch.zeros((k, m), dtype=C.dtype, device=C.device)
-        onehot[labels, torch.arange(m, device=C.device)] = 1
-        counts = onehot.sum(1)
-        alive = counts > 0
-        centroids[alive] = (onehot @ C)[alive] / counts[alive, None]
-    if labels is None:
-        labels = (sq[:, None] - 2 * C @ centroids.T).argmin(1)
-    return centroids, labels
 
 
 # ------------------------------------------------------------ core updates

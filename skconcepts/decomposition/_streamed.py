@@ -8,17 +8,28 @@ memory, never ``O(n d)``) and returns the *fitted scikit-learn estimator*
 :class:`~sklearn.decomposition.FastICA`) with the attributes scikit-learn
 would have set, so ``transform`` / ``inverse_transform`` are scikit-learn's.
 :class:`~skconcepts.erasure.TaCoEraser` uses them on on-disk data.
+
+Every pass over ``X`` draws a progress bar (one step per batch) under the
+package's policy (:mod:`skconcepts._progress`: ``verbose``,
+``SKCONCEPTS_PROGRESS``; never in tests unless asked).
 """
 
 import numpy as np
 from sklearn.decomposition import PCA, FastICA, TruncatedSVD
 
 from .._backend import gen_batches_idx
+from .._progress import progress
 
 __all__ = ["STREAMED", "streamed_ica", "streamed_pca", "streamed_svd"]
 
 
-def streamed_moments(X, batch_rows):
+def _pass(n, batch_rows, desc, verbose):
+    """The row slices of one pass over ``n`` rows, behind a progress bar."""
+    slices = list(gen_batches_idx(n, batch_rows))
+    return progress(slices, desc=desc, unit="batch", verbose=verbose)
+
+
+def streamed_moments(X, batch_rows, *, verbose=0, desc="streamed moments"):
     """Per-feature mean and Gram matrix ``X^T X`` of ``X`` in one streamed pass.
 
     Row batches of ``batch_rows`` rows are read in turn and accumulated in
@@ -27,7 +38,7 @@ def streamed_moments(X, batch_rows):
     n, d = X.shape
     total = np.zeros(d)
     gram = np.zeros((d, d))
-    for sl in gen_batches_idx(n, batch_rows):
+    for sl in _pass(n, batch_rows, desc, verbose):
         xb = np.asarray(X[sl], dtype=np.float64)
         total += xb.sum(axis=0)
         gram += xb.T @ xb
@@ -49,7 +60,7 @@ def top_eigh(M, k):
     return evals, V[:k]
 
 
-def streamed_pca(X, k, batch_rows, seed):
+def streamed_pca(X, k, batch_rows, seed, *, verbose=0):
     """A fitted :class:`~sklearn.decomposition.PCA` computed by streaming ``X``.
 
     One pass over row batches accumulates the per-feature sum and the Gram
@@ -58,10 +69,11 @@ def streamed_pca(X, k, batch_rows, seed):
     signs follow scikit-learn's convention (largest-magnitude loading of
     each axis positive), so this is exactly PCA up to rounding (the
     ``svd_solver="full"`` solution); scikit-learn's randomized solver, which
-    PCA picks for large ``X``, agrees to its own approximation.
+    PCA picks for large ``X``, agrees to its own approximation. ``verbose``:
+    the progress bar of the pass (see :mod:`skconcepts._progress`).
     """
     n, d = X.shape
-    mean, gram = streamed_moments(X, batch_rows)
+    mean, gram = streamed_moments(X, batch_rows, verbose=verbose, desc="streamed PCA")
     cov = (gram - n * np.outer(mean, mean)) / max(1, n - 1)
     evals, V = top_eigh(cov, d)
     pca = PCA(n_components=k, random_state=seed)
@@ -80,7 +92,7 @@ def streamed_pca(X, k, batch_rows, seed):
     return pca
 
 
-def streamed_svd(X, k, batch_rows, seed):
+def streamed_svd(X, k, batch_rows, seed, *, verbose=0):
     """A fitted :class:`~sklearn.decomposition.TruncatedSVD` by streaming ``X``.
 
     The right singular vectors of ``X`` (no centring) are the top
@@ -90,7 +102,7 @@ def streamed_svd(X, k, batch_rows, seed):
     the population variance of each projection, as there).
     """
     n, d = X.shape
-    mean, gram = streamed_moments(X, batch_rows)
+    mean, gram = streamed_moments(X, batch_rows, verbose=verbose, desc="streamed SVD")
     evals, V = top_eigh(gram, k)
     cov0 = gram / n - np.outer(mean, mean)  # population covariance
     svd = TruncatedSVD(n_components=k, algorithm="arpack", random_state=seed)
@@ -105,7 +117,7 @@ def streamed_svd(X, k, batch_rows, seed):
     return svd
 
 
-def streamed_ica(X, k, batch_rows, seed):
+def streamed_ica(X, k, batch_rows, seed, *, verbose=0):
     """A fitted :class:`~sklearn.decomposition.FastICA` (unit-variance) by streaming.
 
     The whitening is the streamed PCA (``O(d^2)`` memory); the whitened codes
@@ -116,7 +128,7 @@ def streamed_ica(X, k, batch_rows, seed):
     ``inverse_transform`` behave as scikit-learn's.
     """
     n, d = X.shape
-    pca = streamed_pca(X, k, batch_rows, seed)
+    pca = streamed_pca(X, k, batch_rows, seed, verbose=verbose)
     lam = np.asarray(pca.explained_variance_, dtype=np.float64)
     lam = np.maximum(lam, 1e-12 * max(float(lam.max(initial=0.0)), 1e-300))
     mean = np.asarray(pca.mean_, dtype=np.float64)
@@ -124,7 +136,7 @@ def streamed_ica(X, k, batch_rows, seed):
     Z = np.concatenate(
         [
             (np.asarray(X[sl], dtype=np.float64) - mean) @ K.T
-            for sl in gen_batches_idx(n, batch_rows)
+            for sl in _pass(n, batch_rows, "streamed ICA: whitening", verbose)
         ]
     )
     inner = FastICA(whiten=False, random_state=seed).fit(Z)

@@ -22,7 +22,13 @@ from sklearn.utils import check_random_state, resample
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-from .._backend import gen_batches_idx
+from .._backend import (
+    STREAM_MEMORY_SHARE,
+    default_batch_size,
+    gen_batches_idx,
+    named_seeds,
+    spawn_seeds,
+)
 from .._compat import (
     HasMethods,
     Integral,
@@ -47,9 +53,6 @@ from ._probes import make_probe, margin_head, seeded_clone
 __all__ = ["TaCoEraser"]
 
 _DECOMPOSITIONS = ("pca", "svd", "ica", "nmf")
-
-#: Rows per streamed batch (on-disk data) when ``batch_size`` is None.
-_STREAM_ROWS = 4096
 
 #: Named child seeds of one ``fit``, in spawn order.
 _SEED_NAMES = (
@@ -78,19 +81,12 @@ def _quiet():
 def _child_seeds(random_state):
     """Independent named seeds for the stages of one ``fit``.
 
-    One integer is drawn from ``random_state`` (so an int, a ``RandomState``
-    or None behave as everywhere in scikit-learn) and fed to
-    :class:`numpy.random.SeedSequence`, whose :meth:`~numpy.random.SeedSequence.spawn`
-    gives one statistically independent child per name of ``_SEED_NAMES``;
-    each child is turned into a non-negative 31-bit integer, a valid
-    ``random_state`` for scikit-learn and torch.
+    The package's rule (:func:`skconcepts._backend.named_seeds`): one
+    integer drawn from ``random_state`` seeds a
+    :class:`numpy.random.SeedSequence`, whose spawned children, one per name
+    of ``_SEED_NAMES``, are non-negative 31-bit integers.
     """
-    entropy = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-    children = np.random.SeedSequence(entropy).spawn(len(_SEED_NAMES))
-    return {
-        name: int(child.generate_state(1, dtype=np.uint32)[0] >> 1)
-        for name, child in zip(_SEED_NAMES, children, strict=True)
-    }
+    return named_seeds(random_state, _SEED_NAMES)
 
 
 def _encode_labels(y, what):
@@ -278,8 +274,8 @@ class TaCoEraser(
         per head call of the Sobol' engine (each row evaluated on all its
         masks, as in :class:`~skconcepts.SobolConceptImportance`) and the
         rows per batch read from on-disk data. None: the head calls are
-        sized from scikit-learn's ``working_memory``, the on-disk batches
-        are 4096 rows.
+        sized from scikit-learn's ``working_memory``, and so are the on-disk
+        batches (1/64 of it: 16 MiB at the default 1024 MiB).
 
     random_state : int, RandomState instance or None, default=None
         Seeds the decomposition, the probes, the subsamples, the Sobol'
@@ -373,7 +369,8 @@ class TaCoEraser(
     (given a memmap face by :func:`skconcepts.as_memmap`, never loaded
     whole), and
     ``decomposition="pca"``, the PCA is computed by streaming: one pass of
-    row batches (``batch_size`` rows, 4096 by default) accumulates the
+    row batches (``batch_size`` rows; by default 16 MiB of rows, 1/64 of
+    scikit-learn's ``working_memory``) accumulates the
     float64 mean and Gram matrix (``O(n_features^2)`` memory) and the top
     eigenvectors of the covariance are the principal axes, with
     scikit-learn's sign convention. This is the exact PCA up to rounding;
@@ -572,7 +569,7 @@ class TaCoEraser(
         n, d = X.shape
         k = min(self.n_concepts, n, d)
         on_disk = is_on_disk(X)
-        batch_rows = self._batch_rows(k)
+        batch_rows = self._batch_rows(k, X)
         if not isinstance(self.decomposition, str):
 
             def fit_clone(est):
@@ -589,7 +586,7 @@ class TaCoEraser(
         elif on_disk and self.decomposition in _streamed.STREAMED:
             streamed = _streamed.STREAMED[self.decomposition]
             with _quiet():
-                extractor = streamed(X, k, batch_rows, seed)
+                extractor = streamed(X, k, batch_rows, seed, verbose=self.verbose)
         else:
             extractor = _make_extractor(self.decomposition, k, seed, self.device, X)
             with _quiet():
@@ -599,7 +596,12 @@ class TaCoEraser(
             U = np.concatenate(
                 [
                     np.asarray(extractor.transform(np.asarray(X[sl])), dtype=X.dtype)
-                    for sl in gen_batches_idx(n, batch_rows)
+                    for sl in progress(
+                        list(gen_batches_idx(n, batch_rows)),
+                        desc="TaCoEraser: codes",
+                        unit="batch",
+                        verbose=self.verbose,
+                    )
                 ]
             )
         else:
@@ -621,9 +623,14 @@ class TaCoEraser(
             )
         return U
 
-    def _batch_rows(self, k):
-        """Rows per streamed batch: ``batch_size``, else ``_STREAM_ROWS``."""
-        return max(k, self.batch_size or _STREAM_ROWS)
+    def _batch_rows(self, k, X):
+        """Rows per batch read from disk: ``batch_size``, else the rows whose
+        float64 copy (the streamed passes accumulate in float64) fills
+        ``STREAM_MEMORY_SHARE`` of scikit-learn's ``working_memory`` (16 MiB
+        at the default 1024 MiB: 2730 rows of 768 features)."""
+        if self.batch_size:
+            return max(k, self.batch_size)
+        return max(k, default_batch_size(X.shape[1], share=STREAM_MEMORY_SHARE))
 
     def _training_rows(self, X, y, y_enc, U, task_enc, seed):
         """The rows the probes are trained on: ``(X, y, y_enc, U, task_enc)``.
@@ -752,7 +759,7 @@ class TaCoEraser(
             # a pass is confirmed on a second, independently shuffled split
             cvs = [
                 StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=s)
-                for s in np.random.SeedSequence(seed).generate_state(2)
+                for s in spawn_seeds(seed, 2)
             ]
         cvs = [check_cv(cv, y_enc, classifier=True) for cv in cvs]
         threshold = 1.0 / len(self.classes_) + self.tolerance
@@ -830,7 +837,8 @@ class TaCoEraser(
         if concepts is None:
             concepts = self.removed_concepts_
         out = np.empty(X.shape, dtype=X.dtype)
-        for sl in gen_batches_idx(X.shape[0], 8192):
+        rows = default_batch_size(X.shape[1], itemsize=X.dtype.itemsize)
+        for sl in gen_batches_idx(X.shape[0], rows):
             xb = np.asarray(X[sl])
             U = np.asarray(self.extractor_.transform(xb), dtype=X.dtype)
             out[sl] = self._erase(xb, U, concepts)

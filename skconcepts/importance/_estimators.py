@@ -69,7 +69,9 @@ class SobolConceptImportance(_BaseConceptImportance):
         Nominal coverage of the confidence intervals.
     batch_size : int, default=None
         Maximum number of activation rows per head call (several samples x
-        design rows are stacked); None sizes batches from a 64 MiB budget.
+        design rows are stacked); None sizes them so that a head call holds
+        1/16 of scikit-learn's ``working_memory`` in activations (64 MiB at
+        the default 1024 MiB).
     device : str, default="auto"
         Device of a torch head ("auto": CUDA when available).
     random_state : int, RandomState instance or None, default=None
@@ -299,7 +301,8 @@ class ConceptAttribution(_BaseConceptImportance):
         Add each sample's reconstruction residual to every perturbed
         activation (see :class:`SobolConceptImportance`).
     batch_size : int, default=None
-        Maximum number of activation rows per head call.
+        Maximum number of activation rows per head call; None sizes them
+        from scikit-learn's ``working_memory`` (1/16 of it in activations).
     device : str, default="auto"
         Device of a torch head.
     random_state : int, RandomState instance or None, default=None
