@@ -12,9 +12,9 @@ One ground truth (128 features in 64 dimensions: 16 trees of a parent and 3
 mutually exclusive children, 64 independent features, Zipf firing rates,
 low-rank correlated firing). Seed ``s`` trains on its own split of
 ``n_train`` rows with ``random_state=s``; every fit is scored on the same
-held-out rows. The ReLU + L1 and JumpReLU penalties are tuned (log-space
-bisection of ``sparsity_coef`` on split 0) to the L0 that TopK uses, and the
-L0 each model reaches on the test rows is reported.
+held-out rows. The ReLU + L1 and JumpReLU penalties are tuned (secant
+search of ``sparsity_coef`` in log space, on split 0) to the L0 that TopK
+uses, and the L0 each model reaches on the test rows is reported.
 
 Scores: F1 (SynthSAEBench's: each latent paired with the true feature of
 largest |cosine| with its decoder row, mean over latents), F1 per true feature
@@ -241,7 +241,7 @@ def main(argv=None):
         f"max_epochs={args.epochs}`, other parameters at their defaults; "
         f"ReLU + L1 `sparsity_coef={coefs['relu']:.4g}` and JumpReLU "
         f"`sparsity_coef={coefs['jumprelu']:.4g}`, tuned to L0 ≈ {k} on split 0 "
-        "(log-space bisection; trace below). Mean ± std over the seeds.",
+        "(secant search in log space; trace below). Mean ± std over the seeds.",
         "",
         "| model | L0 | F1 (SynthSAEBench) | F1 per feature | MCC codes "
         "| MCC decoder | explained variance | absorption | dead | stability "
