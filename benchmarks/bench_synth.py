@@ -177,6 +177,13 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run, no file")
+    parser.add_argument(
+        "--models",
+        default="",
+        help="comma-separated model names (default: all), e.g. "
+        "'TopKSAE batchtopk,MatryoshkaSAE (BatchTopK)'",
+    )
+    parser.add_argument("--output", default="synth.md", help="file in results/")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.n_train, args.n_test, args.epochs = 2, 2000, 1000, 3
@@ -194,13 +201,24 @@ def main(argv=None):
     k = int(round(true_l0))
     common = dict(n_concepts=DATA["n_atoms"], top_k=k, max_epochs=args.epochs)
 
+    models = _models()
+    if args.models:
+        wanted = [m.strip() for m in args.models.split(",")]
+        unknown = sorted(set(wanted) - set(models))
+        if unknown:
+            parser.error(f"unknown models {unknown}; known: {list(models)}")
+        models = {name: models[name] for name in wanted}
     # tune the penalties of ReLU + L1 and JumpReLU to L0 = k (split 0, seed 0)
+    to_tune = [
+        (act, start)
+        for act, start in [("relu", 0.5), ("jumprelu", 0.03)]
+        if any(p.get("activation") == act for _, p in models.values())
+    ]
     tuned = Parallel(n_jobs=args.n_jobs)(
         delayed(_tune)(act, start, k, X[splits[0]], X_test, common)
-        for act, start in [("relu", 0.5), ("jumprelu", 0.03)]
+        for act, start in to_tune
     )
-    coefs = {"relu": tuned[0][0], "jumprelu": tuned[1][0]}
-    models = _models()
+    coefs = {act: t[0] for (act, _), t in zip(to_tune, tuned, strict=True)}
     for _, params in models.values():
         if params.get("activation") in coefs:
             params["sparsity_coef"] = coefs[params["activation"]]
@@ -239,9 +257,12 @@ def main(argv=None):
         f"rows with `random_state=s`; all scores on the same {args.n_test} "
         f"held-out rows. Every model: `n_concepts=128, top_k={k}, "
         f"max_epochs={args.epochs}`, other parameters at their defaults; "
-        f"ReLU + L1 `sparsity_coef={coefs['relu']:.4g}` and JumpReLU "
-        f"`sparsity_coef={coefs['jumprelu']:.4g}`, tuned to L0 ≈ {k} on split 0 "
-        "(secant search in log space; trace below). Mean ± std over the seeds.",
+        + "".join(
+            f"{act} `sparsity_coef={c:.4g}` tuned to L0 ≈ {k} on split 0 "
+            "(secant search in log space; trace below); "
+            for act, c in coefs.items()
+        )
+        + "mean ± std over the seeds.",
         "",
         "| model | L0 | F1 (SynthSAEBench) | F1 per feature | MCC codes "
         "| MCC decoder | explained variance | absorption | dead | stability "
@@ -260,7 +281,7 @@ def main(argv=None):
             + (f"{published:.3f}" if published is not None else "")
             + " |"
         )
-    base = "TopKSAE batchtopk"
+    base = "TopKSAE batchtopk" if "TopKSAE batchtopk" in models else next(iter(models))
     lines += [
         "",
         f"Paired differences against {base} (same split and seed; mean ± std "
@@ -282,11 +303,11 @@ def main(argv=None):
         lines += ["", "MatryoshkaSAE is not in this checkout of `skconcepts.sae`."]
     trace = "; ".join(
         f"{act}: " + ", ".join(f"{c:.4g} → L0 {l0:.2f}" for c, l0 in tr)
-        for act, (_, tr) in zip(("relu", "jumprelu"), tuned, strict=True)
+        for (act, _), (_, tr) in zip(to_tune, tuned, strict=True)
     )
+    if trace:
+        lines += ["", f"Penalty tuning (sparsity_coef → test L0): {trace}."]
     lines += [
-        "",
-        f"Penalty tuning (sparsity_coef → test L0): {trace}.",
         "",
         "Columns: *F1 (SynthSAEBench)*: every latent is paired with the true "
         "feature whose direction has the largest |cosine| with its decoder row, "
@@ -314,13 +335,15 @@ def main(argv=None):
         f"Machine: {_cpu()}, "
         f"{os.cpu_count()} CPUs shared with other jobs, Python "
         f"{sys.version.split()[0]}, no GPU. Command: `python "
-        "benchmarks/bench_synth.py`.",
+        "benchmarks/bench_synth.py"
+        + "".join(" " + (f"'{a}'" if " " in a else a) for a in sys.argv[1:])
+        + "`.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.quick:
         os.makedirs(RESULTS, exist_ok=True)
-        with open(os.path.join(RESULTS, "synth.md"), "w") as f:
+        with open(os.path.join(RESULTS, args.output), "w") as f:
             f.write(text)
 
 
