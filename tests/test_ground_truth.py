@@ -275,3 +275,19 @@ def test_metrics_reject_nan_and_leave_input_alone():
     absorption_score(codes, codes, parents, atoms, atoms)
     feature_f1(codes, codes, matching="decoder", directions=atoms, decoder=atoms)
     np.testing.assert_array_equal(codes, before)
+
+
+def test_absorption_needs_an_aligned_latent():
+    # a latent nearly orthogonal to the parent (cosine 0.01 < 0.025) with a
+    # code so large that it projects the parent's activation: not absorption
+    _, atoms, codes, parents = _truth(magnitude_std=0.0, orthogonal=True)
+    sae, decoder = _absorbing(codes, atoms, parents, np.unique(parents[parents >= 0]))
+    for c in np.flatnonzero(parents >= 0):
+        p, on = parents[c], codes[:, c] > 0
+        w = atoms[c] + 0.01 * atoms[p]
+        decoder[c] = w / np.linalg.norm(w)
+        sae[on, c] = 100.0
+    assert absorption_score(codes, sae, parents, atoms, decoder) == 0.0
+    assert absorption_score(
+        codes, sae, parents, atoms, decoder, cos_threshold=0.0
+    ) == pytest.approx(1.0)
