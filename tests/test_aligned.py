@@ -363,6 +363,53 @@ def test_paired_energy_weights_are_paired_correlations():
     assert paired_correlation(codes, modality, pair + modality * n) is None
 
 
+def test_paired_energy_term_is_weighted_by_the_atom_energy_share(monkeypatch):
+    """A rare atom's Iso-Energy term shrinks with its energy (capped at 1).
+
+    Without it the gradient of a rare atom's ratio grows as one over its
+    energy and pushes it out of the top-k: where Iso-Energy is violated the
+    default then had more dead atoms than the plain SAE
+    (``bench_aligned.py --claims``).
+    """
+    rng = np.random.RandomState(1)
+    n = 50
+    za = np.abs(rng.randn(n, 3)) * [1.0, 0.1, 3.0]
+    zb = np.abs(rng.randn(n, 3)) * [0.5, 0.02, 1.0]
+    codes = torch.as_tensor(np.vstack([za, zb]), dtype=torch.float64)
+    codes.requires_grad_(True)
+    modality = torch.as_tensor(np.repeat([0, 1], n))
+    e_a, e_b = (za**2).mean(0), (zb**2).mean(0)
+    ratio = np.abs(e_a - e_b) / (e_a + e_b)
+    share = np.minimum(1.0, (e_a + e_b) / (e_a + e_b).mean())
+    assert share[1] < 0.01 and share[2] == 1.0
+    w = np.array([0.3, 1.0, 0.5])
+    got = iso_energy_loss(
+        codes, modality, 1e-12, atom_weights=torch.tensor(w), share_weighted=True
+    )
+    assert float(got) == pytest.approx((ratio * share * w).mean(), rel=1e-10)
+    # the share is a constant: the gradient is the share times the ratio's
+    got.backward()
+    g = codes.grad.clone()
+    codes.grad = None
+    plain = iso_energy_loss(codes, modality, 1e-12, atom_weights=torch.tensor(w))
+    plain.backward()
+    np.testing.assert_allclose(g.numpy(), codes.grad.numpy() * share, rtol=1e-10)
+    # the default fit on paired rows (paired_energy) uses it at every step
+    from skconcepts.sae import _aligned
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return iso_energy_loss(*args, **kwargs)
+
+    monkeypatch.setattr(_aligned, "iso_energy_loss", spy)
+    X, y, _ = _data(True)
+    est = AlignedSAE(random_state=0, **SMALL | dict(max_epochs=1)).fit(X, y)
+    assert est.alignment_ == "paired_energy"
+    assert calls and all(c.get("share_weighted") for c in calls)
+
+
 # ------------------------------------------------------ inference contracts
 def test_transform_row_independent_and_persistence(holds):
     X, y, _, fits = holds

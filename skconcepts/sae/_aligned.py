@@ -54,14 +54,21 @@ def _pair_rows(modality, pair):
     return order[:-1][same], order[1:][same]
 
 
-def iso_energy_loss(codes, modality, eps, global_sum=None, atom_weights=None):
+def iso_energy_loss(
+    codes, modality, eps, global_sum=None, atom_weights=None, share_weighted=False
+):
     """``mean_k w_k |E_a[k] - E_b[k]| / (E_a[k] + E_b[k] + eps)`` of a batch.
 
     ``E_m[k]`` is the mean of ``codes[:, k] ** 2`` over the rows of modality
     ``m`` (0 or 1). Zero when the batch lacks one of the modalities.
     ``global_sum`` (data-parallel training) turns this share's sums and counts
     into the global batch's, so that the term is the global batch's one.
-    ``atom_weights`` (``w_k``, constants) default to 1.
+    ``atom_weights`` (``w_k``, constants) default to 1. ``share_weighted``
+    also multiplies atom ``k``'s term by its energy relative to the mean atom
+    energy, capped at 1, ``min(1, (E_a[k] + E_b[k]) / mean_j(E_a[j] +
+    E_b[j]))`` (a constant): the gradient of an atom's ratio grows as
+    ``1 / (E_a[k] + E_b[k])``, so without it a rarely firing atom is pushed
+    hardest and can drop out of the top-k for good (a dead atom).
     """
     is_a = modality == 0
     sq = codes * codes
@@ -72,7 +79,12 @@ def iso_energy_loss(codes, modality, eps, global_sum=None, atom_weights=None):
     if not bool((counts > 0).all()):
         return codes.sum() * 0.0
     e_a, e_b = sums[0] / counts[0], sums[1] / counts[1]
-    per_atom = (e_a - e_b).abs() / (e_a + e_b + eps)
+    total = e_a + e_b
+    per_atom = (e_a - e_b).abs() / (total + eps)
+    if share_weighted:
+        with torch.no_grad():
+            share = (total / total.mean().clamp_min(eps)).clamp_max(1.0)
+        per_atom = per_atom * share
     if atom_weights is not None:
         per_atom = per_atom * atom_weights
     return per_atom.mean()
@@ -134,8 +146,11 @@ class AlignedSAE(_BaseSAE):
       gradient). An atom of a shared concept fires on both rows of its pairs
       (``r_k`` near 1) and is pushed to the same energy in both modalities;
       a modality-specific atom that also fires weakly on the other modality
-      does so on unrelated rows (``r_k`` near 0) and is left alone. It needs
-      paired data;
+      does so on unrelated rows (``r_k`` near 0) and is left alone. Each
+      atom's term is also weighted by its energy relative to the mean atom
+      energy, capped at 1 (a constant), so that rarely firing atoms are not
+      pushed out of the top-k (more dead atoms than the plain SAE where
+      Iso-Energy is violated, without it). It needs paired data;
     - ``alignment="cosine"``, the paired-code form
       ``L_cos = -mean_i cos(z_a_i, z_b_i)`` over the pairs of the batch, each
       code having its single largest entry masked out. It needs paired data;
@@ -565,7 +580,9 @@ dead_fraction_, n_iter_, n_steps_, n_features_in_, feature_names_in_
                 )
                 if r is None:  # no pair in this batch: nothing to weigh by
                     return {form: codes.sum() * 0.0}
-                term = iso_energy_loss(codes, modality, eps, atom_weights=r)
+                term = iso_energy_loss(
+                    codes, modality, eps, atom_weights=r, share_weighted=True
+                )
         return {form: weight * term}
 
     def _set_fit_metrics(self, X, context=None):
