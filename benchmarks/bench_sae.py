@@ -522,10 +522,11 @@ def ttq(
         f"learning rate of {list(lrs)}; ours also at its default learning rate "
         f"({default_lr}) alone, the target of issue 14. Median of {repeat} "
         f"timings of the winning configuration. Batch 1024 on both sides, CPU, "
-        f"{threads} threads, `nice`. Load average at the start: "
+        f"{threads} thread(s). Load average at the start: "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} "
         "cores (a shared machine: compare the ratios, measured in one run). "
-        "Command: `nice python benchmarks/bench_sae.py ttq`.",
+        f"Command: `python benchmarks/bench_sae.py ttq --threads {threads} "
+        f"--repeat {repeat}`.",
     ]
     for kind in datasets:
         Xtr, Xte, k, top_k, label = _ttq_data(kind)
@@ -627,7 +628,7 @@ def ttq(
     return "\n".join(lines) + "\n"
 
 
-def first_fit_setup(n_epochs=3):
+def first_fit_setup(n_epochs=3, threads=2):
     """One-time set-up of the first fit in a fresh process (seconds).
 
     Runs a fresh interpreter that times ``import torch``, ``import
@@ -645,7 +646,8 @@ def first_fit_setup(n_epochs=3):
         "t1 = time.perf_counter(); import numpy as np; "
         "from skconcepts.sae import TopKSAE; "
         "from skconcepts.datasets import make_sparse_atoms; "
-        "t2 = time.perf_counter(); torch.set_num_threads(2); "
+        "t2 = time.perf_counter(); "
+        f"torch.set_num_threads({threads}); "
         "X = make_sparse_atoms(16384, 256, 512, 8, random_state=0)[0]\n"
         "def kernels():\n"
         "    t = time.perf_counter(); x = torch.randn(1024, 256)\n"
@@ -843,6 +845,7 @@ def main(argv=None):
     parser.add_argument("which", choices=["quality", "speed", "ttq", "large"])
     parser.add_argument("--datasets", default="synthetic")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--n-samples", type=int, default=None)
     parser.add_argument("--no-write", action="store_true")
@@ -851,8 +854,12 @@ def main(argv=None):
         kw = {} if args.n_samples is None else {"n_samples": args.n_samples}
         text, out = quality(**kw), "sae_quality.md"
     elif args.which == "ttq":
-        text = ttq(repeat=args.repeat, datasets=tuple(args.datasets.split(",")))
-        text += first_fit_report(first_fit_setup())
+        text = ttq(
+            threads=args.threads,
+            repeat=args.repeat,
+            datasets=tuple(args.datasets.split(",")),
+        )
+        text += first_fit_report(first_fit_setup(threads=args.threads))
         out = "sae_ttq.md"
     elif args.which == "large":
         kw = {} if args.steps is None else {"steps": args.steps}

@@ -33,6 +33,10 @@ DEFAULT_WEIGHTS = {"energy": 0.03, "cosine": 0.1, "paired_energy": 0.1}
 #: ``paired_energy`` weighs atom k's Iso-Energy term by ``max(r_k, 0) ** power``.
 PAIRED_ENERGY_POWER = 2
 
+#: ``paired_energy`` weighs atom k's term by its energy share, capped at 1
+#: (see :func:`iso_energy_loss`); the benchmark's ablation row sets it False.
+PAIRED_ENERGY_SHARE = True
+
 #: The forms that need paired rows.
 _PAIRED = ("cosine", "paired_energy")
 
@@ -581,7 +585,11 @@ dead_fraction_, n_iter_, n_steps_, n_features_in_, feature_names_in_
                 if r is None:  # no pair in this batch: nothing to weigh by
                     return {form: codes.sum() * 0.0}
                 term = iso_energy_loss(
-                    codes, modality, eps, atom_weights=r, share_weighted=True
+                    codes,
+                    modality,
+                    eps,
+                    atom_weights=r,
+                    share_weighted=PAIRED_ENERGY_SHARE,
                 )
         return {form: weight * term}
 
