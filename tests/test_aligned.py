@@ -112,16 +112,16 @@ def test_alignment_neutral_when_iso_energy_violated(violated):
     rec = {w: atom_recovery(truth.atoms, est.components_) for w, est in fits.items()}
     assert rec[0.03] >= rec[0.0] - 0.03
     assert aligned.reconstruction_r2_ >= plain.reconstruction_r2_ - 0.02
-    # the term is trained: the aligned codes carry less Iso-Energy imbalance
-    # over the whole data (measured 0.633 vs 0.712; equal when the alignment
-    # gradient is removed, since the fits are then bit-identical)
-    pen = {
-        w: float(
-            iso_energy_loss(torch.as_tensor(est.transform(X)), torch.as_tensor(y), 1e-8)
-        )
-        for w, est in fits.items()
-    }
-    assert pen[0.03] < pen[0.0] - 0.03, pen
+    # the term is trained: with its gradient removed the two fits are
+    # bit-identical. (It used to assert a lower Iso-Energy imbalance of the
+    # aligned codes, measured 0.633 vs 0.712 on this seed with the former
+    # cosine learning-rate schedule. With the warm-up / constant / final-decay
+    # schedule that no longer holds: mean per-atom imbalance over the data
+    # 0.687 vs 0.566 (seed 0), 0.561 vs 0.606, 0.567 vs 0.652 (seeds 1, 2);
+    # energy-weighted 0.869 vs 0.878, 0.812 vs 0.863, 0.844 vs 0.825: no
+    # consistent sign, so it is not a claim. The energy form's effect is the
+    # benchmark's, over seeds; the default's is tested in test_claims.py.)
+    assert np.abs(aligned.components_ - plain.components_).max() > 1e-3
     # (label accuracy under violation is reported, over seeds, by the benchmark:
     # a shared atom rescaled 9x in one modality is unimodal by its energy)
 

@@ -131,6 +131,18 @@ def test_alignment_captures_tilted_shared_concepts():
 
 # ------------------------------------------------------------- stability
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "Refuted at the time-to-quality defaults (learning rate 1.5e-2, "
+        "warm-up / constant / final decay): TopKSAE's stability here was low "
+        "because it was under-trained at 4e-3 with a cosine decay (measured, "
+        "seed pairs 0-1: TopK 0.572 / 0.569 at 4e-3 vs 0.721 / 0.736 at "
+        "1.5e-2; ArchetypalSAE 0.743 / 0.740 vs 0.737 / 0.736); paired "
+        "differences over the 4 pairs now 0.016, 0.001, 0.010, 0.016. The "
+        "claim must be re-measured in a regime where it holds (issue 12)."
+    ),
+)
 def test_archetypal_more_stable_than_topk_over_seed_pairs():
     """Disjoint halves of the data, a different seed per fit, 4 pairs.
 
