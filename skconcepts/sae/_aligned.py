@@ -192,17 +192,17 @@ class AlignedSAE(_BaseSAE):
         error normalised by the data variance (``1 - R^2``). 0 gives the
         unaligned SAE. None means 0.1 for ``"paired_energy"``, 0.03 for
         ``"energy"`` and 0.1 for ``"cosine"``. Evidence
-        (``bench_aligned.py --claims``, 5 seeds, paired differences to the
-        unaligned SAE; user guide): with shared concepts whose direction
-        differs per modality, ``"paired_energy"`` at 0.1 makes 0.99 of them
-        one bimodal atom (unaligned: 0.61; 0.49 with 12000 pairs) and raises
-        the label accuracy (+0.21) at an R^2 cost of 0.006; where the shared
-        directions are equal or Iso-Energy is violated its label accuracy is
-        within 0.022 of the unaligned SAE's (within noise with 6000 pairs; a
-        consistent -0.022 +- 0.013 where directions are equal with 12000) and
-        R^2 within 0.003, but under violation it has more dead atoms
-        (+0.020 +- 0.009 and +0.048 +- 0.035 of the atoms). ``"energy"`` at
-        0.03 captures 0.98 but lowers the label accuracy of the
+        (``bench_aligned.py --claims``, 5 seeds, 6000 pairs, paired
+        differences to the unaligned SAE; user guide): with shared concepts
+        whose direction differs per modality, ``"paired_energy"`` at 0.1 makes
+        0.96 of them one bimodal atom (unaligned: 0.59) and raises the label
+        accuracy (+0.22) at an R^2 cost of 0.002; where the shared directions
+        are equal or Iso-Energy is violated its label accuracy (-0.009 +-
+        0.031, +0.006 +- 0.012), R^2 (-0.001) and dead atoms (+0.011 +- 0.022,
+        +0.006 +- 0.023) are within noise of the unaligned SAE's (without the
+        energy-share weighting: +0.044 +- 0.018 dead atoms under violation).
+        ``"energy"`` at 0.03 (measured with the former cosine schedule)
+        captures 0.98 but lowers the label accuracy of the
         modality-specific atoms (by 0.13 where the directions are equal, 0.19
         where Iso-Energy is violated);
         0.01 keeps the labels but captures 0.78. ``"cosine"`` at 0.1 reaches
