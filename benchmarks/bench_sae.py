@@ -628,6 +628,59 @@ def ttq(
     return "\n".join(lines) + "\n"
 
 
+def ttq_pair(threads=1, repeat=3):
+    """Interleaved timing of the winners of the ttq grid (one line each).
+
+    Ours at the defaults (TopK 4 epochs, BatchTopK 5 epochs) and
+    overcomplete's best grid points (TopK 5 epochs at 1e-2, 6 at 1.5e-2),
+    fitted in turn ``repeat`` times after one warm-up fit each, so that every
+    side sees the same load; medians and ratios to overcomplete's 5 / 1e-2.
+    """
+    torch.set_num_threads(threads)
+    _import_overcomplete()
+    from overcomplete.sae import TopKSAE as OcTopK
+
+    Xtr, Xte, k, top_k, _ = _ttq_data("synthetic")
+    d = Xtr.shape[1]
+
+    def oc(ep, lr):
+        return _oc_fit(partial(OcTopK, d, k, top_k=top_k), Xtr, ep, lr)
+
+    runs = {
+        "skconcepts TopKSAE defaults, 4 epochs": lambda: _ours_fit(
+            TopKSAE, Xtr, k, top_k, 4
+        ),
+        "skconcepts TopKSAE batchtopk defaults, 5 epochs": lambda: _ours_fit(
+            TopKSAE, Xtr, k, top_k, 5, activation="batchtopk"
+        ),
+        "overcomplete TopKSAE 5 epochs, lr 1e-2": lambda: oc(5, 1e-2),
+        "overcomplete TopKSAE 6 epochs, lr 1.5e-2": lambda: oc(6, 1.5e-2),
+    }
+    _ours_fit(TopKSAE, Xtr, k, top_k, 1)
+    oc(1, 1e-2)
+    times = {name: [] for name in runs}
+    r2 = {}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            secs, recon = run()
+            times[name].append(secs)
+            r2[name] = reconstruction_r2(Xte, recon(Xte))
+    ref = float(np.median(times["overcomplete TopKSAE 5 epochs, lr 1e-2"]))
+    load = os.getloadavg()
+    lines = [
+        "",
+        f"Interleaved ({repeat} rounds, {threads} thread(s), load "
+        f"{load[0]:.1f}; `python benchmarks/bench_sae.py ttq-pair`):",
+        "",
+        "| fit | held-out R² | median s | / overcomplete 5 ep 1e-2 |",
+        "|---|---|---|---|",
+    ]
+    for name in runs:
+        t = float(np.median(times[name]))
+        lines.append(f"| {name} | {r2[name]:.3f} | {t:.2f} | {t / ref:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def first_fit_setup(n_epochs=3, threads=2):
     """One-time set-up of the first fit in a fresh process (seconds).
 
@@ -842,7 +895,9 @@ def large(steps=20, threads=2):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=["quality", "speed", "ttq", "large"])
+    parser.add_argument(
+        "which", choices=["quality", "speed", "ttq", "ttq-pair", "large"]
+    )
     parser.add_argument("--datasets", default="synthetic")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -861,6 +916,9 @@ def main(argv=None):
         )
         text += first_fit_report(first_fit_setup(threads=args.threads))
         out = "sae_ttq.md"
+    elif args.which == "ttq-pair":
+        text = ttq_pair(threads=args.threads, repeat=args.repeat)
+        out = "sae_ttq_pair.md"
     elif args.which == "large":
         kw = {} if args.steps is None else {"steps": args.steps}
         text, out = large(**kw), "sae_large.md"
