@@ -207,6 +207,9 @@ CLAIMS_METHODS = {
     ),
     "paired_energy 0.05": dict(alignment="paired_energy", alignment_weight=0.05),
     "paired_energy 0.1": dict(alignment="paired_energy", alignment_weight=0.1),
+    "paired_energy (no share) 0.1": dict(
+        alignment="paired_energy", alignment_weight=0.1, _share=False
+    ),
 }
 CLAIMS_COLUMNS = ("capture", "capture (no precision)", "label acc", "R2", "dead")
 
@@ -275,16 +278,21 @@ def run_claims(n_pairs, seeds, methods, regimes=None, refit=False):
                 params = dict(CLAIMS_METHODS[name])
                 # "_power": the exponent of the paired correlations (a
                 # module constant, 2 in the library) for this row only
+                # "_share": the energy-share weighting of the paired term
+                # (on in the library) for the ablation row
                 power = params.pop("_power", _aligned.PAIRED_ENERGY_POWER)
+                share = params.pop("_share", _aligned.PAIRED_ENERGY_SHARE)
                 est = AlignedSAE(
                     device="cpu", random_state=seed, **CLAIMS_MODEL, **params
                 )
-                saved = _aligned.PAIRED_ENERGY_POWER
+                saved = _aligned.PAIRED_ENERGY_POWER, _aligned.PAIRED_ENERGY_SHARE
                 _aligned.PAIRED_ENERGY_POWER = power
+                _aligned.PAIRED_ENERGY_SHARE = share
                 try:
                     est.fit(X, y)
                 finally:
-                    _aligned.PAIRED_ENERGY_POWER = saved
+                    _aligned.PAIRED_ENERGY_POWER = saved[0]
+                    _aligned.PAIRED_ENERGY_SHARE = saved[1]
                 res = claims_measures(est, X, y, truth)
                 cache[key] = res
                 if os.path.exists(CLAIMS_CACHE):  # keep rows of parallel runs

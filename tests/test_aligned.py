@@ -112,16 +112,16 @@ def test_alignment_neutral_when_iso_energy_violated(violated):
     rec = {w: atom_recovery(truth.atoms, est.components_) for w, est in fits.items()}
     assert rec[0.03] >= rec[0.0] - 0.03
     assert aligned.reconstruction_r2_ >= plain.reconstruction_r2_ - 0.02
-    # the term is trained: the aligned codes carry less Iso-Energy imbalance
-    # over the whole data (measured 0.633 vs 0.712; equal when the alignment
-    # gradient is removed, since the fits are then bit-identical)
-    pen = {
-        w: float(
-            iso_energy_loss(torch.as_tensor(est.transform(X)), torch.as_tensor(y), 1e-8)
-        )
-        for w, est in fits.items()
-    }
-    assert pen[0.03] < pen[0.0] - 0.03, pen
+    # the term is trained: with its gradient removed the two fits are
+    # bit-identical. (It used to assert a lower Iso-Energy imbalance of the
+    # aligned codes, measured 0.633 vs 0.712 on this seed with the former
+    # cosine learning-rate schedule. With the warm-up / constant / final-decay
+    # schedule that no longer holds: mean per-atom imbalance over the data
+    # 0.687 vs 0.566 (seed 0), 0.561 vs 0.606, 0.567 vs 0.652 (seeds 1, 2);
+    # energy-weighted 0.869 vs 0.878, 0.812 vs 0.863, 0.844 vs 0.825: no
+    # consistent sign, so it is not a claim. The energy form's effect is the
+    # benchmark's, over seeds; the default's is tested in test_claims.py.)
+    assert np.abs(aligned.components_ - plain.components_).max() > 1e-3
     # (label accuracy under violation is reported, over seeds, by the benchmark:
     # a shared atom rescaled 9x in one modality is unimodal by its energy)
 
@@ -361,6 +361,53 @@ def test_paired_energy_weights_are_paired_correlations():
     assert got == pytest.approx(per_atom.mean())
     # no pairs: no weights
     assert paired_correlation(codes, modality, pair + modality * n) is None
+
+
+def test_paired_energy_term_is_weighted_by_the_atom_energy_share(monkeypatch):
+    """A rare atom's Iso-Energy term shrinks with its energy (capped at 1).
+
+    Without it the gradient of a rare atom's ratio grows as one over its
+    energy and pushes it out of the top-k: where Iso-Energy is violated the
+    default then had more dead atoms than the plain SAE
+    (``bench_aligned.py --claims``).
+    """
+    rng = np.random.RandomState(1)
+    n = 50
+    za = np.abs(rng.randn(n, 3)) * [1.0, 0.1, 3.0]
+    zb = np.abs(rng.randn(n, 3)) * [0.5, 0.02, 1.0]
+    codes = torch.as_tensor(np.vstack([za, zb]), dtype=torch.float64)
+    codes.requires_grad_(True)
+    modality = torch.as_tensor(np.repeat([0, 1], n))
+    e_a, e_b = (za**2).mean(0), (zb**2).mean(0)
+    ratio = np.abs(e_a - e_b) / (e_a + e_b)
+    share = np.minimum(1.0, (e_a + e_b) / (e_a + e_b).mean())
+    assert share[1] < 0.01 and share[2] == 1.0
+    w = np.array([0.3, 1.0, 0.5])
+    got = iso_energy_loss(
+        codes, modality, 1e-12, atom_weights=torch.tensor(w), share_weighted=True
+    )
+    assert float(got) == pytest.approx((ratio * share * w).mean(), rel=1e-10)
+    # the share is a constant: the gradient is the share times the ratio's
+    got.backward()
+    g = codes.grad.clone()
+    codes.grad = None
+    plain = iso_energy_loss(codes, modality, 1e-12, atom_weights=torch.tensor(w))
+    plain.backward()
+    np.testing.assert_allclose(g.numpy(), codes.grad.numpy() * share, rtol=1e-10)
+    # the default fit on paired rows (paired_energy) uses it at every step
+    from skconcepts.sae import _aligned
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return iso_energy_loss(*args, **kwargs)
+
+    monkeypatch.setattr(_aligned, "iso_energy_loss", spy)
+    X, y, _ = _data(True)
+    est = AlignedSAE(random_state=0, **SMALL | dict(max_epochs=1)).fit(X, y)
+    assert est.alignment_ == "paired_energy"
+    assert calls and all(c.get("share_weighted") for c in calls)
 
 
 # ------------------------------------------------------ inference contracts

@@ -90,9 +90,10 @@ def test_alignment_captures_tilted_shared_concepts():
     The regime of ``bench_aligned.py --claims`` ("tilted", cosine 0.65 between
     a shared concept's two directions), one seed, the default alignment
     (``"auto"``: ``"paired_energy"`` at 0.1 on these paired rows). Over 5
-    seeds the plain SAE captured 0.606 +- 0.102 of the shared concepts and
-    the default 0.994 +- 0.013 (paired difference +0.388 +- 0.108), with no
-    more dead atoms (``benchmarks/results/aligned_claims.md``). With the
+    seeds the plain SAE captured 0.594 +- 0.128 of the shared concepts and
+    the default 0.963 +- 0.050 (paired difference +0.369 +- 0.102), with no
+    more dead atoms (``benchmarks/results/aligned_claims.md``; here, seed 0:
+    1.0 vs 0.5625, dead 0.031 vs 0.047). With the
     alignment gradient removed (the term still logged) the fit is the plain
     SAE's, bit for bit, and this test fails.
     """
@@ -131,6 +132,18 @@ def test_alignment_captures_tilted_shared_concepts():
 
 # ------------------------------------------------------------- stability
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "Refuted at the time-to-quality defaults (learning rate 1.5e-2, "
+        "warm-up / constant / final decay): TopKSAE's stability here was low "
+        "because it was under-trained at 4e-3 with a cosine decay (measured, "
+        "seed pairs 0-1: TopK 0.572 / 0.569 at 4e-3 vs 0.721 / 0.736 at "
+        "1.5e-2; ArchetypalSAE 0.743 / 0.740 vs 0.737 / 0.736); paired "
+        "differences over the 4 pairs now 0.016, 0.001, 0.010, 0.016. The "
+        "claim must be re-measured in a regime where it holds (issue 12)."
+    ),
+)
 def test_archetypal_more_stable_than_topk_over_seed_pairs():
     """Disjoint halves of the data, a different seed per fit, 4 pairs.
 

@@ -12,7 +12,8 @@ from sklearn.decomposition import NMF
 
 from skconcepts import NMFConcepts
 from skconcepts.datasets import make_sparse_atoms
-from skconcepts.sae import TopKSAE
+from skconcepts.sae import ArchetypalSAE, TopKSAE
+from skconcepts.sae._session import lr_factor
 
 
 def _low_rank(n, d, rank, seed):
@@ -36,10 +37,53 @@ def test_nmf_defaults_reach_sklearn_error_and_stop_early(seed):
     assert ours.n_iter_ < 200
 
 
-def test_topk_defaults_reach_heldout_r2():
-    X, _, _ = make_sparse_atoms(6000, 64, 128, 4, random_state=0)
-    Xtr, Xte = X[:5000], X[5000:]
-    est = TopKSAE(256, 8, random_state=0, device="cpu").fit(Xtr)
+def test_lr_schedule_warmup_constant_final_decay():
+    total, warmup = 100, 5
+    f = [lr_factor(s, warmup, total) for s in range(total)]
+    assert f[0] == pytest.approx(1 / warmup)
+    assert f[warmup] == 1.0
+    # constant up to the last 20% of the steps (not a cosine over the fit)
+    assert all(v == 1.0 for v in f[warmup:80])
+    assert f[90] == pytest.approx(0.5)
+    assert f[-1] < 0.1
+    # partial_fit (total=None): constant after the warm-up
+    assert lr_factor(10_000, warmup, None) == 1.0
+
+
+def _heldout_r2(est, Xtr, Xte):
+    est.fit(Xtr)
     Xh = est.inverse_transform(est.transform(Xte))
-    r2 = 1 - ((Xte - Xh) ** 2).sum() / ((Xte - Xte.mean(0)) ** 2).sum()
-    assert r2 >= 0.9
+    return 1 - ((Xte - Xh) ** 2).sum() / ((Xte - Xte.mean(0)) ** 2).sum()
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    X, _, _ = make_sparse_atoms(6000, 64, 128, 4, random_state=0)
+    return X[:5000], X[5000:]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TopKSAE(256, 8),
+        lambda: TopKSAE(256, 8, activation="batchtopk"),
+        lambda: ArchetypalSAE(256, 8),
+    ],
+    ids=["topk", "batchtopk", "archetypal"],
+)
+def test_sae_defaults_reach_heldout_r2(mixture, make):
+    est = make().set_params(random_state=0, device="cpu")
+    assert _heldout_r2(est, *mixture) >= 0.9
+
+
+def test_default_learning_rate_and_schedule_reach_r2_in_few_epochs(mixture):
+    """The time-to-quality defaults (issue 14): R^2 0.9 in 15 short epochs.
+
+    5000 rows are 5 steps of 1024 per epoch. Measured held-out R^2 after 15
+    epochs: 0.933 with the defaults (learning rate 1.5e-2, warm-up /
+    constant / 20% linear decay); 0.588 with the former defaults (4e-3 and a
+    cosine decay to 0 over the fit), 0.672 with the new schedule at 4e-3 and
+    0.834 with the cosine at 1.5e-2: the test fails without either change.
+    """
+    est = TopKSAE(256, 8, max_epochs=15, random_state=0, device="cpu")
+    assert _heldout_r2(est, *mixture) >= 0.9

@@ -33,6 +33,10 @@ DEFAULT_WEIGHTS = {"energy": 0.03, "cosine": 0.1, "paired_energy": 0.1}
 #: ``paired_energy`` weighs atom k's Iso-Energy term by ``max(r_k, 0) ** power``.
 PAIRED_ENERGY_POWER = 2
 
+#: ``paired_energy`` weighs atom k's term by its energy share, capped at 1
+#: (see :func:`iso_energy_loss`); the benchmark's ablation row sets it False.
+PAIRED_ENERGY_SHARE = True
+
 #: The forms that need paired rows.
 _PAIRED = ("cosine", "paired_energy")
 
@@ -54,14 +58,21 @@ def _pair_rows(modality, pair):
     return order[:-1][same], order[1:][same]
 
 
-def iso_energy_loss(codes, modality, eps, global_sum=None, atom_weights=None):
+def iso_energy_loss(
+    codes, modality, eps, global_sum=None, atom_weights=None, share_weighted=False
+):
     """``mean_k w_k |E_a[k] - E_b[k]| / (E_a[k] + E_b[k] + eps)`` of a batch.
 
     ``E_m[k]`` is the mean of ``codes[:, k] ** 2`` over the rows of modality
     ``m`` (0 or 1). Zero when the batch lacks one of the modalities.
     ``global_sum`` (data-parallel training) turns this share's sums and counts
     into the global batch's, so that the term is the global batch's one.
-    ``atom_weights`` (``w_k``, constants) default to 1.
+    ``atom_weights`` (``w_k``, constants) default to 1. ``share_weighted``
+    also multiplies atom ``k``'s term by its energy relative to the mean atom
+    energy, capped at 1, ``min(1, (E_a[k] + E_b[k]) / mean_j(E_a[j] +
+    E_b[j]))`` (a constant): the gradient of an atom's ratio grows as
+    ``1 / (E_a[k] + E_b[k])``, so without it a rarely firing atom is pushed
+    hardest and can drop out of the top-k for good (a dead atom).
     """
     is_a = modality == 0
     sq = codes * codes
@@ -72,7 +83,12 @@ def iso_energy_loss(codes, modality, eps, global_sum=None, atom_weights=None):
     if not bool((counts > 0).all()):
         return codes.sum() * 0.0
     e_a, e_b = sums[0] / counts[0], sums[1] / counts[1]
-    per_atom = (e_a - e_b).abs() / (e_a + e_b + eps)
+    total = e_a + e_b
+    per_atom = (e_a - e_b).abs() / (total + eps)
+    if share_weighted:
+        with torch.no_grad():
+            share = (total / total.mean().clamp_min(eps)).clamp_max(1.0)
+        per_atom = per_atom * share
     if atom_weights is not None:
         per_atom = per_atom * atom_weights
     return per_atom.mean()
@@ -134,8 +150,11 @@ class AlignedSAE(_BaseSAE):
       gradient). An atom of a shared concept fires on both rows of its pairs
       (``r_k`` near 1) and is pushed to the same energy in both modalities;
       a modality-specific atom that also fires weakly on the other modality
-      does so on unrelated rows (``r_k`` near 0) and is left alone. It needs
-      paired data;
+      does so on unrelated rows (``r_k`` near 0) and is left alone. Each
+      atom's term is also weighted by its energy relative to the mean atom
+      energy, capped at 1 (a constant), so that rarely firing atoms are not
+      pushed out of the top-k (more dead atoms than the plain SAE where
+      Iso-Energy is violated, without it). It needs paired data;
     - ``alignment="cosine"``, the paired-code form
       ``L_cos = -mean_i cos(z_a_i, z_b_i)`` over the pairs of the batch, each
       code having its single largest entry masked out. It needs paired data;
@@ -173,17 +192,17 @@ class AlignedSAE(_BaseSAE):
         error normalised by the data variance (``1 - R^2``). 0 gives the
         unaligned SAE. None means 0.1 for ``"paired_energy"``, 0.03 for
         ``"energy"`` and 0.1 for ``"cosine"``. Evidence
-        (``bench_aligned.py --claims``, 5 seeds, paired differences to the
-        unaligned SAE; user guide): with shared concepts whose direction
-        differs per modality, ``"paired_energy"`` at 0.1 makes 0.99 of them
-        one bimodal atom (unaligned: 0.61; 0.49 with 12000 pairs) and raises
-        the label accuracy (+0.21) at an R^2 cost of 0.006; where the shared
-        directions are equal or Iso-Energy is violated its label accuracy is
-        within 0.022 of the unaligned SAE's (within noise with 6000 pairs; a
-        consistent -0.022 +- 0.013 where directions are equal with 12000) and
-        R^2 within 0.003, but under violation it has more dead atoms
-        (+0.020 +- 0.009 and +0.048 +- 0.035 of the atoms). ``"energy"`` at
-        0.03 captures 0.98 but lowers the label accuracy of the
+        (``bench_aligned.py --claims``, 5 seeds, 6000 pairs, paired
+        differences to the unaligned SAE; user guide): with shared concepts
+        whose direction differs per modality, ``"paired_energy"`` at 0.1 makes
+        0.96 of them one bimodal atom (unaligned: 0.59) and raises the label
+        accuracy (+0.22) at an R^2 cost of 0.002; where the shared directions
+        are equal or Iso-Energy is violated its label accuracy (-0.009 +-
+        0.031, +0.006 +- 0.012), R^2 (-0.001) and dead atoms (+0.011 +- 0.022,
+        +0.006 +- 0.023) are within noise of the unaligned SAE's (without the
+        energy-share weighting: +0.044 +- 0.018 dead atoms under violation).
+        ``"energy"`` at 0.03 (measured with the former cosine schedule)
+        captures 0.98 but lowers the label accuracy of the
         modality-specific atoms (by 0.13 where the directions are equal, 0.19
         where Iso-Energy is violated);
         0.01 keeps the labels but captures 0.78. ``"cosine"`` at 0.1 reaches
@@ -565,7 +584,13 @@ dead_fraction_, n_iter_, n_steps_, n_features_in_, feature_names_in_
                 )
                 if r is None:  # no pair in this batch: nothing to weigh by
                     return {form: codes.sum() * 0.0}
-                term = iso_energy_loss(codes, modality, eps, atom_weights=r)
+                term = iso_energy_loss(
+                    codes,
+                    modality,
+                    eps,
+                    atom_weights=r,
+                    share_weighted=PAIRED_ENERGY_SHARE,
+                )
         return {form: weight * term}
 
     def _set_fit_metrics(self, X, context=None):

@@ -149,7 +149,7 @@ n_steps_, n_features_in_, feature_names_in_
         dead_steps=50,
         max_epochs=60,
         batch_size=1024,
-        learning_rate=4e-3,
+        learning_rate=1.5e-2,
         max_grad_norm=1.0,
         early_stopping=False,
         validation_fraction=0.1,

@@ -57,12 +57,24 @@ class _Session:
         self.steps_since_fired = torch.zeros(k, dtype=torch.long, device=device)
 
 
+#: Share of the steps of ``fit`` over which the learning rate decays
+#: linearly to 0 at the end (warm-up, constant, short decay).
+LR_DECAY_FRACTION = 0.2
+
+
 def lr_factor(step, warmup, total):
-    """Linear warm-up then cosine decay to 0 (constant after warm-up if total=None)."""
+    """Linear warm-up, constant, then linear decay to 0 over the last steps.
+
+    The decay covers the last :data:`LR_DECAY_FRACTION` of ``total`` steps
+    (constant after the warm-up when ``total`` is None, as in
+    ``partial_fit``). A cosine decay over the whole fit halves the mean
+    learning rate and learned less per epoch (issue 14).
+    """
     f = min(1.0, (step + 1) / max(1, warmup))
-    if total is not None and step >= warmup:
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        f *= 0.5 * (1.0 + math.cos(math.pi * progress))
+    if total is not None:
+        start = max(warmup, int(total * (1.0 - LR_DECAY_FRACTION)))
+        if step >= start:
+            f *= max(0.0, (total - step) / max(1, total - start))
     return f
 
 
