@@ -126,7 +126,7 @@ class MatryoshkaSAE(_BaseSAE):
         Rows per training mini-batch (also the batch of the passes made
         during ``fit``). ``transform``, ``score`` and ``inverse_transform``
         take batches that fit a quarter of scikit-learn's ``working_memory``.
-    learning_rate : float, default=4e-3
+    learning_rate : float, default=1.5e-2
         Peak learning rate of Adam.
     max_grad_norm : float or None, default=1.0
         Gradient clipping threshold; None disables clipping.
@@ -252,7 +252,7 @@ class MatryoshkaSAE(_BaseSAE):
         dead_steps=50,
         max_epochs=60,
         batch_size=1024,
-        learning_rate=4e-3,
+        learning_rate=1.5e-2,
         max_grad_norm=1.0,
         early_stopping=False,
         validation_fraction=0.1,

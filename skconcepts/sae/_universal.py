@@ -168,7 +168,7 @@ class UniversalSAE(_BaseSAE):
     batch_size : int, default=1024
         Rows per training mini-batch (also the batch of the passes made
         during ``fit``).
-    learning_rate : float, default=4e-3
+    learning_rate : float, default=1.5e-2
         Peak learning rate of Adam.
     max_grad_norm : float or None, default=1.0
         Gradient clipping threshold; None disables clipping.
@@ -328,7 +328,7 @@ class UniversalSAE(_BaseSAE):
         dead_steps=50,
         max_epochs=60,
         batch_size=1024,
-        learning_rate=4e-3,
+        learning_rate=1.5e-2,
         max_grad_norm=1.0,
         early_stopping=False,
         validation_fraction=0.1,
