@@ -2,13 +2,12 @@
 
 Ground truth from :func:`skconcepts.datasets.make_hierarchical_features`
 (parents whose children fire only with them): against a BatchTopK SAE of the
-same size, L0, epochs and seed, the nested loss cuts feature absorption and
-raises the detection F1 (on features in superposition), and the first prefix holds parents. The setting was
-checked on 6 seeds (absorption lower and F1 higher on each; the 5-seed
-study is ``benchmarks/bench_matryoshka.py``, results in
-``benchmarks/results/matryoshka.md``). Analytic checks: the prefix terms of
-the loss and ``prefix_r2_`` against direct computations, the TopK fast path
-against the dense path.
+same size, L0, epochs and seed, on features in superposition, the nested loss
+cuts feature absorption and raises the detection F1 (5-seed study:
+``benchmarks/bench_synth.py``, ``results/synth_defaults.md``); on an easy
+orthonormal setting (the ``hierarchy`` fixture) the first prefix holds the
+parents. Analytic checks: the prefix terms of the loss and ``prefix_r2_``
+against direct computations, the TopK fast path against the dense path.
 """
 
 import joblib
