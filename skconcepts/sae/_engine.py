@@ -81,7 +81,7 @@ One step is::
     out    = module(xb, dp=session.dp)         # SAEOutput: pre, codes, x_hat, D
     losses = {"mse": ||x - x_hat||^2 / (B var), "sparsity": rule penalty,
               "auxk": AuxK dead-atom term, **self._extra_loss(out, side_b)}
-    Adam step on sum(losses) (linear warm-up + cosine decay, grad clipping)
+    Adam step on sum(losses) (warm-up, constant, final 20% decay; clipping)
     module.project_()                          # dictionary constraints
 
 ``mse`` is normalised by the total variance of the data (so it reads as
