@@ -228,8 +228,8 @@ def importance_weighted_maps(maps, importances, *, label=None, top_n=None):
     >>> from skconcepts.inspection import importance_weighted_maps
     >>> maps = np.ones((1, 2, 2, 3))
     >>> res = importance_weighted_maps(maps, [0.1, 0.7, 0.2], top_n=2)
-    >>> res.concepts, res.total[0, 0, 0]
-    (array([1, 2]), np.float64(0.9))
+    >>> res.concepts.tolist(), round(float(res.total[0, 0, 0]), 6)
+    ([1, 2], 0.9)
     """
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim < 3:

@@ -383,8 +383,8 @@ def k_sparse_probing(
     >>> codes[:, 5] += 2 * y  # latent 5 carries the label
     >>> res = k_sparse_probing(codes[:300], y[:300], codes[300:], y[300:],
     ...                        ks=(1, 2), random_state=0)
-    >>> res["latents"][0, 0], res["accuracy"].tolist()
-    (np.int64(5), [1.0, 1.0])
+    >>> int(res["latents"][0, 0]), res["accuracy"].tolist()
+    (5, [1.0, 1.0])
     """
     Ctr = _codes(codes_train, "codes_train")
     Cte = _codes(codes_test, "codes_test")
