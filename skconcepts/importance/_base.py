@@ -42,7 +42,43 @@ class _PowerOfTwo(Options):
 POWER_OF_TWO = _PowerOfTwo(Integral, {2**i for i in range(1, 31)})
 
 
-class _BaseConceptImportance(MetaExtractorMixin, TransformerMixin, BaseEstimator):
+class ConceptNamesOutMixin:
+    """Output names of a meta-estimator with one output per concept.
+
+    ``get_feature_names_out`` gives ``<classname>0``, ``<classname>1``, ...
+    for the ``n_concepts_`` outputs of ``transform`` (the importance
+    estimators, :class:`skconcepts.inspection.RecursiveConcepts`).
+    """
+
+    @property
+    def _n_features_out(self):
+        return self.n_concepts_
+
+    def get_feature_names_out(self, input_features=None):
+        """Output names: one per concept, ``<classname>0``, ``<classname>1``, ...
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Checked against ``feature_names_in_`` when given; unused otherwise.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        from .._compat import _check_feature_names_in
+
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
+        prefix = type(self).__name__.lower()
+        return np.asarray(
+            [f"{prefix}{i}" for i in range(self.n_concepts_)], dtype=object
+        )
+
+
+class _BaseConceptImportance(
+    ConceptNamesOutMixin, MetaExtractorMixin, TransformerMixin, BaseEstimator
+):
     """Shared machinery: extractor handling, head outputs, targets, grouping.
 
     Subclasses define ``_n_evals(k)`` (head rows per sample),
@@ -75,31 +111,6 @@ class _BaseConceptImportance(MetaExtractorMixin, TransformerMixin, BaseEstimator
     # (input tags from the extractor: skconcepts._extractors.MetaExtractorMixin)
     def _extractor_for_tags(self):
         return self.extractor
-
-    @property
-    def _n_features_out(self):
-        return self.n_concepts_
-
-    def get_feature_names_out(self, input_features=None):
-        """Output names: one per concept, ``<classname>0``, ``<classname>1``, ...
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Checked against ``feature_names_in_`` when given; unused otherwise.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str objects
-        """
-        from .._compat import _check_feature_names_in
-
-        check_is_fitted(self)
-        _check_feature_names_in(self, input_features, generate_names=False)
-        prefix = type(self).__name__.lower()
-        return np.asarray(
-            [f"{prefix}{i}" for i in range(self.n_concepts_)], dtype=object
-        )
 
     # ------------------------------------------------------ concept space
     def _fit_extractor(self, X):

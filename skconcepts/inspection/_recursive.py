@@ -21,7 +21,7 @@ from .._compat import Integral, Interval, RealNotInt, _fit_context, check_is_fit
 from .._extractors import MetaExtractorMixin, check_extractor, fitted_extractor
 from ..base import DEVICE_CONSTRAINT
 from ..importance import SobolConceptImportance, head_outputs
-from ..importance._base import POWER_OF_TWO
+from ..importance._base import POWER_OF_TWO, ConceptNamesOutMixin
 
 __all__ = ["RecursiveConcepts", "ambiguity_scores"]
 
@@ -143,7 +143,9 @@ def ambiguity_scores(X, codes, *, n_top=50, threshold=0.1, random_state=None):
     return Bunch(scores=scores, ambiguous=scores >= threshold, threshold=threshold)
 
 
-class RecursiveConcepts(MetaExtractorMixin, TransformerMixin, BaseEstimator):
+class RecursiveConcepts(
+    ConceptNamesOutMixin, MetaExtractorMixin, TransformerMixin, BaseEstimator
+):
     """Sub-concepts of one concept at an earlier layer, with their importance.
 
     CRAFT's recursion (Fel et al., 2023, Sec. 3): a concept judged ambiguous
@@ -316,10 +318,6 @@ class RecursiveConcepts(MetaExtractorMixin, TransformerMixin, BaseEstimator):
         tags.target_tags.required = True
         return tags
 
-    @property
-    def _n_features_out(self):
-        return self.n_concepts_
-
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Decompose ``X`` where the parent code ``y`` is largest.
@@ -419,24 +417,3 @@ class RecursiveConcepts(MetaExtractorMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         return np.asarray(self.sub_extractor_.transform(X))
-
-    def get_feature_names_out(self, input_features=None):
-        """Output names: one per sub-concept, ``recursiveconcepts0``, ...
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Checked against ``feature_names_in_`` when given; unused otherwise.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str objects
-        """
-        from .._compat import _check_feature_names_in
-
-        check_is_fitted(self)
-        _check_feature_names_in(self, input_features, generate_names=False)
-        prefix = type(self).__name__.lower()
-        return np.asarray(
-            [f"{prefix}{i}" for i in range(self.n_concepts_)], dtype=object
-        )
