@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from .._backend import spawn_seeds, to_tensor
+from .._backend import default_batch_size, spawn_seeds, to_tensor
 from .._stats import R2Accumulator
 from ._dictionary import dictionary_stability
 from ._ground_truth import feature_f1, feature_mcc
@@ -686,7 +686,9 @@ def evaluate_sae(
         Refits for the cross-seed stability (at least 2; costs ``n_seeds``
         fits); None: not computed.
     batch_size : int or None, default=None
-        Rows per pass; None: 4096.
+        Rows per pass; None: a batch of ``X``, its codes and its
+        reconstruction in a quarter of scikit-learn's ``working_memory``
+        (:func:`sklearn.get_config`), as the extractors' ``transform``.
     random_state : int, RandomState instance or None, default=None
         Seeds the probing split, the balancing and the refits.
     return_details : bool, default=False
@@ -745,7 +747,10 @@ def evaluate_sae(
             f"{activity_threshold!r}."
         )
     if batch_size is None:
-        batch_size = 4096
+        # a batch of X, its codes and its reconstruction within the package's
+        # share of scikit-learn's working_memory (as transform batches)
+        n_latents_hint = getattr(getattr(estimator, "components_", None), "shape", (0,))
+        batch_size = default_batch_size(2 * X.shape[1] + int(n_latents_hint[0]))
     if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     split_seed, probe_seed, refit_seed = spawn_seeds(random_state, 3)
