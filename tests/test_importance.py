@@ -148,15 +148,26 @@ def test_sobol_indices_match_salib(name, func, k, truth):
 
 
 def test_sobol_replicate_intervals_cover_analytic_values():
+    """At N = 1024 the intervals are narrow and cover the truth over seeds.
+
+    A claim over 20 seeds x 6 intervals, not one pinned seed (all 6 intervals
+    of one seed cover with probability about 0.95**6 = 0.74). Measured: 0.917
+    (20 seeds), 0.938 (40 seeds); the bound 0.85 is 3.5 binomial standard
+    deviations below 0.95. Nominal two-sided coverage at N = 64:
+    test_sobol_interval_coverage_is_nominal_two_sided.
+    """
     first_true, total_true = ishigami_indices()
-    D = sobol_design(3, 1024, random_state=0, n_replicates=8)
-    res = sobol_indices(ishigami(D), 3, 1024, n_replicates=8)
-    for key, truth in (("first_order", first_true), ("total", total_true)):
-        ci = res[key + "_ci"]
-        assert ci.shape == (3, 2)
-        assert np.all(ci[:, 0] <= truth) and np.all(truth <= ci[:, 1])
-        assert np.all(ci[:, 0] <= res[key]) and np.all(res[key] <= ci[:, 1])
-        assert np.all(ci[:, 1] - ci[:, 0] < 0.1)
+    hits = []
+    for seed in range(20):
+        D = sobol_design(3, 1024, random_state=seed, n_replicates=8)
+        res = sobol_indices(ishigami(D), 3, 1024, n_replicates=8)
+        for key, truth in (("first_order", first_true), ("total", total_true)):
+            ci = res[key + "_ci"]
+            assert ci.shape == (3, 2)
+            hits.extend((ci[:, 0] <= truth) & (truth <= ci[:, 1]))
+            assert np.all(ci[:, 0] <= res[key]) and np.all(res[key] <= ci[:, 1])
+            assert np.all(ci[:, 1] - ci[:, 0] < 0.1)
+    assert np.mean(hits) >= 0.85, np.mean(hits)
     # more designs per replicate give narrower intervals
     small = sobol_indices(
         ishigami(sobol_design(3, 64, random_state=0, n_replicates=8)),

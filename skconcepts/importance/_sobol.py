@@ -34,7 +34,7 @@ import numpy as np
 from scipy.stats import qmc
 from scipy.stats import t as student_t
 
-from .._backend import seed_from
+from .._backend import named_seeds, seed_from
 from ._engine import evaluate_masks
 
 __all__ = ["concept_sobol_indices", "sobol_design", "sobol_indices"]
@@ -124,6 +124,9 @@ def _assemble(points, k):
     return np.concatenate([A, B, C], axis=-2)
 
 
+_SHIFT_STREAMS = ("shared", "per_sample")
+
+
 def _replicate_shifts(n_samples, k, seed, n_replicates, *, per_sample):
     """Random digital shifts, shape (n_samples, n_replicates, 2k), uint32.
 
@@ -136,10 +139,10 @@ def _replicate_shifts(n_samples, k, seed, n_replicates, *, per_sample):
     if not per_sample:
         if n_replicates == 1:
             return np.zeros((n_samples, 1, 2 * k), dtype=np.uint32)
-        rng = np.random.default_rng([int(seed), 13])
+        rng = np.random.default_rng(named_seeds(seed, _SHIFT_STREAMS)["shared"])
         one = rng.integers(0, 2**_BITS, size=(1, n_replicates, 2 * k), dtype=np.uint32)
         return np.repeat(one, n_samples, axis=0)
-    rng = np.random.default_rng([int(seed), 7])
+    rng = np.random.default_rng(named_seeds(seed, _SHIFT_STREAMS)["per_sample"])
     size = (n_samples, n_replicates, 2 * k)
     return rng.integers(0, 2**_BITS, size=size, dtype=np.uint32)
 
