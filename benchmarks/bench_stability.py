@@ -28,6 +28,11 @@ mean difference). Rows:
   k-means centroids), a free dictionary afterwards;
 - ``ArchetypalSAE``: ``relaxation="auto"``.
 
+``--lloyd`` adds ``ArchetypalSAE`` and ``TopKSAE(init="kmeans")`` whose
+k-means start stops after k-means++ and one Lloyd step (the former
+behaviour) instead of running Lloyd to convergence (at most
+``_kmeans_n_iter = 30`` steps, the default).
+
 ``--sweep`` adds ``ArchetypalSAE`` at several values of ``relaxation`` (in
 the units of the data's RMS norm, the "auto" value being 0.3 of it).
 """
@@ -51,7 +56,7 @@ DATA = dict(n_features=64, n_atoms=128, n_active=4, noise=0.01)
 COMMON = dict(n_concepts=256, top_k=8, batch_size=512, device="cpu")
 
 
-def models(epochs, sweep):
+def models(epochs, sweep, lloyd=False):
     common = dict(COMMON, max_epochs=epochs)
     out = {
         "TopKSAE": lambda s: TopKSAE(random_state=s, **common),
@@ -60,6 +65,11 @@ def models(epochs, sweep):
         ),
         "ArchetypalSAE": lambda s: ArchetypalSAE(random_state=s, **common),
     }
+    if lloyd:
+        for name in ('TopKSAE(init="kmeans")', "ArchetypalSAE"):
+            out[f"{name} (k-means: one Lloyd step)"] = lambda s, f=out[name]: _steps(
+                f, s, 1
+            )
     if sweep:
         for frac in (0.0, 0.1, 1.0, 3.0):
             out[f"ArchetypalSAE(relaxation={frac:g} rms)"] = lambda s, f=frac: _relaxed(
@@ -76,7 +86,14 @@ def _relaxed(frac, seed, common):
 RMS = [None]
 
 
-def run(n_samples, n_pairs, epochs, sweep):
+def _steps(make, seed, n):
+    """``make(seed)`` whose k-means start runs ``n`` Lloyd steps."""
+    est = make(seed)
+    est._kmeans_n_iter = n  # instance attribute: shadows the class default
+    return est
+
+
+def run(n_samples, n_pairs, epochs, sweep, lloyd=False):
     X, atoms, _ = make_sparse_atoms(n_samples, random_state=0, **DATA)
     RMS[0] = float(np.sqrt(((X - X.mean(0)) ** 2).sum(1).mean()))
     rows = {}
@@ -86,7 +103,7 @@ def run(n_samples, n_pairs, epochs, sweep):
             X[np.sort(perm[: n_samples // 2])],
             X[np.sort(perm[n_samples // 2 :])],
         ]
-        for name, make in models(epochs, sweep).items():
+        for name, make in models(epochs, sweep, lloyd).items():
             t0 = time.perf_counter()
             fits = [make(2 * i + 1 + h).fit(halves[h]) for h in (0, 1)]
             res = {
@@ -162,14 +179,16 @@ def main():
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--lloyd", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the machine is shared
     t0 = time.perf_counter()
-    rows = run(args.n_samples, args.pairs, args.epochs, args.sweep)
+    rows = run(args.n_samples, args.pairs, args.epochs, args.sweep, args.lloyd)
     cmd = (
         f"python benchmarks/bench_stability.py --n-samples {args.n_samples} "
         f"--pairs {args.pairs} --epochs {args.epochs}"
         + (" --sweep" if args.sweep else "")
+        + (" --lloyd" if args.lloyd else "")
     )
     params = ", ".join(f"{k}={v}" for k, v in {**DATA, **COMMON}.items())
     text = (

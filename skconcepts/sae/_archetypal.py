@@ -8,9 +8,8 @@ import torch
 
 from .._backend import make_generator, to_numpy
 from .._compat import Integral, Interval, Real, StrOptions
-from .._kmeans import kmeans
 from ._engine import INIT_SAMPLES, _BaseSAE
-from ._modules import ArchetypalDictionary
+from ._modules import ArchetypalDictionary, kmeans_torch
 
 #: ``relaxation="auto"``: this fraction of the RMS norm of the centred data.
 AUTO_RELAXATION = 0.3
@@ -52,7 +51,8 @@ class ArchetypalSAE(_BaseSAE):
         candidates than concepts is allowed. Capped at ``n_samples``.
     candidates : {"kmeans", "random"} or array-like of shape \
             (n_candidates, n_features), default="kmeans"
-        k-means centroids of the data (the recommended choice), random data
+        k-means centroids of the data (the recommended choice: k-means++ then
+        Lloyd to convergence, at most 30 steps), random data
         rows, or given points (in the data space; like the other choices they
         are stored minus the initial ``b_pre``).
     learn_scale : bool, default=True
@@ -247,7 +247,7 @@ n_steps_, n_features_in_, feature_names_in_
         if self.candidates == "random":
             rows = torch.randperm(centred.shape[0], generator=generator)[:n_c]
             return centred[rows.to(dev)].clone()
-        return kmeans(centred, n_c, generator, n_iter=1)  # as measured: see design.md
+        return kmeans_torch(centred, n_c, generator, n_iter=self._kmeans_n_iter)
 
     def _init_dictionary(self, X_init, b_pre, generator):
         C = self._candidate_points(X_init, b_pre, generator)

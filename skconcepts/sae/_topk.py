@@ -222,7 +222,12 @@ class TopKSAE(_BaseSAE):
             return super()._init_dictionary(X_init, b_pre, generator)
         # k-means centroids of the centred data, as ArchetypalSAE's candidates
         n_c = min(self.n_concepts, X_init.shape[0])
-        C = kmeans_torch(X_init[:INIT_SAMPLES] - b_pre, n_c, generator, n_iter=1)
+        C = kmeans_torch(
+            X_init[:INIT_SAMPLES] - b_pre,
+            n_c,
+            generator,
+            n_iter=self._kmeans_n_iter,
+        )
         if n_c < self.n_concepts:  # fewer rows than atoms: random directions
             extra = torch.randn(
                 self.n_concepts - n_c,
