@@ -278,3 +278,62 @@ def test_bad_input_errors():
         nmf_codes_torch(np.ones(5), A)
     with pytest.raises(TypeError, match="concepts W"):
         nmf_codes_torch("nmf", A)
+
+
+# ------------------------------------------- known answer: where the pattern is
+def test_concept_gradient_map_peaks_on_the_pattern():
+    # the plus-sign images of test_inspection, through the same fixed conv
+    # layer written in torch: gradient x input of the plus concept's summed
+    # code, x * d sum(u_plus) / dx, peaks on the plus sign. (The plain
+    # gradient does not: the concept is active at almost every position and
+    # the codes are linear on a fixed active set, so d u / d a is the same
+    # matrix everywhere; on this data its peak is 2-13 pixels off.)
+    from test_inspection import PLUS, _features, _pattern_images
+
+    images, centres = _pattern_images(n=12)
+    rows, _ = positions_to_rows(_features(images), channel_axis=1)
+    nmf = NMFConcepts(3, max_iter=200, device="cpu", random_state=0).fit(rows)
+    plus = int(np.argmax(nmf.components_[:, 0]))
+    filters = torch.tensor(
+        np.stack(
+            [
+                PLUS - PLUS.mean(),
+                [[1.0, 1, 1], [0, 0, 0], [-1, -1, -1]],
+                [[1.0, 0, -1], [1, 0, -1], [1, 0, -1]],
+                np.full((3, 3), 1 / 9),
+            ]
+        )[:, None]
+    )
+
+    def features(x):  # (n, 1, 16, 16) -> (n, 4, 8, 8), as _features
+        x = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+        f = torch.relu(torch.nn.functional.conv2d(x, filters))
+        return torch.nn.functional.avg_pool2d(f, 2)
+
+    x = torch.tensor(images[:, None], requires_grad=True)
+    F = features(x)
+    np.testing.assert_allclose(F.detach().numpy(), _features(images), atol=1e-12)
+    nmf_codes_torch(nmf, F, channel_axis=1)[..., plus].sum().backward()
+    saliency = (x.grad * x).detach()[:, 0].numpy()
+    peaks = np.array(
+        np.unravel_index(saliency.reshape(len(images), -1).argmax(1), (16, 16))
+    ).T
+    dist = np.abs(peaks - centres).max(axis=1)  # Chebyshev: inside the 3 x 3 plus
+    assert np.all(dist <= 1), dist
+
+
+def test_fallback_paths_of_the_forward_solve(monkeypatch):
+    # one HALS sweep leaves wrong active sets: block pivoting must fix them,
+    # and without pivoting the exact active-set method must
+    import skconcepts.inspection._diffnmf as mod
+
+    rng = np.random.RandomState(9)
+    W = rng.rand(6, 15)
+    X = rng.rand(60, 15)
+    ref = np.array([nnls(W.T, x)[0] for x in X])
+    assert (ref == 0).mean() > 0.2
+    monkeypatch.setattr(mod, "_MAX_SWEEPS", 1)
+    for rounds in (10, 0):
+        monkeypatch.setattr(mod, "_PIVOT_ROUNDS", rounds)
+        U = nmf_codes_torch(W, torch.tensor(X)).numpy()
+        np.testing.assert_allclose(U, ref, atol=1e-12)
