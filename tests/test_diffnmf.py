@@ -55,7 +55,7 @@ def _naive_codes(W, G, scale, l1, A, codes):
 def test_gradcheck_plain_concepts_away_from_the_boundary():
     rng = np.random.RandomState(0)
     W = rng.rand(5, 12)
-    X = _rows_away_from_boundary(W, 6, seed=1)
+    X = _rows_away_from_boundary(W, 4, seed=1)
     A = torch.tensor(X, requires_grad=True)
     U = nmf_codes_torch(W, A)
     ref = np.array([nnls(W.T, x)[0] for x in X])

@@ -22,23 +22,23 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .._backend import resolve_device
+from .._backend import TEMP_MEMORY_SHARE, resolve_device, working_memory_bytes
 from ..decomposition._base import _BaseNMF
 from ..decomposition._solvers import gram_reg, nnls_codes
 from ._positions import _check_channel_axis
 
 __all__ = ["nmf_codes_torch"]
 
-# HALS sweeps and tolerance of the first, approximate solve: ``transform``'s
-# defaults. It only has to find the active sets; the exact solve on them
-# and the KKT check follow (a tighter HALS tolerance, 1e-12, gave the same
-# codes at twice the time: 20000 rows, k = 10, d = 64).
-_MAX_SWEEPS = 200
+# HALS sweeps and tolerance of the first, approximate solve (``transform``'s
+# tolerance, fewer sweeps). It only has to guess the active sets; the exact
+# solve on them, block pivoting and the KKT check follow (a tighter HALS
+# tolerance, 1e-12, or 200 sweeps gave the same codes, more slowly).
+_MAX_SWEEPS = 30
 _TOL = 1e-4
 # Batched block-pivoting rounds on the active sets, then, for a row that
 # still fails the KKT check, the exact active-set method (its outer steps
 # are capped at this many per concept).
-_PIVOT_ROUNDS = 10
+_PIVOT_ROUNDS = 100
 _MAX_ACTIVE_SET_STEPS = 50
 
 
@@ -54,13 +54,20 @@ def masked_gram_solve(G, mask, rhs, rtol=None):
     Each row ``i`` has its own active set ``S_i = mask[i]``. The system is
     embedded in a ``k x k`` matrix, ``M_i = G * (m m^T) + c diag(1 - m)``
     (identity block, scaled by ``c = max diag G``, on the inactive entries),
-    and solved through its eigendecomposition with the Moore-Penrose
-    pseudo-inverse: eigenvalues below ``rtol * max |eigenvalue|`` are cut,
-    so a singular active block (a rank-deficient active set, e.g. more
-    active concepts than the rank of their rows, or a dead concept with
-    ``l2 = 0``) gives the minimum-norm solution instead of infinities.
-    ``rtol`` defaults to ``10 k eps`` of the dtype (ten times the default
-    of ``torch.linalg.pinv``).
+    and solved with the Moore-Penrose pseudo-inverse of ``M_i``:
+    eigenvalues below ``rtol * max |eigenvalue|`` are cut, so a singular
+    active block (a rank-deficient active set, e.g. more active concepts
+    than the rank of their rows, or a dead concept with ``l2 = 0``) gives
+    the minimum-norm solution instead of infinities. ``rtol`` defaults to
+    ``10 k eps`` of the dtype (ten times the default of
+    ``torch.linalg.pinv``).
+
+    Rows are taken in blocks whose systems fit in 1/16 of scikit-learn's
+    ``working_memory``. Fast path: rows whose Cholesky factorisation
+    succeeds with pivots ``L_jj^2`` spread by less than ``1 / (100 rtol)``
+    are solved with it (the smallest eigenvalue is at most the smallest
+    pivot, so a wider spread means the matrix may be near the cut); the
+    others through the eigendecomposition.
 
     Parameters
     ----------
@@ -81,20 +88,47 @@ def masked_gram_solve(G, mask, rhs, rtol=None):
     import torch
 
     n, k = mask.shape
-    if n == 0:
-        return torch.zeros_like(rhs)
-    m = mask.to(G.dtype)
-    diag = torch.diagonal(G)
-    c = diag.max().clamp(min=torch.finfo(G.dtype).tiny)
-    M = G.unsqueeze(0) * (m.unsqueeze(2) * m.unsqueeze(1))
-    M = M + torch.diag_embed(c * (1.0 - m))
     if rtol is None:
         rtol = 10.0 * k * _eps(G.dtype)
-    evals, evecs = torch.linalg.eigh(M)
-    cut = rtol * evals.abs().amax(dim=1, keepdim=True)
-    inv = torch.where(evals > cut, 1.0 / torch.where(evals > cut, evals, 1.0), 0.0)
-    b = rhs * m
-    z = evecs @ (inv.unsqueeze(2) * (evecs.transpose(1, 2) @ b.unsqueeze(2)))
+    # blocks of rows whose k x k systems (and two temporaries) fit in 1/16 of
+    # scikit-learn's working_memory
+    step = max(1, working_memory_bytes(TEMP_MEMORY_SHARE) // (3 * k * k * G.itemsize))
+    if n > step:
+        return torch.cat(
+            [
+                _masked_gram_solve(G, mask[i : i + step], rhs[i : i + step], rtol)
+                for i in range(0, n, step)
+            ]
+        )
+    return _masked_gram_solve(G, mask, rhs, rtol)
+
+
+def _masked_gram_solve(G, mask, rhs, rtol):
+    """:func:`masked_gram_solve` on one block of rows."""
+    import torch
+
+    if mask.shape[0] == 0:
+        return torch.zeros_like(rhs)
+    m = mask.to(G.dtype)
+    c = torch.diagonal(G).max().clamp(min=torch.finfo(G.dtype).tiny)
+    M = G.unsqueeze(0) * (m.unsqueeze(2) * m.unsqueeze(1))
+    M.diagonal(dim1=1, dim2=2).add_(c * (1.0 - m))
+    b = (rhs * m).unsqueeze(2)
+    L, info = torch.linalg.cholesky_ex(M)
+    piv = torch.diagonal(L, dim1=1, dim2=2) ** 2
+    fast = (info == 0) & (piv.amin(dim=1) > 100.0 * rtol * piv.amax(dim=1))
+    z = torch.empty_like(b)
+    if bool(fast.all()):
+        z = torch.cholesky_solve(b, L)
+    else:
+        if bool(fast.any()):
+            z[fast] = torch.cholesky_solve(b[fast], L[fast])
+        slow = ~fast
+        evals, evecs = torch.linalg.eigh(M[slow])
+        cut = rtol * evals.abs().amax(dim=1, keepdim=True)
+        keep = evals > cut
+        inv = torch.where(keep, 1.0 / torch.where(keep, evals, 1.0), 0.0)
+        z[slow] = evecs @ (inv.unsqueeze(2) * (evecs.transpose(1, 2) @ b[slow]))
     return z.squeeze(2) * m
 
 
@@ -158,11 +192,14 @@ def _active_set_row(G, b, tol):
 def _solve_codes(A, W, G, l1):
     """Codes ``(n, k)`` of the rows of ``A`` (solver scale, no code scale).
 
-    HALS (the package's ``transform`` solver, with its default tolerance)
-    finds the active sets; the equations on each row's active set are then solved
-    exactly, with up to ``_PIVOT_ROUNDS`` batched rounds of block pivoting
-    (drop entries that came out non-positive, add inactive entries with a
-    negative gradient); a row that still fails the KKT check is solved by
+    HALS (the package's ``transform`` solver, ``_MAX_SWEEPS`` sweeps) guesses
+    the active sets; then the block principal pivoting of Kim & Park (2011),
+    batched over rows: solve the equations on each row's active set
+    exactly, flip every infeasible entry (an active one that came out
+    non-positive, an inactive one with a negative gradient) while the
+    number of infeasible entries falls, with three back-up tries, else only
+    the infeasible entry of largest index (Murty's rule, which terminates).
+    A row still unsolved after ``_PIVOT_ROUNDS`` rounds is solved by
     :func:`_active_set_row`.
     """
     import torch
@@ -172,27 +209,36 @@ def _solve_codes(A, W, G, l1):
     B = A @ W.T
     if l1 > 0:
         B = B - l1
+    n, k = U0.shape
+    dev = A.device
     mask = U0 > 0
-    U = U0
-    ok = torch.zeros(A.shape[0], dtype=torch.bool, device=A.device)
+    U = U0.clone()
+    todo = torch.arange(n, device=dev)
+    ninf = torch.full((n,), k + 1, dtype=torch.long, device=dev)
+    backup = torch.full((n,), 3, dtype=torch.long, device=dev)
+    position = torch.arange(k, device=dev)
     for _ in range(_PIVOT_ROUNDS):
-        todo = ~ok
-        if not bool(todo.any()):
+        if todo.numel() == 0:
             break
-        sub = masked_gram_solve(G, mask[todo], B[todo])
-        tol_rows = _kkt_tolerance(sub, G, B[todo])
-        good = (_kkt_violation(sub, G, B[todo]) <= tol_rows) & (
-            (sub > 0) == mask[todo]
-        ).all(dim=1)
-        idx = torch.nonzero(todo).flatten()
-        U = U.clone()
-        U[idx[good]] = sub[good]
-        ok[idx[good]] = True
-        # block pivoting on the rest
-        grad = sub @ G - B[todo]
-        new = (mask[todo] & (sub > 0)) | (~mask[todo] & (grad < -tol_rows[:, None]))
-        mask[idx] = new
-    for i in torch.nonzero(~ok).flatten().tolist():
+        m, b = mask[todo], B[todo]
+        sub = masked_gram_solve(G, m, b)
+        tol_rows = _kkt_tolerance(sub, G, b)[:, None]
+        grad = sub @ G - b
+        infeasible = (m & (sub <= 0)) | (~m & (grad < -tol_rows))
+        count = infeasible.sum(dim=1)
+        good = count == 0
+        U[todo[good]] = sub[good]
+        keep = ~good
+        fewer = count < ninf[todo]
+        use_backup = ~fewer & (backup[todo] > 0)
+        murty = ~fewer & ~use_backup
+        ninf[todo] = torch.where(fewer, count, ninf[todo])
+        backup[todo] = torch.where(fewer, 3, backup[todo] - use_backup.long())
+        last = torch.where(infeasible, position, -1).amax(dim=1, keepdim=True)
+        flip = torch.where(murty[:, None], position == last, infeasible)
+        mask[todo] = m ^ flip
+        todo = todo[keep]
+    for i in todo.tolist():
         tol_i = float(_kkt_tolerance(U0[i : i + 1], G, B[i : i + 1])[0])
         U[i] = _active_set_row(G, B[i], tol_i)
     return U
@@ -344,8 +390,8 @@ def nmf_codes_torch(extractor, A, *, channel_axis=-1, device=None):
     Notes
     -----
     The forward pass runs the package's HALS code solver
-    (``transform``'s, at its default tolerance 1e-4) to find the active
-    set of every row, then solves the active set's equations ``G_SS u_S = (W a)_S
+    (``transform``'s, at most 30 sweeps, tolerance 1e-4) to guess the
+    active set of every row, then solves the active set's equations ``G_SS u_S = (W a)_S
     - l1`` exactly and checks the KKT conditions (``u_S > 0``; the gradient
     ``u G - W a + l1`` zero on ``S`` and non-negative off it); a row that
     fails the check is solved by an exact active-set method
