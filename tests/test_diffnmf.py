@@ -278,6 +278,8 @@ def test_bad_input_errors():
         nmf_codes_torch(np.ones(5), A)
     with pytest.raises(TypeError, match="concepts W"):
         nmf_codes_torch("nmf", A)
+    with pytest.raises(ValueError, match="device"):
+        nmf_codes_torch(nmf, A, device="tpu")
 
 
 # ------------------------------------------- known answer: where the pattern is
