@@ -339,3 +339,19 @@ def test_fallback_paths_of_the_forward_solve(monkeypatch):
         monkeypatch.setattr(mod, "_PIVOT_ROUNDS", rounds)
         U = nmf_codes_torch(W, torch.tensor(X)).numpy()
         np.testing.assert_allclose(U, ref, atol=1e-12)
+
+
+def test_float32_input_is_solved_in_float64():
+    # nearly dependent concepts (cond(W W^T) ~ 1e7): a float32 Gram solve
+    # would lose the active sets; the codes of float32 input are those of
+    # float64 on the same (rounded) numbers, returned in float32
+    rng = np.random.RandomState(10)
+    base = rng.rand(3, 20)
+    W = np.vstack([base, base[:2] + 2e-3 * rng.rand(2, 20)])
+    assert np.linalg.cond(W @ W.T) > 1e6
+    X32 = torch.tensor(rng.rand(300, 5) @ W, dtype=torch.float32)
+    U32 = nmf_codes_torch(W, X32)
+    U64 = nmf_codes_torch(W, X32.double())
+    assert U32.dtype == torch.float32
+    assert torch.equal(U32 > 0, U64 > 0)
+    np.testing.assert_allclose(U32.numpy(), U64.numpy(), atol=1e-5 * float(U64.max()))

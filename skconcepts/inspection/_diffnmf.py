@@ -22,7 +22,12 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .._backend import TEMP_MEMORY_SHARE, resolve_device, working_memory_bytes
+from .._backend import (
+    TEMP_MEMORY_SHARE,
+    default_batch_size,
+    resolve_device,
+    working_memory_bytes,
+)
 from ..decomposition._base import _BaseNMF
 from ..decomposition._solvers import gram_reg, nnls_codes
 from ._positions import _check_channel_axis
@@ -261,17 +266,26 @@ class _NNLSCodes:
 
             @staticmethod
             def forward(ctx, A, W, G, scale, l1):
+                # solved in the dtype of W (float64 but on MPS), in row
+                # blocks of a quarter of working_memory; returned in A's
+                step = default_batch_size(A.shape[1] + 2 * W.shape[0])
                 with torch.no_grad():
-                    U = _solve_codes(A, W, G, l1)
+                    U = torch.cat(
+                        [
+                            _solve_codes(A[i : i + step].to(W.dtype), W, G, l1)
+                            for i in range(0, A.shape[0], step)
+                        ]
+                    )
                 ctx.save_for_backward(U, W, G, scale)
-                return U * scale
+                ctx.in_dtype = A.dtype
+                return (U * scale).to(A.dtype)
 
             @staticmethod
             @torch.autograd.function.once_differentiable
             def backward(ctx, grad_out):
                 U, W, G, scale = ctx.saved_tensors
-                z = masked_gram_solve(G, U > 0, grad_out * scale)
-                return z @ W, None, None, None, None
+                z = masked_gram_solve(G, U > 0, grad_out.to(W.dtype) * scale)
+                return (z @ W).to(ctx.in_dtype), None, None, None, None
 
         cls.fn = NNLSCodes
         return NNLSCodes
@@ -304,14 +318,14 @@ def _concepts(extractor, dtype, device):
         W = extractor.detach().to(device=device, dtype=dtype)
     else:
         try:
-            W = torch.as_tensor(np.asarray(extractor, dtype=float), device=device)
+            W = torch.as_tensor(np.asarray(extractor, dtype=float))
         except (TypeError, ValueError) as exc:
             raise TypeError(
                 "extractor must be a fitted NMFConcepts, SemiNMFConcepts or "
                 "ConvexNMFConcepts, or the concepts W as an array of shape "
                 f"(n_concepts, n_features); got {type(extractor).__name__}."
             ) from exc
-        W = W.to(dtype)
+        W = W.to(device=device, dtype=dtype)
     if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1:
         raise ValueError(
             "The concepts W must be a 2-D array of shape (n_concepts, "
@@ -389,7 +403,10 @@ def nmf_codes_torch(extractor, A, *, channel_axis=-1, device=None):
 
     Notes
     -----
-    The forward pass runs the package's HALS code solver
+    The problem is solved in float64 whatever the dtype of ``A`` (float32
+    on MPS, which has no float64): its Gram matrix squares the conditioning
+    of the concepts, and float32 lost the active sets of nearly dependent
+    concepts. The forward pass runs the package's HALS code solver
     (``transform``'s, at most 30 sweeps, tolerance 1e-4) to guess the
     active set of every row, then solves the active set's equations ``G_SS u_S = (W a)_S
     - l1`` exactly and checks the KKT conditions (``u_S > 0``; the gradient
@@ -469,7 +486,10 @@ def nmf_codes_torch(extractor, A, *, channel_axis=-1, device=None):
             _check_channel_axis(channel_axis, 2)
         grid_shape = None
         rows = A
-    W, G, scale, l1, positive_only = _concepts(extractor, A.dtype, dev)
+    # the NNLS problem is solved in float64 (MPS has none: float32), whatever
+    # the dtype of A: its Gram matrix squares the conditioning of W
+    work = torch.float32 if dev.type == "mps" else torch.float64
+    W, G, scale, l1, positive_only = _concepts(extractor, work, dev)
     d = W.shape[1]
     if rows.shape[1] != d:
         raise ValueError(
