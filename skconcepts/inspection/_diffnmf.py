@@ -12,9 +12,10 @@ the solution solves ``G_SS u_S = (W a)_S - l1`` with ``G = W W^T + l2 I``,
 so ``du_S / da = G_SS^{-1} W_S`` and the inactive entries have zero gradient.
 
 :func:`nmf_codes_torch` is a torch autograd function that solves the codes
-(the package's HALS solver to high precision, then an exact solve on the
-active set, checked against the KKT conditions) and back-propagates through
-that formula, batched over rows with one masked Gram system per row.
+exactly (the package's HALS solver guesses the active sets, batched block
+principal pivoting finishes, the KKT conditions are checked) and
+back-propagates through that formula, batched over rows with one masked
+Gram system per row.
 """
 
 import numbers
@@ -147,19 +148,6 @@ def _kkt_tolerance(U, G, B):
     return 100.0 * k * _eps(U.dtype) * size.clamp(min=torch.finfo(U.dtype).tiny)
 
 
-def _kkt_violation(U, G, B):
-    """Largest KKT violation of every row of ``U`` for ``0.5 u G u - B u``.
-
-    The gradient ``U G - B`` must be zero on the active entries (``u > 0``)
-    and non-negative on the inactive ones; ``U`` must be non-negative.
-    """
-    import torch
-
-    grad = U @ G - B
-    v = torch.where(U > 0, grad.abs(), (-grad).clamp(min=0))
-    return torch.maximum(v.amax(dim=1), (-U).clamp(min=0).amax(dim=1))
-
-
 def _active_set_row(G, b, tol):
     """Exact NNLS of one row in Gram form (Lawson & Hanson, Bro & De Jong).
 
@@ -187,7 +175,8 @@ def _active_set_row(G, b, tol):
                 u = s
                 break
             neg = passive & (s <= 0)
-            alpha = torch.min(u[neg] / (u[neg] - s[neg]))
+            step = (u[neg] - s[neg]).clamp(min=torch.finfo(u.dtype).tiny)
+            alpha = torch.min(u[neg] / step)
             u = u + alpha * (s - u)
             passive = passive & (u > 10 * _eps(u.dtype) * u.abs().max())
             u = torch.where(passive, u, torch.zeros_like(u))
