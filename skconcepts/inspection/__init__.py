@@ -25,3 +25,8 @@ __all__ = [
     "top_exemplars",
     "upsample_maps",
 ]
+
+# differentiable NMF codes (issue 18, optional point: CRAFT's KKT gradient)
+from ._diffnmf import nmf_codes_torch  # noqa: E402
+
+__all__ += ["nmf_codes_torch"]
