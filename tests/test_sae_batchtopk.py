@@ -141,3 +141,12 @@ def test_batchtopk_sparse_path_equals_the_dense_path(monkeypatch, share):
     torch.testing.assert_close(fast.x_hat, dense.x_hat)
     for name, g in g_dense.items():
         torch.testing.assert_close(g_fast[name], g, rtol=1e-4, atol=1e-5)
+
+
+def test_padded_selection_of_an_empty_share():
+    # a data-parallel share may keep nothing (or hold no row): t >= 1 pads
+    pre = -torch.rand(4, 6)
+    sel, idx = M.padded_selection(pre, torch.zeros(4, 6, dtype=torch.bool))
+    assert sel.shape == idx.shape == (4, 1) and not sel.any()
+    sel, idx = M.padded_selection(pre[:0], torch.zeros(0, 6, dtype=torch.bool))
+    assert sel.shape == (0, 1)

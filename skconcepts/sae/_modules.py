@@ -254,16 +254,16 @@ def batch_topk_mask(pos, n_keep):
 def padded_selection(pre, mask, counts=None):
     """``(sel, idx)`` of shape ``(B, t)`` for :func:`sparse_codec` from a mask.
 
-    ``t`` is the largest number of kept entries of a row; row ``b`` lists its
-    kept atoms in increasing order, then pads with atom 0 and a
-    pre-activation of 0 (a zero code, which carries no gradient and adds
+    ``t`` is the largest number of kept entries of a row (at least 1); row
+    ``b`` lists its kept atoms in increasing order, then pads with atom 0 and
+    a pre-activation of 0 (a zero code, which carries no gradient and adds
     nothing to the reconstruction). ``counts``: ``mask.sum(1)`` if known.
     """
     B = mask.shape[0]
     rows, cols = mask.nonzero(as_tuple=True)  # row-major order
     if counts is None:
         counts = mask.sum(1)
-    t = int(counts.max()) if B else 0
+    t = max(1, int(counts.max()) if B else 0)  # embedding_bag needs t >= 1
     starts = counts.cumsum(0) - counts
     slot = torch.arange(rows.numel(), device=rows.device) - starts[rows]
     idx = torch.zeros((B, t), dtype=torch.long, device=pre.device)
