@@ -227,7 +227,7 @@ def _kth_largest(flat, n):
 
 
 @torch.no_grad()
-def batch_topk_mask(pos, n_keep):
+def batch_topk_mask(pos, n_keep, return_threshold=False):
     """Boolean mask of the BatchTopK selection of non-negative codes ``pos``.
 
     The ``n_keep`` largest entries of ``pos`` over the whole ``(B, k)`` batch,
@@ -236,19 +236,26 @@ def batch_topk_mask(pos, n_keep):
     entries equal to the ``n_keep``-th largest, those of the earlier rows
     (then the earlier atoms) are kept, so the mask is exactly that of a
     stable descending sort of ``pos.reshape(-1)`` cut at ``n_keep``.
+
+    With ``return_threshold=True`` returns ``(mask, tau)``: ``tau`` the
+    ``n_keep``-th largest entry (then the smallest kept one) when it is
+    positive, else None (every positive entry is kept).
     """
     flat = pos.reshape(-1)
-    if n_keep >= flat.numel():
-        return pos > 0
-    tau = _kth_largest(flat, n_keep)
-    if tau <= 0:  # at most n_keep positive entries: all of them
-        return pos > 0
-    mask = pos >= tau
-    extra = int(mask.sum()) - n_keep
-    if extra > 0:  # ties at tau: drop the last ones in row-major order
-        ties = (flat == tau).nonzero().squeeze(1)
-        mask.view(-1)[ties[ties.numel() - extra :]] = False
-    return mask
+    tau = None
+    if n_keep < flat.numel():
+        tau = _kth_largest(flat, n_keep)
+        if tau <= 0:  # at most n_keep positive entries: all of them
+            tau = None
+    if tau is None:
+        mask = pos > 0
+    else:
+        mask = pos >= tau
+        extra = int(torch.count_nonzero(mask)) - n_keep
+        if extra > 0:  # ties at tau: drop the last ones in row-major order
+            ties = (flat == tau).nonzero().squeeze(1)
+            mask.view(-1)[ties[ties.numel() - extra :]] = False
+    return (mask, tau) if return_threshold else mask
 
 
 def padded_selection(pre, mask, counts=None):
@@ -262,7 +269,7 @@ def padded_selection(pre, mask, counts=None):
     B = mask.shape[0]
     rows, cols = mask.nonzero(as_tuple=True)  # row-major order
     if counts is None:
-        counts = mask.sum(1)
+        counts = torch.count_nonzero(mask, dim=1)
     t = max(1, int(counts.max()) if B else 0)  # embedding_bag needs t >= 1
     starts = counts.cumsum(0) - counts
     slot = torch.arange(rows.numel(), device=rows.device) - starts[rows]
@@ -302,7 +309,9 @@ class BatchTopKRule(_Rule):
         """Mask of the kept entries of a training batch; updates ``threshold``."""
         pos = torch.relu(pre)
         if dp is None:
-            mask = batch_topk_mask(pos, self.top_k * pre.shape[0])
+            mask, m = batch_topk_mask(
+                pos, self.top_k * pre.shape[0], return_threshold=True
+            )
         else:
             # a share of a global batch of dp.batch_rows rows: the kept
             # entries are those at or above the global (top_k * B)-th largest
@@ -310,14 +319,17 @@ class BatchTopKRule(_Rule):
             # aside, the single-process selection; relu zeros code 0 anyway)
             n_keep = self.top_k * dp.batch_rows
             flat = pos.reshape(-1)
-            m = min(n_keep, flat.numel())
+            n_local = min(n_keep, flat.numel())
             cand = torch.full((n_keep,), -torch.inf, dtype=pos.dtype, device=pos.device)
-            cand[:m] = flat.topk(m).values
+            cand[:n_local] = flat.topk(n_local).values
             top = dp.all_gather(cand).topk(n_keep).values
             mask = (pos >= top[-1]) & (pos > 0)
-        kept = pos[mask]
-        if kept.numel():
-            m = kept.min()
+            kept = top[top > 0]  # the global batch's smallest kept code
+            m = kept.min() if kept.numel() else None
+        if m is None and dp is None:  # every positive entry is kept
+            kept = pos[mask]
+            m = kept.min() if kept.numel() else None
+        if m is not None:
             if torch.isnan(self.threshold):
                 self.threshold.copy_(m)
             else:
@@ -326,7 +338,7 @@ class BatchTopKRule(_Rule):
 
     def select(self, pre, dp=None):
         mask = self.keep_mask(pre, dp)
-        counts = mask.sum(1)
+        counts = torch.count_nonzero(mask, dim=1)
         widest = int(counts.max()) if mask.shape[0] else 0
         if widest > BATCH_TOPK_SPARSE_SHARE * pre.shape[1]:
             return mask, None
