@@ -588,6 +588,7 @@ def ttq(
             else f" --datasets {','.join(datasets)} --cache PATH"
         )
         + ("" if target == TTQ_TARGET else f" --target {target}")
+        + (f" --interleave {interleave}" if interleave else "")
         + "`.",
     ]
     for kind in datasets:
