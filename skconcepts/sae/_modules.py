@@ -20,6 +20,9 @@ Nothing here touches the global torch RNG: every random draw takes a
 ``torch.Generator`` on the CPU and is moved to the device afterwards.
 """
 
+import math
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +37,29 @@ def _coo(rows, cols, values, shape):
     return torch.sparse_coo_tensor(
         torch.stack([rows, cols]), values, shape, check_invariants=False
     )
+
+
+def _sampled_dots(a, b, idx):
+    """``out[i, j] = a[i] . b[idx[i, j]]`` (``a (n, d)``, ``b (k, d)``, ``idx (n, t)``).
+
+    A sampled product over the CSR pattern of ``idx``: ``n * t * d``
+    multiply-adds and no ``(n, t, d)`` gather.
+    """
+    n, t = idx.shape
+    if n == 0 or t == 0:
+        return torch.zeros((n, t), dtype=a.dtype, device=a.device)
+    crow = torch.arange(0, n * t + 1, t, device=idx.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "CSR support is in beta state"
+        pattern = torch.sparse_csr_tensor(
+            crow,
+            idx.reshape(-1),
+            torch.zeros(n * t, dtype=a.dtype, device=a.device),
+            (n, b.shape[0]),
+            check_invariants=False,
+        )
+    out = torch.sparse.sampled_addmm(pattern, a, b.t(), beta=0.0)
+    return out.values().reshape(n, t)
 
 
 class _SparseCodec(torch.autograd.Function):
@@ -65,10 +91,9 @@ class _SparseCodec(torch.autograd.Function):
         rows = torch.arange(B, device=idx.device).repeat_interleave(t)
         g_xc = g_we = g_be = g_dict = None
         if g_rec is not None:
-            # d rec / d vals_bj = dictionary[idx_bj]
-            dvals = torch.bmm(F.embedding(idx, dictionary), g_rec.unsqueeze(2)).squeeze(
-                2
-            )
+            # d rec / d vals_bj = dictionary[idx_bj]: the B x t dot products
+            # <g_rec[b], dictionary[idx_bj]> only (no B x t x d gather)
+            dvals = _sampled_dots(g_rec, dictionary, idx)
             if ctx.needs_input_grad[3]:
                 g_dict = torch.sparse.mm(
                     _coo(flat_idx, rows, vals.reshape(-1), (k, B)), g_rec
@@ -104,9 +129,12 @@ def sparse_codec(xc, enc_weight, enc_bias, dictionary, idx, sel_pre):
 class _Rule(nn.Module):
     """A sparsity rule ``sigma``: pre-activations -> codes.
 
-    ``sparse = True`` marks rules that keep exactly ``top_k`` entries per row;
-    the engine then uses the :func:`sparse_codec` fast path and calls
-    :meth:`select` instead of :meth:`train_codes`.
+    ``sparse = True`` marks rules whose training codes have few kept entries
+    per row; the engine then uses the :func:`sparse_codec` fast path and calls
+    :meth:`select` (``-> (sel, idx)``, the pre-activations at the kept
+    indices, ``(B, t)``; padding entries have a pre-activation <= 0) instead
+    of :meth:`train_codes`. ``select`` may return ``(mask, None)``: the
+    module then computes dense codes ``relu(pre) * mask``.
     """
 
     sparse = False
@@ -151,7 +179,7 @@ class TopKRule(_Rule):
         super().__init__()
         self.top_k = int(top_k)
 
-    def select(self, pre):
+    def select(self, pre, dp=None):
         return pre.topk(self.top_k, dim=1)
 
     def train_codes(self, pre, dp=None):
@@ -159,13 +187,115 @@ class TopKRule(_Rule):
         return torch.zeros_like(pre).scatter(1, idx, torch.relu(vals))
 
 
+#: Entries of the strided sample from which :func:`batch_topk_mask` takes a
+#: lower bound of the selection threshold (any sample is exact; its size only
+#: sets the cost).
+BATCH_TOPK_SAMPLE = 2**15
+
+#: BatchTopK takes the sparse path (:func:`sparse_codec` over padded per-row
+#: indices) when the row keeping the most codes keeps at most this share of
+#: the atoms; a wider selection is decoded densely.
+BATCH_TOPK_SPARSE_SHARE = 0.25
+
+
+def _kth_largest(flat, n):
+    """The ``n``-th largest entry of the 1-d tensor ``flat`` (``n < len(flat)``).
+
+    Exact: a lower bound ``L`` is read from a strided sample, the entries
+    ``>= L`` are gathered and, when there are at least ``n`` of them, the
+    ``n``-th largest entry is among them (every larger entry is ``>= L``).
+    Otherwise the sample bound is lowered (twice the margin) and, as a last
+    resort, ``flat.topk(n)`` is used. Costs about two passes over ``flat``
+    instead of a top-``n`` over it.
+    """
+    N = flat.numel()
+    stride = max(1, N // BATCH_TOPK_SAMPLE)
+    while stride > 1 and math.gcd(stride, N) != 1 and stride > N // (4 * n):
+        stride -= 1  # a stride coprime with N (and the row length) mixes columns
+    sample = flat[::stride]
+    m = sample.numel()
+    q = min(m, math.ceil(n * m / N * 1.25) + 32)
+    while q < m:
+        low = sample.topk(q).values[-1]
+        cand = flat[flat >= low]
+        c = cand.numel()
+        if c >= n:
+            # the n-th largest of cand: its (c - n + 1)-th smallest
+            return cand.topk(c - n + 1, largest=False).values.max()
+        q = min(m, 2 * q)
+    return flat.topk(n).values[-1]
+
+
+@torch.no_grad()
+def batch_topk_mask(pos, n_keep, return_threshold=False):
+    """Boolean mask of the BatchTopK selection of non-negative codes ``pos``.
+
+    The ``n_keep`` largest entries of ``pos`` over the whole ``(B, k)`` batch,
+    restricted to the positive ones (a zero code is zero whether it is kept
+    or not). Ties at the threshold are broken in row-major order: among the
+    entries equal to the ``n_keep``-th largest, those of the earlier rows
+    (then the earlier atoms) are kept, so the mask is exactly that of a
+    stable descending sort of ``pos.reshape(-1)`` cut at ``n_keep``.
+
+    With ``return_threshold=True`` returns ``(mask, tau)``: ``tau`` the
+    ``n_keep``-th largest entry (then the smallest kept one) when it is
+    positive, else None (every positive entry is kept).
+    """
+    flat = pos.reshape(-1)
+    tau = None
+    if n_keep < flat.numel():
+        tau = _kth_largest(flat, n_keep)
+        if tau <= 0:  # at most n_keep positive entries: all of them
+            tau = None
+    if tau is None:
+        mask = pos > 0
+    else:
+        mask = pos >= tau
+        extra = int(torch.count_nonzero(mask)) - n_keep
+        if extra > 0:  # ties at tau: drop the last ones in row-major order
+            ties = (flat == tau).nonzero().squeeze(1)
+            mask.view(-1)[ties[ties.numel() - extra :]] = False
+    return (mask, tau) if return_threshold else mask
+
+
+def padded_selection(pre, mask, counts=None):
+    """``(sel, idx)`` of shape ``(B, t)`` for :func:`sparse_codec` from a mask.
+
+    ``t`` is the largest number of kept entries of a row (at least 1); row
+    ``b`` lists its kept atoms in increasing order, then pads with atom 0 and
+    a pre-activation of 0 (a zero code, which carries no gradient and adds
+    nothing to the reconstruction). ``counts``: ``mask.sum(1)`` if known.
+    """
+    B = mask.shape[0]
+    rows, cols = mask.nonzero(as_tuple=True)  # row-major order
+    if counts is None:
+        counts = torch.count_nonzero(mask, dim=1)
+    t = max(1, int(counts.max()) if B else 0)  # embedding_bag needs t >= 1
+    starts = counts.cumsum(0) - counts
+    slot = torch.arange(rows.numel(), device=rows.device) - starts[rows]
+    idx = torch.zeros((B, t), dtype=torch.long, device=pre.device)
+    sel = torch.zeros((B, t), dtype=pre.dtype, device=pre.device)
+    idx[rows, slot] = cols
+    sel[rows, slot] = pre[rows, cols]
+    return sel, idx
+
+
 class BatchTopKRule(_Rule):
     """Keep the ``top_k * batch`` largest pre-activations over the batch.
+
+    Ties at the threshold are broken in row-major order (see
+    :func:`batch_topk_mask`); under data parallelism every entry equal to
+    the global threshold is kept. Training takes the sparse path of
+    :func:`sparse_codec` (per-row kept atoms, padded to the widest row) when
+    the widest row keeps at most :data:`BATCH_TOPK_SPARSE_SHARE` of the
+    atoms, else the codes are dense: the same codes and gradients.
 
     At inference a row keeps every pre-activation above the learned threshold
     ``threshold``: an exponential running mean (``momentum``) of the smallest
     kept positive pre-activation of each training batch.
     """
+
+    sparse = True
 
     def __init__(self, top_k, threshold=None, momentum=0.01):
         super().__init__()
@@ -174,35 +304,48 @@ class BatchTopKRule(_Rule):
         init = float("nan") if threshold is None else float(threshold)
         self.register_buffer("threshold", torch.tensor(init))
 
-    def train_codes(self, pre, dp=None):
+    @torch.no_grad()
+    def keep_mask(self, pre, dp=None):
+        """Mask of the kept entries of a training batch; updates ``threshold``."""
         pos = torch.relu(pre)
         if dp is None:
-            n_keep = min(self.top_k * pre.shape[0], pre.numel())
-            vals, flat = pos.reshape(-1).topk(n_keep)
-            codes = torch.zeros_like(pos).reshape(-1).scatter(0, flat, vals)
-            codes = codes.reshape(pre.shape)
-            top = vals.detach()
+            mask, m = batch_topk_mask(
+                pos, self.top_k * pre.shape[0], return_threshold=True
+            )
         else:
             # a share of a global batch of dp.batch_rows rows: the kept
             # entries are those at or above the global (top_k * B)-th largest
             # value, found from every share's own top candidates (ties
             # aside, the single-process selection; relu zeros code 0 anyway)
             n_keep = self.top_k * dp.batch_rows
-            flat = pos.detach().reshape(-1)
-            m = min(n_keep, flat.numel())
+            flat = pos.reshape(-1)
+            n_local = min(n_keep, flat.numel())
             cand = torch.full((n_keep,), -torch.inf, dtype=pos.dtype, device=pos.device)
-            cand[:m] = flat.topk(m).values
+            cand[:n_local] = flat.topk(n_local).values
             top = dp.all_gather(cand).topk(n_keep).values
-            codes = pos * (pos >= top[-1])
-        with torch.no_grad():
-            kept = top[top > 0]
-            if kept.numel():
-                m = kept.min()
-                if torch.isnan(self.threshold):
-                    self.threshold.copy_(m)
-                else:
-                    self.threshold.lerp_(m, self.momentum)
-        return codes
+            mask = (pos >= top[-1]) & (pos > 0)
+            kept = top[top > 0]  # the global batch's smallest kept code
+            m = kept.min() if kept.numel() else None
+        if m is None and dp is None:  # every positive entry is kept
+            kept = pos[mask]
+            m = kept.min() if kept.numel() else None
+        if m is not None:
+            if torch.isnan(self.threshold):
+                self.threshold.copy_(m)
+            else:
+                self.threshold.lerp_(m, self.momentum)
+        return mask
+
+    def select(self, pre, dp=None):
+        mask = self.keep_mask(pre, dp)
+        counts = torch.count_nonzero(mask, dim=1)
+        widest = int(counts.max()) if mask.shape[0] else 0
+        if widest > BATCH_TOPK_SPARSE_SHARE * pre.shape[1]:
+            return mask, None
+        return padded_selection(pre, mask, counts)
+
+    def train_codes(self, pre, dp=None):
+        return torch.relu(pre) * self.keep_mask(pre.detach(), dp)
 
     def infer_codes(self, pre):
         thr = self.threshold
@@ -407,8 +550,10 @@ class SAEOutput:
     pre : tensor ``(B, k)``
         Pre-activations. Differentiable on the dense path; detached on the
         TopK sparse path (only the kept codes carry gradients there).
-    idx, vals : tensors ``(B, top_k)`` or None
-        Sparse path only: indices and (differentiable) values of kept codes.
+    idx, vals : tensors ``(B, t)`` or None
+        Sparse path only: indices and (differentiable) values of kept codes
+        (``t = top_k`` for TopK; for BatchTopK the widest row's count, the
+        other rows padded with atom 0 and a zero value).
     x_hat : tensor ``(B, d)``
         Reconstruction ``z D + b_pre``.
     dictionary : tensor ``(k, d)``
@@ -426,7 +571,8 @@ class SAEOutput:
     @property
     def codes(self):
         if self._codes is None:
-            self._codes = torch.zeros_like(self.pre).scatter(1, self.idx, self.vals)
+            # scatter_add: padding entries (atom 0, code 0) may repeat an index
+            self._codes = torch.zeros_like(self.pre).scatter_add(1, self.idx, self.vals)
         return self._codes
 
     def fired(self):
@@ -482,11 +628,18 @@ class SAEModule(nn.Module):
         if self.rule.sparse and sparse_ok:
             with torch.no_grad():
                 pre = self.pre_activations(xc)
-                sel, idx = self.rule.select(pre)
-            vals, rec = sparse_codec(xc, self.enc_weight, self.enc_bias, D, idx, sel)
-            return SAEOutput(x, xc, pre, rec + self.b_pre, D, idx=idx, vals=vals)
-        pre = self.pre_activations(xc)
-        codes = self.rule.train_codes(pre, dp)
+                sel, idx = self.rule.select(pre, dp)
+            if idx is not None:
+                vals, rec = sparse_codec(
+                    xc, self.enc_weight, self.enc_bias, D, idx, sel
+                )
+                return SAEOutput(x, xc, pre, rec + self.b_pre, D, idx=idx, vals=vals)
+            # a selection too wide for the sparse path: `sel` is its mask
+            pre = self.pre_activations(xc)
+            codes = torch.relu(pre) * sel
+        else:
+            pre = self.pre_activations(xc)
+            codes = self.rule.train_codes(pre, dp)
         x_hat = torch.addmm(self.b_pre, codes, D)
         return SAEOutput(x, xc, pre, x_hat, D, codes=codes)
 

@@ -28,10 +28,12 @@ class TopKSAE(_BaseSAE):
         initial threshold). Unused by ``"relu"``. Must be <= ``n_concepts``.
     activation : {"topk", "batchtopk", "jumprelu", "relu"}, default="topk"
         Sparsity rule. ``"batchtopk"`` keeps the ``top_k * batch_size``
-        largest pre-activations of a training batch and, at inference, every
-        pre-activation above a learned threshold (so ``transform`` treats
-        rows independently). ``"jumprelu"`` learns one threshold per atom
-        with a straight-through estimator. ``"relu"`` is ReLU + L1.
+        largest pre-activations of a training batch (ties at the threshold
+        broken in row-major order: earlier rows, then earlier atoms) and, at
+        inference, every pre-activation above a learned threshold (so
+        ``transform`` treats rows independently). ``"jumprelu"`` learns one
+        threshold per atom with a straight-through estimator. ``"relu"`` is
+        ReLU + L1.
     init : {"random", "kmeans"}, default="random"
         Initial dictionary: random Gaussian directions, or the (unit-norm)
         k-means centroids of the centred data (the data-anchored start of

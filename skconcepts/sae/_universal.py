@@ -87,11 +87,16 @@ class _UniversalModule(SAEModule):
         if self.rule.sparse and sparse_ok:
             with torch.no_grad():
                 pre = torch.addmm(bias, xc, W.t())
-                sel, idx = self.rule.select(pre)
-            vals, rec = sparse_codec(xc, W, bias, D, idx, sel)
-            return SAEOutput(x, xc, pre, rec + self.b_pre, D, idx=idx, vals=vals)
-        pre = torch.addmm(bias, xc, W.t())
-        codes = self.rule.train_codes(pre, dp)
+                sel, idx = self.rule.select(pre, dp)
+            if idx is not None:
+                vals, rec = sparse_codec(xc, W, bias, D, idx, sel)
+                return SAEOutput(x, xc, pre, rec + self.b_pre, D, idx=idx, vals=vals)
+            # a selection too wide for the sparse path: `sel` is its mask
+            pre = torch.addmm(bias, xc, W.t())
+            codes = torch.relu(pre) * sel
+        else:
+            pre = torch.addmm(bias, xc, W.t())
+            codes = self.rule.train_codes(pre, dp)
         return SAEOutput(x, xc, pre, torch.addmm(self.b_pre, codes, D), D, codes=codes)
 
     @torch.no_grad()
