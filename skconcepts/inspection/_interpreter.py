@@ -350,7 +350,7 @@ class NMFInterpreter(
             )
         return out if isinstance(y, str) else (out, y)
 
-    def _check_inputs(self, inputs, n_rows, *, reset):
+    def _check_inputs(self, inputs, X, *, reset):
         """The input-space representation: non-negative ``(n, n_freqs, n_frames)``."""
         if inputs is None:
             raise ValueError(
@@ -358,6 +358,7 @@ class NMFInterpreter(
                 "input-space representation of the same inputs (e.g. magnitude "
                 "spectrograms of shape (n_samples, n_freqs, n_frames))."
             )
+        n_rows = X.shape[0]
         V = check_array(inputs, allow_nd=True, dtype=[np.float64, np.float32])
         if V.ndim == 2:
             V = V[:, :, None]
@@ -476,7 +477,7 @@ class NMFInterpreter(
         import torch
 
         X, y = self._check_X(X, y, reset=True)
-        V = self._check_inputs(inputs, X.shape[0], reset=True)
+        V = self._check_inputs(inputs, X, reset=True)
         P, self.classes_ = self._targets(y)
         seeds = named_seeds(self.random_state, ["dictionary", "init", "batches"])
         n, f, t = V.shape
@@ -711,6 +712,7 @@ class NMFInterpreter(
         labels : ndarray of shape (n_samples,)
             Values of ``classes_``.
         """
+        check_is_fitted(self)
         return self.classes_[self.decision_function(X).argmax(axis=1)]
 
     def score(self, X, y):
@@ -733,7 +735,7 @@ class NMFInterpreter(
         check_is_fitted(self)
         X, y = self._check_X(X, y, reset=False)
         y = np.asarray(y)
-        pred = self.decision_function(X).argmax(axis=1)
+        pred = self._forward(X)[1].argmax(axis=1)
         if y.ndim == 2 and y.shape[1] > 1:
             if y.shape[1] != len(self.classes_):
                 raise ValueError(
@@ -851,7 +853,7 @@ default=None
         part = W[None, :, component, None] * codes[:, None, component, :]
         if inputs is None:
             return part * self.input_scale_
-        V = self._check_inputs(inputs, X.shape[0], reset=False)
+        V = self._check_inputs(inputs, X, reset=False)
         whole = np.einsum("fk,nkt->nft", W, codes)
         mask = part / np.maximum(whole, np.finfo(np.float64).tiny)
         return V * np.clip(mask, 0.0, 1.0)
