@@ -18,12 +18,12 @@ from skconcepts.inspection import NMFInterpreter, spectrogram_to_audio
 N_TRAIN = 180
 
 
-def _audio_and_classifier():
+def _audio_and_classifier(seed=0):
     """Clips, the frame-wise hidden layer (n, frames, 32) and the logits."""
-    data = make_synthetic_audio(240, random_state=0)
+    data = make_synthetic_audio(240, random_state=seed)
     S = torch.from_numpy(np.log1p(data.spectrograms).astype(np.float32))
     target = torch.from_numpy(data.target)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     f = S.shape[1]
     conv = torch.nn.Conv1d(f, 32, 3, padding=1)
     lin = torch.nn.Linear(32, 3)
@@ -52,7 +52,8 @@ def audio():
 
 def _fit(audio, **kw):
     data, H, logits = audio
-    params = dict(n_components=8, max_iter=60, device="cpu", random_state=0)
+    params = dict(n_components=8, max_iter=60, n_positions=H.shape[1])
+    params.update(device="cpu", random_state=0)
     params.update(kw)
     return NMFInterpreter(**params).fit(
         H[:N_TRAIN], logits[:N_TRAIN], inputs=data.spectrograms[:N_TRAIN]
@@ -183,27 +184,34 @@ def test_bad_input_errors(audio, fitted):
     data, H, logits = audio
     X, y, V = H[:30], logits[:30], data.spectrograms[:30]
     small = dict(n_components=3, max_iter=1, nmf_max_iter=5, device="cpu")
+    small3 = dict(small, n_positions=X.shape[1])
     with pytest.raises(ValueError, match="non-negative"):
-        NMFInterpreter(**small).fit(X, y, inputs=V - V.mean())
+        NMFInterpreter(**small3).fit(X, y, inputs=V - V.mean())
     with pytest.raises(ValueError, match="29 rows but X has 30"):
-        NMFInterpreter(**small).fit(X, y, inputs=V[:29])
+        NMFInterpreter(**small3).fit(X, y, inputs=V[:29])
     with pytest.raises(ValueError, match="needs inputs=V"):
-        NMFInterpreter(**small).fit(X, y)
+        NMFInterpreter(**small3).fit(X, y)
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
-        NMFInterpreter(**small).fit(X, y[:20], inputs=V)
+        NMFInterpreter(**small3).fit(X, y[:20], inputs=V)
     with pytest.raises(ValueError, match="n_freqs, n_frames"):
-        NMFInterpreter(**small).fit(X, y, inputs=V[..., None])
+        NMFInterpreter(**small3).fit(X, y, inputs=V[..., None])
     with pytest.raises(ValueError, match="sum to 1"):
-        NMFInterpreter(target="probabilities", **small).fit(X, y, inputs=V)
+        NMFInterpreter(target="probabilities", **small3).fit(X, y, inputs=V)
     with pytest.raises(ValueError, match="non-negative components_"):
         from sklearn.decomposition import PCA
 
-        NMFInterpreter(dictionary=PCA(3), **small).fit(X, y, inputs=V)
+        NMFInterpreter(dictionary=PCA(3), **small3).fit(X, y, inputs=V)
     with pytest.raises(ValueError, match="kernel_size must be odd"):
-        NMFInterpreter(kernel_size=2, **small).fit(X, y, inputs=V)
+        NMFInterpreter(kernel_size=2, **small3).fit(X, y, inputs=V)
     # after fit: shapes that do not match what was fitted
-    with pytest.raises(ValueError, match="rows of shape"):
+    with pytest.raises(ValueError, match="X has 32 positions but n_positions=33"):
         fitted.transform(X[:, :-1])
+    with pytest.raises(ValueError, match="dim 3.*n_positions"):
+        NMFInterpreter(**small).fit(X, y, inputs=V)
+    with pytest.raises(ValueError, match="not a multiple of n_positions"):
+        NMFInterpreter(n_positions=7, **small).fit(X.reshape(30, -1), y, inputs=V)
+    with pytest.raises(ValueError, match="overflow"):
+        NMFInterpreter(**small).fit(X[:, 0], y, inputs=V.astype(np.float32) * 1e37)
     with pytest.raises(ValueError, match="codes must have shape"):
         fitted.inverse_transform(np.ones((2, 5)))
     with pytest.raises(ValueError, match="component must be an int"):
@@ -224,6 +232,7 @@ def test_other_dictionary_and_float32(audio):
     data, H, logits = audio
     interp = NMFInterpreter(
         dictionary=NMF(4, max_iter=300, random_state=0),
+        n_positions=H.shape[1],
         max_iter=2,
         device="cpu",
         random_state=0,

@@ -72,7 +72,9 @@ print("classifier test accuracy:", np.mean(logits[test].argmax(1) == data.target
 # the interpreter (1-D convolutions over the hidden layer's frames) and its
 # head, trained for 60 epochs on reconstruction + L1 + cross-entropy to the
 # classifier's probabilities.
-interp = NMFInterpreter(8, max_iter=60, device="cpu", random_state=0)
+interp = NMFInterpreter(
+    8, n_positions=H.shape[1], max_iter=60, device="cpu", random_state=0
+)
 interp.fit(H[train], logits[train], inputs=V[train])
 print(f"reconstruction R2 (train): {interp.reconstruction_r2_:.3f}")
 print(f"fidelity to the classifier (test): {interp.score(H[test], logits[test]):.3f}")

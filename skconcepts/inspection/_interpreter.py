@@ -22,7 +22,6 @@ from sklearn.base import (
     clone,
 )
 from sklearn.utils import check_array
-from sklearn.utils.validation import check_consistent_length
 
 from .._backend import make_generator, named_seeds, resolve_device, to_numpy, to_tensor
 from .._compat import (
@@ -34,7 +33,7 @@ from .._compat import (
     check_is_fitted,
     validate_data,
 )
-from .._faults import VersionedStateMixin
+from .._faults import VersionedStateMixin, check_overflow
 from ..base import DEVICE_CONSTRAINT
 
 __all__ = ["NMFInterpreter", "spectrogram_to_audio"]
@@ -120,8 +119,9 @@ class NMFInterpreter(
     Interpret", NeurIPS 2022). ``fit(X, y, inputs=V)`` takes, for the same
     ``n`` inputs:
 
-    - ``X``: the classifier's **hidden activations**, ``(n, d)`` rows or
-      ``(n, t_h, d)`` with positions (e.g. frames of a convolutional layer);
+    - ``X``: the classifier's **hidden activations**, ``(n, d)`` rows or,
+      with ``n_positions=p``, ``(n, p, d)`` vectors per position (e.g. the
+      frames of a convolutional layer; or their flattening ``(n, p * d)``);
     - ``y``: the classifier's **outputs** to be reproduced: logits or
       probabilities ``(n, n_classes)``, or its predicted labels ``(n,)``;
     - ``inputs``: a **non-negative input-space representation** ``V`` of
@@ -178,6 +178,11 @@ class NMFInterpreter(
     target : {"auto", "labels", "logits", "probabilities"}, default="auto"
         How ``y`` is read. "auto": 1-D ``y`` are labels; 2-D rows that are
         non-negative and sum to 1 are probabilities, other 2-D rows logits.
+    n_positions : int or None, default=None
+        None: each row of ``X`` is one vector, read by an MLP. An int ``p``:
+        the hidden layer has positions (frames of a convolutional layer):
+        ``X`` is ``(n, p, d)``, or its position-major flattening
+        ``(n, p * d)``, read by 1-D convolutions over the positions.
     hidden_layer_sizes : tuple of int, default=(64,)
         Hidden widths of the interpreter (linear layers for ``(n, d)``
         activations, 1-D convolutions for ``(n, t_h, d)``).
@@ -214,7 +219,7 @@ class NMFInterpreter(
         ``s``, the root mean square of the training ``inputs``.
     hidden_shape_ : tuple of int
         Shape of one row of ``X`` (``(d,)`` or ``(t_h, d)``).
-    hidden_mean_, hidden_scale_ : ndarray of shape hidden_shape_
+    hidden_mean_, hidden_scale_ : ndarray of shape (n_features_in_,)
         Standardisation of ``X`` (per feature) before the interpreter.
     classes_ : ndarray of shape (n_classes,)
         The labels (``arange(n_classes)`` for 2-D ``y``).
@@ -236,7 +241,7 @@ class NMFInterpreter(
     reconstruction_r2_ : float
         R² of ``V`` by ``W Psi(X)`` on the training rows.
     n_features_in_ : int
-        ``hidden_shape_[-1]`` for positional activations, else ``d``.
+        Columns of ``X`` (``p * d`` for activations with positions).
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined when ``X`` has string column names.
 
@@ -272,6 +277,7 @@ class NMFInterpreter(
         "fidelity": [Interval(Real, 0, None, closed="left")],
         "activation": [StrOptions({"softplus", "relu"})],
         "target": [StrOptions({"auto", "labels", "logits", "probabilities"})],
+        "n_positions": [Interval(Integral, 1, None, closed="left"), None],
         "hidden_layer_sizes": [tuple, list],
         "kernel_size": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -292,6 +298,7 @@ class NMFInterpreter(
         fidelity=0.2,
         activation="softplus",
         target="auto",
+        n_positions=None,
         hidden_layer_sizes=(64,),
         kernel_size=3,
         max_iter=200,
@@ -308,6 +315,7 @@ class NMFInterpreter(
         self.fidelity = fidelity
         self.activation = activation
         self.target = target
+        self.n_positions = n_positions
         self.hidden_layer_sizes = hidden_layer_sizes
         self.kernel_size = kernel_size
         self.max_iter = max_iter
@@ -327,42 +335,48 @@ class NMFInterpreter(
 
     # ------------------------------------------------------------ validation
     def _check_X(self, X, y="no_validation", *, reset):
-        """Validate the hidden activations: rows ``(n, d)`` or ``(n, t_h, d)``."""
-        arr = np.asarray(X) if not hasattr(X, "iloc") else X
-        nd = getattr(arr, "ndim", 2)
+        """Validate the hidden activations as a 2-D ``(n, n_features)`` array.
+
+        ``(n, n_positions, d)`` arrays are accepted when ``n_positions`` is
+        set and flattened to ``(n, n_positions * d)`` (position-major).
+        """
+        name = type(self).__name__
+        nd = getattr(X, "ndim", None)
+        if nd is None and isinstance(X, list | tuple):
+            nd = np.asarray(X).ndim
         if nd == 3:
-            # positional: validate the (n * t_h, d) view for dtype, finiteness
-            # and the number of channels; keep the positions
-            X3 = check_array(X, allow_nd=True, dtype=[np.float64, np.float32])
-            if not isinstance(y, str):
-                if y is None:
-                    raise ValueError(
-                        f"{type(self).__name__} requires y to be passed, but the "
-                        "target y is None (pass the classifier's outputs)."
-                    )
-                check_consistent_length(X3, y)
-            n, t_h, d = X3.shape
-            validate_data(self, X3.reshape(n * t_h, d), reset=reset)
-            out = X3
-        else:
-            kw = {} if isinstance(y, str) else {"multi_output": True}
-            res = validate_data(
-                self, X, y, dtype=[np.float64, np.float32], reset=reset, **kw
-            )
-            out = res if isinstance(y, str) else res[0]
-            if not isinstance(y, str):
-                y = res[1]
-        shape = tuple(out.shape[1:])
+            if self.n_positions is None:
+                raise ValueError(
+                    f"Found array with dim 3. {name} expected <= 2 unless "
+                    "n_positions is set: pass n_positions=X.shape[1] to read "
+                    "(n_samples, n_positions, n_features) activations with "
+                    "positions, or X.reshape(len(X), -1) for plain rows."
+                )
+            X3 = np.asarray(X)
+            if X3.shape[1] != self.n_positions:
+                raise ValueError(
+                    f"X has {X3.shape[1]} positions but n_positions={self.n_positions}."
+                )
+            X = X3.reshape(X3.shape[0], -1)
+        kw = {} if isinstance(y, str) else {"multi_output": True}
+        res = validate_data(
+            self, X, y, dtype=[np.float64, np.float32], reset=reset, **kw
+        )
+        out = res if isinstance(y, str) else res[0]
+        check_overflow(out, name)
         if reset:
-            self.hidden_shape_ = shape
-        elif shape != tuple(self.hidden_shape_):
-            raise ValueError(
-                f"X has rows of shape {shape}, but {type(self).__name__} was "
-                f"fitted on hidden activations with rows of shape "
-                f"{tuple(self.hidden_shape_)}; pass the same layer, with the "
-                "same positions."
-            )
-        return out if isinstance(y, str) else (out, y)
+            width = out.shape[1]
+            p = self.n_positions
+            if p is None:
+                self.hidden_shape_ = (width,)
+            elif width % p:
+                raise ValueError(
+                    f"X has {width} features, not a multiple of n_positions={p}: "
+                    "each row must hold n_positions frame vectors of equal size."
+                )
+            else:
+                self.hidden_shape_ = (p, width // p)
+        return out if isinstance(y, str) else (out, res[1])
 
     def _check_inputs(self, inputs, X, *, reset):
         """The input-space representation: non-negative ``(n, n_freqs, n_frames)``."""
@@ -393,6 +407,9 @@ class NMFInterpreter(
                 f"them); got a minimum of {float(V.min()):.3g}. Pass magnitudes "
                 "(np.abs of the STFT) or shift / clip the representation."
             )
+        check_overflow(
+            V.reshape(V.shape[0], -1), f"{type(self).__name__} (its inputs=V)"
+        )
         if not reset and V.shape[1:] != tuple(self.input_shape_):
             raise ValueError(
                 f"inputs has frames of shape {V.shape[1:]}, but the interpreter "
@@ -527,7 +544,9 @@ class NMFInterpreter(
             torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=torch_gen)))
             module = self._build_module(len(self.classes_)).to(device, dtype)
         W = to_tensor(self.components_.T, device, dtype)
-        Z = (X - self.hidden_mean_) / self.hidden_scale_
+        Z = ((X - self.hidden_mean_) / self.hidden_scale_).reshape(
+            (n, *self.hidden_shape_)
+        )
         Vn = V / self.input_scale_
         opt = torch.optim.Adam(module.parameters(), lr=self.learning_rate)
         batch_gen = make_generator(seeds["batches"])
@@ -610,7 +629,9 @@ class NMFInterpreter(
             {k: torch.from_numpy(v) for k, v in self.interpreter_state_.items()}
         )
         module = module.to(device, torch.float32).eval()
-        Z = (X - self.hidden_mean_) / self.hidden_scale_
+        Z = ((X - self.hidden_mean_) / self.hidden_scale_).reshape(
+            (X.shape[0], *self.hidden_shape_)
+        )
         codes, logits = [], []
         with torch.no_grad():
             for s0 in range(0, max(X.shape[0], 1), 1024):
@@ -631,7 +652,8 @@ class NMFInterpreter(
         ----------
         X : array-like of shape (n_samples, n_features) or \
 (n_samples, n_positions, n_features)
-            Hidden activations of the layer seen in ``fit``.
+            Hidden activations of the layer seen in ``fit`` (3-D with
+            ``n_positions``).
 
         Returns
         -------

@@ -292,7 +292,7 @@ def __getattr__(name):  # the checks' subclass, built once, picklable by name
 
 
 def _nmf_interpreter_instances():
-    cls = __getattr__("NMFInterpreterOnRows")
+    cls = globals().get("NMFInterpreterOnRows") or __getattr__("NMFInterpreterOnRows")
     common = dict(n_components=2, max_iter=3, nmf_max_iter=20, batch_size=16)
     return [cls(hidden_layer_sizes=(8,), **common)]
 
