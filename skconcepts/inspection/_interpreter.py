@@ -168,13 +168,18 @@ class NMFInterpreter(
     fidelity : float, default=0.2
         Weight of the output-fidelity term (cross-entropy of the head to the
         classifier's probabilities). With 0 the head gets no gradient and
-        keeps its initial weights (an ablation, not a use).
+        keeps its initial weights (an ablation, not a use). 1.0 found the
+        class tone as the top component for 17 of 18 classes of the
+        synthetic audio (6 seeds) against 18 of 18 at 0.2, with a lower
+        reconstruction (R² 0.68 against 0.75).
     activation : {"softplus", "relu"}, default="softplus"
-        The non-linearity that makes the codes non-negative. The paper's
-        ReLU can leave a component's output dead for every input (no
-        gradient): on the synthetic audio of the tests, 2 of 4 seeds stopped
-        at a reconstruction R² of 0.30-0.46 with "relu" against 0.71-0.75
-        with "softplus" (whose codes are small, never exactly zero).
+        The non-linearity that makes the codes non-negative. With the
+        paper's ReLU the reconstruction was lower and more variable on the
+        synthetic audio of the tests (6 seeds: training R² 0.68 ± 0.07,
+        minimum 0.58, against 0.75 ± 0.01 with "softplus"; the class tone
+        was the top component for 16 of 18 classes against 18 of 18); a
+        likely cause is ReLU outputs that stay at 0 (no gradient). Softplus
+        codes are small but never exactly zero. Guide: ``interpreter.md``.
     target : {"auto", "labels", "logits", "probabilities"}, default="auto"
         How ``y`` is read. "auto": 1-D ``y`` are labels; 2-D rows that are
         non-negative and sum to 1 are probabilities, other 2-D rows logits.
