@@ -242,3 +242,37 @@ def test_other_dictionary_and_float32(audio):
     assert interp.n_components_ == 4
     np.testing.assert_allclose(np.linalg.norm(interp.components_, axis=1), 1.0)
     assert interp.transform(X32).dtype == np.float32
+
+
+def test_logits_probabilities_and_labels_are_read_alike(audio):
+    # the same classifier outputs as logits or as probabilities give the same
+    # fit; hard labels are the one-hot probabilities
+    data, H, logits = audio
+    X, V = H[:40], data.spectrograms[:40]
+    proba = np.exp(logits[:40] - logits[:40].max(axis=1, keepdims=True))
+    proba /= proba.sum(axis=1, keepdims=True)
+    kw = dict(n_components=3, n_positions=H.shape[1], max_iter=3, nmf_max_iter=20)
+    kw.update(device="cpu", random_state=0)
+    a = NMFInterpreter(**kw).fit(X, logits[:40], inputs=V)
+    b = NMFInterpreter(**kw).fit(X, proba, inputs=V)
+    np.testing.assert_allclose(a.transform(X), b.transform(X), rtol=1e-5, atol=1e-6)
+    onehot = np.eye(3)[data.target[:40]]
+    c = NMFInterpreter(**kw).fit(X, data.target[:40], inputs=V)
+    d = NMFInterpreter(**kw).fit(X, onehot, inputs=V)
+    np.testing.assert_allclose(c.transform(X), d.transform(X), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(a.transform(X), c.transform(X))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fitted_on_cuda_runs_on_cpu(audio):
+    import pickle
+
+    data, H, logits = audio
+    kw = dict(n_components=4, n_positions=H.shape[1], max_iter=5, random_state=0)
+    gpu = NMFInterpreter(device="cuda", **kw).fit(
+        H[:60], logits[:60], inputs=data.spectrograms[:60]
+    )
+    cpu = pickle.loads(pickle.dumps(gpu)).set_params(device="cpu")
+    np.testing.assert_allclose(
+        cpu.transform(H[60:80]), gpu.transform(H[60:80]), rtol=1e-4, atol=1e-5
+    )
