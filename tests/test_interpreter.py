@@ -253,7 +253,9 @@ def test_logits_probabilities_and_labels_are_read_alike(audio):
     proba /= proba.sum(axis=1, keepdims=True)
     kw = dict(n_components=3, n_positions=H.shape[1], max_iter=3, nmf_max_iter=20)
     kw.update(device="cpu", random_state=0)
+    rng_state = torch.get_rng_state()
     a = NMFInterpreter(**kw).fit(X, logits[:40], inputs=V)
+    assert torch.equal(torch.get_rng_state(), rng_state)  # global RNG untouched
     b = NMFInterpreter(**kw).fit(X, proba, inputs=V)
     np.testing.assert_allclose(a.transform(X), b.transform(X), rtol=1e-5, atol=1e-6)
     onehot = np.eye(3)[data.target[:40]]

@@ -23,7 +23,14 @@ from sklearn.base import (
 )
 from sklearn.utils import check_array
 
-from .._backend import make_generator, named_seeds, resolve_device, to_numpy, to_tensor
+from .._backend import (
+    default_batch_size,
+    make_generator,
+    named_seeds,
+    resolve_device,
+    to_numpy,
+    to_tensor,
+)
 from .._compat import (
     Integral,
     Interval,
@@ -33,14 +40,14 @@ from .._compat import (
     check_is_fitted,
     validate_data,
 )
-from .._faults import VersionedStateMixin, check_overflow
+from .._faults import DivergenceError, VersionedStateMixin, check_overflow
 from ..base import DEVICE_CONSTRAINT
 
 __all__ = ["NMFInterpreter", "spectrogram_to_audio"]
 
 
 def _interpreter_module(
-    hidden_shape, n_components, n_frames, hidden, kernel_size, activation
+    hidden_shape, n_components, n_frames, hidden, kernel_size, activation, n_outputs
 ):
     """The interpreter ``Psi`` and the linear head, as one torch module.
 
@@ -79,7 +86,7 @@ def _interpreter_module(
                     width = h
                 layers.append(nn.Linear(width, n_components * n_frames))
             self.body = nn.Sequential(*layers)
-            self.head = nn.Linear(n_components, n_outputs_box[0])
+            self.head = nn.Linear(n_components, n_outputs)
 
         def codes(self, x):
             if self.positional:
@@ -98,13 +105,7 @@ def _interpreter_module(
             c = self.codes(x)
             return c, self.head(c.mean(dim=-1))
 
-    n_outputs_box = [None]
-
-    def build(n_outputs):
-        n_outputs_box[0] = n_outputs
-        return Interpreter()
-
-    return build
+    return Interpreter()
 
 
 class NMFInterpreter(
@@ -545,9 +546,8 @@ class NMFInterpreter(
         device = resolve_device(self.device)
         dtype = torch.float32
         torch_gen = make_generator(seeds["init"])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=torch_gen)))
-            module = self._build_module(len(self.classes_)).to(device, dtype)
+        seed = int(torch.randint(2**31 - 1, (1,), generator=torch_gen))
+        module = self._build_module(len(self.classes_), seed).to(device, dtype)
         W = to_tensor(self.components_.T, device, dtype)
         Z = ((X - self.hidden_mean_) / self.hidden_scale_).reshape(
             (n, *self.hidden_shape_)
@@ -583,7 +583,7 @@ class NMFInterpreter(
             rec_["time"] = time.perf_counter() - start
             self.history_.append(rec_)
             if not np.isfinite(sums[0]):
-                raise ValueError(
+                raise DivergenceError(
                     f"NMFInterpreter diverged at epoch {epoch + 1} (non-finite "
                     "loss); lower learning_rate or check the inputs' scale."
                 )
@@ -605,7 +605,19 @@ class NMFInterpreter(
         self.fidelity_score_ = float(np.mean(logits.argmax(1) == P.argmax(1)))
         return self
 
-    def _build_module(self, n_outputs):
+    def _build_module(self, n_outputs, seed=0):
+        """The torch module, its initial weights drawn from ``seed``.
+
+        Built on the CPU inside ``fork_rng``: the global torch RNG is left as
+        it was (``_forward`` builds one to load the fitted weights into).
+        """
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            return self._new_module(n_outputs)
+
+    def _new_module(self, n_outputs):
         hidden = tuple(int(h) for h in self.hidden_layer_sizes)
         if any(h < 1 for h in hidden):
             raise ValueError(
@@ -614,15 +626,15 @@ class NMFInterpreter(
             )
         if len(self.hidden_shape_) == 2 and self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd; got {self.kernel_size}.")
-        build = _interpreter_module(
+        return _interpreter_module(
             tuple(self.hidden_shape_),
             self.n_components_,
             self.input_shape_[1],
             hidden,
             int(self.kernel_size),
             self.activation,
+            n_outputs,
         )
-        return build(n_outputs)
 
     def _forward(self, X):
         """Codes (of ``V / s``) and head logits of validated activations ``X``."""
@@ -639,8 +651,11 @@ class NMFInterpreter(
         )
         codes, logits = [], []
         with torch.no_grad():
-            for s0 in range(0, max(X.shape[0], 1), 1024):
-                c, g = module(to_tensor(Z[s0 : s0 + 1024], device, torch.float32))
+            # a batch of rows, its codes and logits within the batch budget
+            width = X.shape[1] + self._n_features_out + len(self.classes_)
+            step = default_batch_size(width)
+            for s0 in range(0, max(X.shape[0], 1), step):
+                c, g = module(to_tensor(Z[s0 : s0 + step], device, torch.float32))
                 codes.append(to_numpy(c, np.float64))
                 logits.append(to_numpy(g, np.float64))
         return np.concatenate(codes), np.concatenate(logits)
