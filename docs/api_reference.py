@@ -79,7 +79,9 @@ SECTIONS = [
         "Concept maps of positional activations (feature maps, patch tokens, "
         "frames), the top inputs of each concept and recursive concepts "
         "(CRAFT). ``RecursiveConcepts`` is importable from the top-level "
-        "package.",
+        "package."
+        " Concepts rendered in the input space (Listen to Interpret): "
+        "``NMFInterpreter`` (also top-level) and ``spectrogram_to_audio``.",
         [("", "skconcepts.inspection")],
     ),
 ]

@@ -35,6 +35,8 @@ _LAZY = {
     "UniversalSAE": "skconcepts.sae",
     # inspection: where concepts are, recursive concepts
     "RecursiveConcepts": "skconcepts.inspection",
+    # concepts rendered in input space (Listen to Interpret)
+    "NMFInterpreter": "skconcepts.inspection",
 }
 
 _SUBMODULES = [

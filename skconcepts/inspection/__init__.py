@@ -8,9 +8,12 @@
 - Top inputs per concept: :func:`top_exemplars`.
 - Recursive concepts (CRAFT): :func:`ambiguity_scores` and
   :class:`RecursiveConcepts`.
+- Concepts rendered in input space (Listen to Interpret):
+  :class:`NMFInterpreter`, :func:`spectrogram_to_audio`.
 """
 
 from ._exemplars import top_exemplars
+from ._interpreter import NMFInterpreter, spectrogram_to_audio
 from ._maps import concept_maps, importance_weighted_maps, upsample_maps
 from ._positions import positions_to_rows, rows_to_positions
 from ._recursive import RecursiveConcepts, ambiguity_scores
@@ -24,6 +27,8 @@ __all__ = [
     "rows_to_positions",
     "top_exemplars",
     "upsample_maps",
+    "NMFInterpreter",
+    "spectrogram_to_audio",
 ]
 
 # differentiable NMF codes (issue 18, optional point: CRAFT's KKT gradient)

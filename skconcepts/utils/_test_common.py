@@ -259,3 +259,42 @@ def _shift_instances():
 
 
 CHECK_FACTORIES["ConceptShift"] = _shift_instances
+
+
+# --- NMFInterpreter: fit needs a third input (inputs=V, the input-space
+# representation), which the checks cannot give. The checks run on a subclass
+# whose only change is that a missing ``inputs`` is |X| read as one frame of
+# n_features bins (``(n, n_features, 1)``): every other path (validation,
+# dictionary, training, transform, pickling, set_output) is the estimator's.
+def _nmf_interpreter_class():
+    import numpy as np
+
+    from skconcepts.inspection import NMFInterpreter
+
+    class NMFInterpreterOnRows(NMFInterpreter):
+        def _check_inputs(self, inputs, X, *, reset):
+            if inputs is None:
+                inputs = np.abs(np.asarray(X, dtype=np.float64))
+                inputs = inputs.reshape(X.shape[0], -1, 1)
+            return super()._check_inputs(inputs, X, reset=reset)
+
+    NMFInterpreterOnRows.__module__ = __name__
+    NMFInterpreterOnRows.__qualname__ = "NMFInterpreterOnRows"
+    return NMFInterpreterOnRows
+
+
+def __getattr__(name):  # the checks' subclass, built once, picklable by name
+    if name == "NMFInterpreterOnRows":
+        cls = _nmf_interpreter_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)
+
+
+def _nmf_interpreter_instances():
+    cls = globals().get("NMFInterpreterOnRows") or __getattr__("NMFInterpreterOnRows")
+    common = dict(n_components=2, max_iter=3, nmf_max_iter=20, batch_size=16)
+    return [cls(hidden_layer_sizes=(8,), **common)]
+
+
+CHECK_FACTORIES["NMFInterpreter"] = _nmf_interpreter_instances
