@@ -203,14 +203,21 @@ CLAIMS_METHODS = {
     "energy 0.1": dict(alignment="energy", alignment_weight=0.1),
     "cosine 0.1": dict(alignment="cosine", alignment_weight=0.1),
     "paired_energy (r) 0.1": dict(
-        alignment="paired_energy", alignment_weight=0.1, _power=1
+        alignment="paired_energy",
+        alignment_weight=0.1,
+        _consts=dict(PAIRED_ENERGY_POWER=1),
     ),
     "paired_energy 0.05": dict(alignment="paired_energy", alignment_weight=0.05),
     "paired_energy 0.1": dict(alignment="paired_energy", alignment_weight=0.1),
+    "paired_energy 0.15": dict(alignment="paired_energy", alignment_weight=0.15),
+    "paired_energy 0.2": dict(alignment="paired_energy", alignment_weight=0.2),
     "paired_energy (no share) 0.1": dict(
-        alignment="paired_energy", alignment_weight=0.1, _share=False
+        alignment="paired_energy",
+        alignment_weight=0.1,
+        _consts=dict(PAIRED_ENERGY_SHARE=False),
     ),
 }
+
 CLAIMS_COLUMNS = ("capture", "capture (no precision)", "label acc", "R2", "dead")
 
 
@@ -276,23 +283,21 @@ def run_claims(n_pairs, seeds, methods, regimes=None, refit=False):
                     continue
                 t0 = time.perf_counter()
                 params = dict(CLAIMS_METHODS[name])
-                # "_power": the exponent of the paired correlations (a
-                # module constant, 2 in the library) for this row only
-                # "_share": the energy-share weighting of the paired term
-                # (on in the library) for the ablation row
-                power = params.pop("_power", _aligned.PAIRED_ENERGY_POWER)
-                share = params.pop("_share", _aligned.PAIRED_ENERGY_SHARE)
+                # "_consts": module constants of ``_aligned`` (the exponent of
+                # the paired correlations, the energy-share weighting, ...)
+                # set for this row only (ablations and screened variants)
+                consts = params.pop("_consts", {})
                 est = AlignedSAE(
                     device="cpu", random_state=seed, **CLAIMS_MODEL, **params
                 )
-                saved = _aligned.PAIRED_ENERGY_POWER, _aligned.PAIRED_ENERGY_SHARE
-                _aligned.PAIRED_ENERGY_POWER = power
-                _aligned.PAIRED_ENERGY_SHARE = share
+                saved = {k: getattr(_aligned, k) for k in consts}
+                for k, v in consts.items():
+                    setattr(_aligned, k, v)
                 try:
                     est.fit(X, y)
                 finally:
-                    _aligned.PAIRED_ENERGY_POWER = saved[0]
-                    _aligned.PAIRED_ENERGY_SHARE = saved[1]
+                    for k, v in saved.items():
+                        setattr(_aligned, k, v)
                 res = claims_measures(est, X, y, truth)
                 cache[key] = res
                 if os.path.exists(CLAIMS_CACHE):  # keep rows of parallel runs

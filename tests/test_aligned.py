@@ -106,22 +106,47 @@ def test_remove_modality_gap_keeps_retrieval(holds):
     )
 
 
+def _paired_term(est, X, y, pairs_per_batch=128):
+    """The default's alignment term (paired_energy, energy-share weighted,
+    unweighted by ``alignment_weight``), mean over fixed batches of pairs."""
+    Z = torch.as_tensor(est.transform(X), dtype=torch.float64)
+    n = X.shape[0] // 2  # rows: the n rows of modality 0, then their partners
+    modality = torch.as_tensor(y, dtype=torch.int64)
+    pair = torch.as_tensor(np.r_[np.arange(n), np.arange(n)])
+    perm = np.random.RandomState(0).permutation(n)
+    values = []
+    for b in np.array_split(perm, n // pairs_per_batch):
+        rows = torch.as_tensor(np.r_[b, b + n])
+        z, m = Z[rows], modality[rows]
+        r = paired_correlation(z, m, pair[rows])
+        values.append(
+            float(iso_energy_loss(z, m, 1e-12, atom_weights=r, share_weighted=True))
+        )
+    return float(np.mean(values))
+
+
 def test_alignment_neutral_when_iso_energy_violated(violated):
     X, y, truth, fits = violated
     plain, aligned = fits[0.0], fits[0.03]
     rec = {w: atom_recovery(truth.atoms, est.components_) for w, est in fits.items()}
     assert rec[0.03] >= rec[0.0] - 0.03
     assert aligned.reconstruction_r2_ >= plain.reconstruction_r2_ - 0.02
-    # the term is trained: with its gradient removed the two fits are
-    # bit-identical. (It used to assert a lower Iso-Energy imbalance of the
-    # aligned codes, measured 0.633 vs 0.712 on this seed with the former
-    # cosine learning-rate schedule. With the warm-up / constant / final-decay
-    # schedule that no longer holds: mean per-atom imbalance over the data
-    # 0.687 vs 0.566 (seed 0), 0.561 vs 0.606, 0.567 vs 0.652 (seeds 1, 2);
-    # energy-weighted 0.869 vs 0.878, 0.812 vs 0.863, 0.844 vs 0.825: no
-    # consistent sign, so it is not a claim. The energy form's effect is the
-    # benchmark's, over seeds; the default's is tested in test_claims.py.)
-    assert np.abs(aligned.components_ - plain.components_).max() > 1e-3
+    # The default (auto -> paired_energy at 0.1) lowers its own term, measured
+    # on the data: the shared atoms' energies are closer in the two
+    # modalities than the plain SAE's, although the data's are not equal.
+    # Measured on this problem, seeds 0-4 (data and model), plain vs default:
+    # 0.074/0.069, 0.050/0.045, 0.083/0.077, 0.074/0.069, 0.059/0.053 (lower
+    # on every seed), while the recovery (0.966/0.968 on seed 0) and R^2 stay.
+    # With the alignment gradient removed (the term detached) the default's
+    # fit is the plain SAE's, bit for bit, and this fails. (The energy form
+    # at 0.03 does NOT lower the unweighted Iso-Energy term on this problem
+    # over seeds - 0.435/0.480, 0.476/0.521, 0.483/0.463, 0.457/0.466,
+    # 0.470/0.437 - so that is not asserted; see the user guide.)
+    default = AlignedSAE(random_state=0, **SMALL).fit(X, y)
+    assert default.alignment_ == "paired_energy"
+    assert _paired_term(default, X, y) < 0.97 * _paired_term(plain, X, y)
+    assert default.reconstruction_r2_ >= plain.reconstruction_r2_ - 0.02
+    assert atom_recovery(truth.atoms, default.components_) >= rec[0.0] - 0.03
     # (label accuracy under violation is reported, over seeds, by the benchmark:
     # a shared atom rescaled 9x in one modality is unimodal by its energy)
 

@@ -37,6 +37,18 @@ PAIRED_ENERGY_POWER = 2
 #: (see :func:`iso_energy_loss`); the benchmark's ablation row sets it False.
 PAIRED_ENERGY_SHARE = True
 
+#: The energy-share weighting compares an atom's energy with this fraction
+#: of the mean atom energy (screening switch).
+PAIRED_ENERGY_SHARE_REF = 1.0
+
+#: ``paired_energy`` only raises the energy of an atom's weaker modality
+#: (the stronger side's energy is a constant of the term; screening switch).
+PAIRED_ENERGY_GROW = False
+
+#: ``paired_energy``'s weight is 0 from this fraction of ``fit``'s steps on
+#: (None: never; screening switch).
+PAIRED_ENERGY_OFF_AT = None
+
 #: The forms that need paired rows.
 _PAIRED = ("cosine", "paired_energy")
 
@@ -59,7 +71,14 @@ def _pair_rows(modality, pair):
 
 
 def iso_energy_loss(
-    codes, modality, eps, global_sum=None, atom_weights=None, share_weighted=False
+    codes,
+    modality,
+    eps,
+    global_sum=None,
+    atom_weights=None,
+    share_weighted=False,
+    grow_only=False,
+    share_ref=1.0,
 ):
     """``mean_k w_k |E_a[k] - E_b[k]| / (E_a[k] + E_b[k] + eps)`` of a batch.
 
@@ -83,11 +102,16 @@ def iso_energy_loss(
     if not bool((counts > 0).all()):
         return codes.sum() * 0.0
     e_a, e_b = sums[0] / counts[0], sums[1] / counts[1]
+    if grow_only:
+        hi = torch.maximum(e_a, e_b).detach()
+        lo = torch.minimum(e_a, e_b)
+        e_a, e_b = hi, lo
     total = e_a + e_b
     per_atom = (e_a - e_b).abs() / (total + eps)
     if share_weighted:
         with torch.no_grad():
-            share = (total / total.mean().clamp_min(eps)).clamp_max(1.0)
+            ref = (share_ref * total.mean()).clamp_min(eps)
+            share = (total / ref).clamp_max(1.0)
         per_atom = per_atom * share
     if atom_weights is not None:
         per_atom = per_atom * atom_weights
@@ -584,12 +608,21 @@ dead_fraction_, n_iter_, n_steps_, n_features_in_, feature_names_in_
                 )
                 if r is None:  # no pair in this batch: nothing to weigh by
                     return {form: codes.sum() * 0.0}
+                total = session.total_steps
+                if (
+                    PAIRED_ENERGY_OFF_AT is not None
+                    and total is not None
+                    and session.step >= PAIRED_ENERGY_OFF_AT * total
+                ):
+                    weight = 0.0
                 term = iso_energy_loss(
                     codes,
                     modality,
                     eps,
                     atom_weights=r,
                     share_weighted=PAIRED_ENERGY_SHARE,
+                    grow_only=PAIRED_ENERGY_GROW,
+                    share_ref=PAIRED_ENERGY_SHARE_REF,
                 )
         return {form: weight * term}
 
