@@ -125,28 +125,37 @@ def _paired_term(est, X, y, pairs_per_batch=128):
     return float(np.mean(values))
 
 
-def test_alignment_neutral_when_iso_energy_violated(violated):
+def test_alignment_neutral_when_iso_energy_violated(violated, monkeypatch):
+    from skconcepts.sae import _aligned
+
     X, y, truth, fits = violated
     plain, aligned = fits[0.0], fits[0.03]
     rec = {w: atom_recovery(truth.atoms, est.components_) for w, est in fits.items()}
     assert rec[0.03] >= rec[0.0] - 0.03
     assert aligned.reconstruction_r2_ >= plain.reconstruction_r2_ - 0.02
-    # The default (auto -> paired_energy at 0.1) lowers its own term, measured
-    # on the data: the shared atoms' energies are closer in the two
-    # modalities than the plain SAE's, although the data's are not equal.
-    # Measured on this problem, seeds 0-4 (data and model), plain vs default:
-    # 0.074/0.069, 0.050/0.045, 0.083/0.077, 0.074/0.069, 0.059/0.053 (lower
-    # on every seed), while the recovery (0.966/0.968 on seed 0) and R^2 stay.
-    # With the alignment gradient removed (the term detached) the default's
-    # fit is the plain SAE's, bit for bit, and this fails. (The energy form
-    # at 0.03 does NOT lower the unweighted Iso-Energy term on this problem
-    # over seeds - 0.435/0.480, 0.476/0.521, 0.483/0.463, 0.457/0.466,
-    # 0.470/0.437 - so that is not asserted; see the user guide.)
+    # The default (auto -> paired_energy at 0.15, switched off for the last
+    # 40% of the steps) is neutral on reconstruction and recovery. Measured
+    # on this problem, seeds 0-4 (data and model), plain vs default: R^2
+    # 0.978/0.979, 0.969/0.971, 0.969/0.960, 0.967/0.967, 0.976/0.975;
+    # recovery 0.966/0.965, 0.944/0.951, 0.940/0.919, 0.937/0.933, 0.948/0.941.
     default = AlignedSAE(random_state=0, **SMALL).fit(X, y)
     assert default.alignment_ == "paired_energy"
-    assert _paired_term(default, X, y) < 0.97 * _paired_term(plain, X, y)
     assert default.reconstruction_r2_ >= plain.reconstruction_r2_ - 0.02
     assert atom_recovery(truth.atoms, default.components_) >= rec[0.0] - 0.03
+    # Trained throughout, the term lowers itself on the data: the shared
+    # atoms' energies are closer in the two modalities than the plain SAE's,
+    # although the data's are not equal. Plain vs paired_energy 0.15 trained
+    # throughout, seeds 0-4: 0.074/0.066, 0.050/0.043, 0.083/0.072,
+    # 0.074/0.060, 0.059/0.054 (lower on every seed; with the default's
+    # switch-off the gain is partly undone: 0.073, 0.048, 0.072, 0.068,
+    # 0.061 - not asserted). With the alignment gradient removed (the term
+    # detached) the fit is the plain SAE's, bit for bit, and this fails.
+    # (The energy form at 0.03 does NOT lower the unweighted Iso-Energy term
+    # here over seeds - 0.435/0.480, 0.476/0.521, 0.483/0.463, 0.457/0.466,
+    # 0.470/0.437 - so that is not asserted; see the user guide.)
+    monkeypatch.setattr(_aligned, "PAIRED_ENERGY_ON_FRACTION", None)
+    throughout = AlignedSAE(random_state=0, **SMALL).fit(X, y)
+    assert _paired_term(throughout, X, y) < 0.95 * _paired_term(plain, X, y)
     # (label accuracy under violation is reported, over seeds, by the benchmark:
     # a shared atom rescaled 9x in one modality is unimodal by its energy)
 
@@ -224,7 +233,7 @@ def test_auto_alignment_picks_the_form_from_the_rows(holds, monkeypatch):
     one = dict(SMALL, max_epochs=1)
     est = AlignedSAE(random_state=0, **one).fit(X, y)  # paired rows
     assert est.alignment == "auto" and est.alignment_ == "paired_energy"
-    assert est._weight() == 0.1 and est.history_[-1]["paired_energy"] > 0
+    assert est._weight() == 0.15 and est.history_[-1]["paired_energy"] > 0
     unpaired = AlignedSAE(random_state=0, **one).fit(X[:-1], y[:-1])
     assert unpaired.alignment_ == "energy" and unpaired._weight() == 0.03
     assert unpaired.history_[-1]["energy"] > 0
@@ -436,6 +445,28 @@ def test_paired_energy_term_is_weighted_by_the_atom_energy_share(monkeypatch):
 
 
 # ------------------------------------------------------ inference contracts
+def test_paired_energy_is_switched_off_for_the_end_of_fit(holds, monkeypatch):
+    from skconcepts.sae import _aligned
+
+    X, y, _, _ = holds
+    five = dict(SMALL, max_epochs=5)
+    est = AlignedSAE(random_state=0, **five).fit(X, y)
+    # on for the first 60% of the steps (epochs 1-3), then weight 0: no
+    # gradient, logged as 0 (the benchmark: fewer dead atoms where Iso-Energy
+    # is violated, same capture; docs/guide/alignment.md)
+    assert _aligned.PAIRED_ENERGY_ON_FRACTION == 0.6
+    on = [h["paired_energy"] > 0 for h in est.history_]
+    assert on == [True, True, True, False, False]
+    monkeypatch.setattr(_aligned, "PAIRED_ENERGY_ON_FRACTION", None)
+    always = AlignedSAE(random_state=0, **five).fit(X, y)
+    assert all(h["paired_energy"] > 0 for h in always.history_)
+    assert np.abs(always.components_ - est.components_).max() > 1e-3
+    # partial_fit has no step count: the term stays on
+    monkeypatch.undo()
+    part = AlignedSAE(random_state=0, **five).partial_fit(X, y)
+    assert part.history_[-1]["paired_energy"] > 0
+
+
 def test_transform_row_independent_and_persistence(holds):
     X, y, _, fits = holds
     est = fits[0.03]
@@ -565,7 +596,9 @@ def test_early_stopping_and_streamed_chunks(holds, tmp_path, monkeypatch):
     # paired rows: "auto" is the paired form (pairs split by the validation
     # draw are trained on without their partner)
     assert est.alignment_ == "paired_energy"
-    assert all("val_r2" in h and h["paired_energy"] > 0 for h in est.history_)
+    assert all("val_r2" in h for h in est.history_)
+    # trained for the first 60% of the steps, switched off after
+    assert [h["paired_energy"] > 0 for h in est.history_] == [True, True, False]
     path = tmp_path / "X.npy"
     np.save(path, X)
     mm = np.load(path, mmap_mode="r")
