@@ -213,7 +213,7 @@ class AlignedSAE(_BaseSAE):
         directions are equal it costs about two of 64 atoms of label
         accuracy and has more dead atoms (see the user guide: not neutral
         there). Trained throughout, it has more dead atoms where Iso-Energy
-        is violated (+0.06); at 0.1 (the former default) it captures 0.906
+        is violated (+0.073 +- 0.036); at 0.1 (the former default) it captures 0.906
         +- 0.028. ``"energy"`` at 0.03 (measured with the former cosine
         schedule) captures 0.98 but lowers the label accuracy of the
         modality-specific atoms (by 0.13 where the directions are equal, 0.19
