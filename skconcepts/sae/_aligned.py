@@ -28,7 +28,7 @@ from ._engine import _BaseSAE
 _GROUPS = ("bimodal", "dead")
 
 #: ``alignment_weight=None`` for each form of the alignment term.
-DEFAULT_WEIGHTS = {"energy": 0.03, "cosine": 0.1, "paired_energy": 0.15}
+DEFAULT_WEIGHTS = {"energy": 0.03, "cosine": 0.1, "paired_energy": 0.2}
 
 #: ``paired_energy`` weighs atom k's Iso-Energy term by ``max(r_k, 0) ** power``.
 PAIRED_ENERGY_POWER = 2
@@ -200,21 +200,23 @@ class AlignedSAE(_BaseSAE):
     alignment_weight : float, default=None
         Weight ``beta`` of the alignment term, relative to the reconstruction
         error normalised by the data variance (``1 - R^2``). 0 gives the
-        unaligned SAE. None means 0.15 for ``"paired_energy"``, 0.03 for
+        unaligned SAE. None means 0.2 for ``"paired_energy"``, 0.03 for
         ``"energy"`` and 0.1 for ``"cosine"``. Evidence
         (``bench_aligned.py --claims --n-pairs 12000 --seeds 5``, paired
         differences to the unaligned SAE; user guide): with shared concepts
-        whose direction differs per modality, ``"paired_energy"`` at 0.15
-        makes 0.956 +- 0.025 of them one bimodal atom (unaligned: 0.425 +-
-        0.025; 0.906 on one seed of five) and raises the label accuracy
-        (+0.34) at an R^2 cost of 0.002; where Iso-Energy is violated its
+        whose direction differs per modality, ``"paired_energy"`` at 0.2
+        makes 0.981 +- 0.025 of them one bimodal atom (unaligned: 0.425 +-
+        0.025; 0.938 on one seed of five) and raises the label accuracy
+        (+0.33) at an R^2 cost of 0.002; where Iso-Energy is violated its
         label accuracy, R^2 and dead atoms are within noise of the unaligned
-        SAE's (+0.000 +- 0.022, -0.000, +0.003 +- 0.020); where the shared
-        directions are equal it costs about two of 64 atoms of label
-        accuracy and has more dead atoms (see the user guide: not neutral
-        there). Trained throughout, it has more dead atoms where Iso-Energy
-        is violated (+0.073 +- 0.036); at 0.1 (the former default) it captures 0.906
-        +- 0.028. ``"energy"`` at 0.03 (measured with the former cosine
+        SAE's (+0.016 +- 0.026, -0.000, +0.002 +- 0.044); where the shared
+        directions are equal it costs one to two of 64 atoms of label
+        accuracy (-0.019 +- 0.012) and has more dead atoms (+0.037 +- 0.033):
+        not neutral there. Trained throughout (at 0.15), it has more dead
+        atoms where Iso-Energy is violated (+0.073 +- 0.036); at 0.15 it
+        captures 0.956 +- 0.025, at 0.1 (the former default, trained
+        throughout) 0.906 +- 0.028. ``"energy"`` at 0.03 (measured with the
+        former cosine
         schedule) captures 0.98 but lowers the label accuracy of the
         modality-specific atoms (by 0.13 where the directions are equal, 0.19
         where Iso-Energy is violated);
