@@ -22,10 +22,19 @@ modality, cosine 0.65; Iso-Energy holds), ``equal`` (one direction per
 shared concept; Iso-Energy holds) and ``violated`` (one direction, shared
 energies rescaled per modality by factors in [1/3, 3]). Models: 128 atoms,
 ``top_k=8``, 20 epochs, batches of 512 rows, unaligned and several
-alignment forms and weights (``paired_energy 0.1`` is the default on paired
-rows; ``paired_energy (r)`` weighs by the paired correlation instead of its
-square), the same seed for data and model. ``--n-pairs 12000`` gives the
-issue's harder regime (-> ``results/aligned_claims_12000.md``). Measures:
+alignment forms and weights (``paired_energy 0.2`` is the default on paired
+rows, trained for the first 60% of the steps; ``(on throughout)`` rows train
+the term to the end (the ablation of the switch-off),
+``paired_energy 0.1 (on throughout)`` is the former default;
+``paired_energy (r)`` weighs by the paired correlation instead of its
+square), the same seed for data and model. ``--n-pairs 12000`` gives
+the regime of the claims, where the plain SAE captures fewer than half of
+the tilted shared concepts (-> ``results/aligned_claims_12000.md``)::
+
+    python benchmarks/bench_aligned.py --claims --seeds 5 --n-pairs 12000 \
+        --methods current
+
+(``--methods current``: the rows of :data:`CLAIMS_CURRENT`.) Measures:
 the capture of shared concepts (``metrics.shared_concept_capture``: one
 bimodal atom fires on both sides of more than half of the concept's pairs,
 and the concept is active on more than half of the pairs where the atom
@@ -203,14 +212,42 @@ CLAIMS_METHODS = {
     "energy 0.1": dict(alignment="energy", alignment_weight=0.1),
     "cosine 0.1": dict(alignment="cosine", alignment_weight=0.1),
     "paired_energy (r) 0.1": dict(
-        alignment="paired_energy", alignment_weight=0.1, _power=1
+        alignment="paired_energy",
+        alignment_weight=0.1,
+        _consts=dict(PAIRED_ENERGY_POWER=1),
     ),
     "paired_energy 0.05": dict(alignment="paired_energy", alignment_weight=0.05),
-    "paired_energy 0.1": dict(alignment="paired_energy", alignment_weight=0.1),
-    "paired_energy (no share) 0.1": dict(
-        alignment="paired_energy", alignment_weight=0.1, _share=False
+    # the default: 0.2, trained for the first 60% of the steps
+    "paired_energy 0.2": dict(alignment="paired_energy", alignment_weight=0.2),
+    "paired_energy 0.15": dict(alignment="paired_energy", alignment_weight=0.15),
+    # the same trained throughout (PAIRED_ENERGY_ON_FRACTION=None): the
+    # ablation of the switch-off; "paired_energy 0.1 (on throughout)" is the
+    # former default
+    "paired_energy 0.15 (on throughout)": dict(
+        alignment="paired_energy",
+        alignment_weight=0.15,
+        _consts=dict(PAIRED_ENERGY_ON_FRACTION=None),
+    ),
+    "paired_energy 0.1 (on throughout)": dict(
+        alignment="paired_energy",
+        alignment_weight=0.1,
+        _consts=dict(PAIRED_ENERGY_ON_FRACTION=None),
+    ),
+    "paired_energy (no share) 0.1 (on throughout)": dict(
+        alignment="paired_energy",
+        alignment_weight=0.1,
+        _consts=dict(PAIRED_ENERGY_SHARE=False, PAIRED_ENERGY_ON_FRACTION=None),
     ),
 }
+
+#: ``--methods current``: the unaligned SAE, the default (0.2), 0.15 and the
+#: ablation of the switch-off at 0.15.
+CLAIMS_CURRENT = (
+    "unaligned",
+    "paired_energy 0.2",
+    "paired_energy 0.15",
+    "paired_energy 0.15 (on throughout)",
+)
 CLAIMS_COLUMNS = ("capture", "capture (no precision)", "label acc", "R2", "dead")
 
 
@@ -276,23 +313,21 @@ def run_claims(n_pairs, seeds, methods, regimes=None, refit=False):
                     continue
                 t0 = time.perf_counter()
                 params = dict(CLAIMS_METHODS[name])
-                # "_power": the exponent of the paired correlations (a
-                # module constant, 2 in the library) for this row only
-                # "_share": the energy-share weighting of the paired term
-                # (on in the library) for the ablation row
-                power = params.pop("_power", _aligned.PAIRED_ENERGY_POWER)
-                share = params.pop("_share", _aligned.PAIRED_ENERGY_SHARE)
+                # "_consts": module constants of ``_aligned`` (the exponent of
+                # the paired correlations, the energy-share weighting, ...)
+                # set for this row only (ablations and screened variants)
+                consts = params.pop("_consts", {})
                 est = AlignedSAE(
                     device="cpu", random_state=seed, **CLAIMS_MODEL, **params
                 )
-                saved = _aligned.PAIRED_ENERGY_POWER, _aligned.PAIRED_ENERGY_SHARE
-                _aligned.PAIRED_ENERGY_POWER = power
-                _aligned.PAIRED_ENERGY_SHARE = share
+                saved = {k: getattr(_aligned, k) for k in consts}
+                for k, v in consts.items():
+                    setattr(_aligned, k, v)
                 try:
                     est.fit(X, y)
                 finally:
-                    _aligned.PAIRED_ENERGY_POWER = saved[0]
-                    _aligned.PAIRED_ENERGY_SHARE = saved[1]
+                    for k, v in saved.items():
+                        setattr(_aligned, k, v)
                 res = claims_measures(est, X, y, truth)
                 cache[key] = res
                 if os.path.exists(CLAIMS_CACHE):  # keep rows of parallel runs
@@ -333,6 +368,8 @@ def claims_table(rows):
 def main_claims(args):
     seeds = list(range(args.seeds))
     methods = args.methods.split(",") if args.methods else list(CLAIMS_METHODS)
+    if args.methods == "current":
+        methods = list(CLAIMS_CURRENT)
     regimes = args.regimes.split(",") if args.regimes else None
     rows = run_claims(args.n_pairs, seeds, methods, regimes, args.refit)
     params = ", ".join(f"{k}={v}" for k, v in {**CLAIMS_DATA, **CLAIMS_MODEL}.items())

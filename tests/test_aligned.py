@@ -106,22 +106,57 @@ def test_remove_modality_gap_keeps_retrieval(holds):
     )
 
 
-def test_alignment_neutral_when_iso_energy_violated(violated):
+def _paired_term(est, X, y, pairs_per_batch=128):
+    """The default's alignment term (paired_energy, energy-share weighted,
+    unweighted by ``alignment_weight``), mean over fixed batches of pairs."""
+    Z = torch.as_tensor(est.transform(X), dtype=torch.float64)
+    n = X.shape[0] // 2  # rows: the n rows of modality 0, then their partners
+    modality = torch.as_tensor(y, dtype=torch.int64)
+    pair = torch.as_tensor(np.r_[np.arange(n), np.arange(n)])
+    perm = np.random.RandomState(0).permutation(n)
+    values = []
+    for b in np.array_split(perm, n // pairs_per_batch):
+        rows = torch.as_tensor(np.r_[b, b + n])
+        z, m = Z[rows], modality[rows]
+        r = paired_correlation(z, m, pair[rows])
+        values.append(
+            float(iso_energy_loss(z, m, 1e-12, atom_weights=r, share_weighted=True))
+        )
+    return float(np.mean(values))
+
+
+def test_alignment_neutral_when_iso_energy_violated(violated, monkeypatch):
+    from skconcepts.sae import _aligned
+
     X, y, truth, fits = violated
     plain, aligned = fits[0.0], fits[0.03]
     rec = {w: atom_recovery(truth.atoms, est.components_) for w, est in fits.items()}
     assert rec[0.03] >= rec[0.0] - 0.03
     assert aligned.reconstruction_r2_ >= plain.reconstruction_r2_ - 0.02
-    # the term is trained: with its gradient removed the two fits are
-    # bit-identical. (It used to assert a lower Iso-Energy imbalance of the
-    # aligned codes, measured 0.633 vs 0.712 on this seed with the former
-    # cosine learning-rate schedule. With the warm-up / constant / final-decay
-    # schedule that no longer holds: mean per-atom imbalance over the data
-    # 0.687 vs 0.566 (seed 0), 0.561 vs 0.606, 0.567 vs 0.652 (seeds 1, 2);
-    # energy-weighted 0.869 vs 0.878, 0.812 vs 0.863, 0.844 vs 0.825: no
-    # consistent sign, so it is not a claim. The energy form's effect is the
-    # benchmark's, over seeds; the default's is tested in test_claims.py.)
-    assert np.abs(aligned.components_ - plain.components_).max() > 1e-3
+    # The default (auto -> paired_energy at 0.2, switched off for the last
+    # 40% of the steps) is neutral on reconstruction and recovery. Measured
+    # on this problem, seeds 0-4 (data and model), plain vs default: R^2
+    # 0.978/0.979, 0.969/0.968, 0.969/0.961, 0.967/0.968, 0.976/0.975;
+    # recovery 0.966/0.968, 0.944/0.940, 0.940/0.908, 0.937/0.932, 0.948/0.939
+    # (at most 0.032 lower).
+    default = AlignedSAE(random_state=0, **SMALL).fit(X, y)
+    assert default.alignment_ == "paired_energy"
+    assert default.reconstruction_r2_ >= plain.reconstruction_r2_ - 0.02
+    assert atom_recovery(truth.atoms, default.components_) >= rec[0.0] - 0.04
+    # Trained throughout, the term lowers itself on the data: the shared
+    # atoms' energies are closer in the two modalities than the plain SAE's,
+    # although the data's are not equal. Plain vs paired_energy 0.2 trained
+    # throughout, seeds 0-4: 0.074/0.063, 0.050/0.043, 0.083/0.066,
+    # 0.074/0.058, 0.059/0.053 (lower on every seed, by 10-22%; with the
+    # default's switch-off the gain is partly undone: 0.073, 0.049, 0.073,
+    # 0.069, 0.061 - not asserted). With the alignment gradient removed (the
+    # term detached) the fit is the plain SAE's, bit for bit, and this fails.
+    # (The energy form at 0.03 does NOT lower the unweighted Iso-Energy term
+    # here over seeds - 0.435/0.480, 0.476/0.521, 0.483/0.463, 0.457/0.466,
+    # 0.470/0.437 - so that is not asserted; see the user guide.)
+    monkeypatch.setattr(_aligned, "PAIRED_ENERGY_ON_FRACTION", None)
+    throughout = AlignedSAE(random_state=0, **SMALL).fit(X, y)
+    assert _paired_term(throughout, X, y) < 0.95 * _paired_term(plain, X, y)
     # (label accuracy under violation is reported, over seeds, by the benchmark:
     # a shared atom rescaled 9x in one modality is unimodal by its energy)
 
@@ -199,7 +234,7 @@ def test_auto_alignment_picks_the_form_from_the_rows(holds, monkeypatch):
     one = dict(SMALL, max_epochs=1)
     est = AlignedSAE(random_state=0, **one).fit(X, y)  # paired rows
     assert est.alignment == "auto" and est.alignment_ == "paired_energy"
-    assert est._weight() == 0.1 and est.history_[-1]["paired_energy"] > 0
+    assert est._weight() == 0.2 and est.history_[-1]["paired_energy"] > 0
     unpaired = AlignedSAE(random_state=0, **one).fit(X[:-1], y[:-1])
     assert unpaired.alignment_ == "energy" and unpaired._weight() == 0.03
     assert unpaired.history_[-1]["energy"] > 0
@@ -411,6 +446,28 @@ def test_paired_energy_term_is_weighted_by_the_atom_energy_share(monkeypatch):
 
 
 # ------------------------------------------------------ inference contracts
+def test_paired_energy_is_switched_off_for_the_end_of_fit(holds, monkeypatch):
+    from skconcepts.sae import _aligned
+
+    X, y, _, _ = holds
+    five = dict(SMALL, max_epochs=5)
+    est = AlignedSAE(random_state=0, **five).fit(X, y)
+    # on for the first 60% of the steps (epochs 1-3), then weight 0: no
+    # gradient, logged as 0 (the benchmark: fewer dead atoms where Iso-Energy
+    # is violated, same capture; docs/guide/alignment.md)
+    assert _aligned.PAIRED_ENERGY_ON_FRACTION == 0.6
+    on = [h["paired_energy"] > 0 for h in est.history_]
+    assert on == [True, True, True, False, False]
+    monkeypatch.setattr(_aligned, "PAIRED_ENERGY_ON_FRACTION", None)
+    always = AlignedSAE(random_state=0, **five).fit(X, y)
+    assert all(h["paired_energy"] > 0 for h in always.history_)
+    assert np.abs(always.components_ - est.components_).max() > 1e-3
+    # partial_fit has no step count: the term stays on
+    monkeypatch.undo()
+    part = AlignedSAE(random_state=0, **five).partial_fit(X, y)
+    assert part.history_[-1]["paired_energy"] > 0
+
+
 def test_transform_row_independent_and_persistence(holds):
     X, y, _, fits = holds
     est = fits[0.03]
@@ -540,7 +597,9 @@ def test_early_stopping_and_streamed_chunks(holds, tmp_path, monkeypatch):
     # paired rows: "auto" is the paired form (pairs split by the validation
     # draw are trained on without their partner)
     assert est.alignment_ == "paired_energy"
-    assert all("val_r2" in h and h["paired_energy"] > 0 for h in est.history_)
+    assert all("val_r2" in h for h in est.history_)
+    # trained for the first 60% of the steps, switched off after
+    assert [h["paired_energy"] > 0 for h in est.history_] == [True, True, False]
     path = tmp_path / "X.npy"
     np.save(path, X)
     mm = np.load(path, mmap_mode="r")

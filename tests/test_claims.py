@@ -87,22 +87,24 @@ def test_shared_concept_capture_needs_precision():
 def test_alignment_captures_tilted_shared_concepts():
     """Shared concepts with a direction per modality: one bimodal atom each.
 
-    The regime of ``bench_aligned.py --claims`` ("tilted", cosine 0.65 between
-    a shared concept's two directions), one seed, the default alignment
-    (``"auto"``: ``"paired_energy"`` at 0.1 on these paired rows). Over 5
-    seeds the plain SAE captured 0.594 +- 0.128 of the shared concepts and
-    the default 0.963 +- 0.050 (paired difference +0.369 +- 0.102), with no
-    more dead atoms (``benchmarks/results/aligned_claims.md``; here, seed 0:
-    1.0 vs 0.5625, dead 0.031 vs 0.047). With the
-    alignment gradient removed (the term still logged) the fit is the plain
-    SAE's, bit for bit, and this test fails.
+    The claim regime of ``bench_aligned.py --claims --n-pairs 12000``
+    ("tilted", cosine 0.65 between a shared concept's two directions), one
+    seed, the default alignment (``"auto"``: ``"paired_energy"`` at 0.2,
+    trained for the first 60% of the steps, on these paired rows). Over 5
+    seeds the plain SAE captured 0.425 +- 0.025 of the shared concepts and
+    the default 0.981 +- 0.025 (0.938 on seed 4; paired difference +0.56 +-
+    0.03), dead atoms +0.013 +- 0.025
+    (``benchmarks/results/aligned_claims_12000.md``; here, seed 0: 1.0 vs
+    0.469, dead 0.047 vs 0.062). With the alignment gradient removed (the
+    term still logged) the fit is the plain SAE's, bit for bit, and this
+    test fails.
     """
     import torch
 
     from skconcepts.sae import AlignedSAE
 
     torch.set_num_threads(1)
-    n, s = 6000, 32
+    n, s = 12000, 32
     X, y, truth = make_two_modality(
         n,
         96,
@@ -127,7 +129,9 @@ def test_alignment_captures_tilted_shared_concepts():
     assert est.alignment_ == "paired_energy"
     assert capture["default"] >= 0.9, capture
     assert capture["default"] >= capture["plain"] + 0.2, capture
-    assert dead["default"] <= dead["plain"] + 1 / 128, dead
+    # dead atoms: not a claim in this regime (merging a concept's two atoms
+    # frees one); the default has at most two more than the plain SAE here
+    assert dead["default"] <= dead["plain"] + 2 / 128, dead
 
 
 # ------------------------------------------------------------- stability

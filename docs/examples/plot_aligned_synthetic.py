@@ -19,7 +19,7 @@ rows of a pair; with ``iso_energy=False`` each shared atom is rescaled by a
 different factor (up to 3x) in each modality, so the assumption behind the
 penalty is violated. We compare the default alignment (``alignment="auto"``
 with ``alignment_weight=None``: the rows here come in pairs, so the paired
-Iso-Energy term at 0.1) with no penalty (``alignment_weight=0``, the plain SAE)
+Iso-Energy term at 0.2) with no penalty (``alignment_weight=0``, the plain SAE)
 in both worlds, over three seeds.
 """
 
