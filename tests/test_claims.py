@@ -146,9 +146,10 @@ def test_archetypal_more_stable_than_topk_over_seed_pairs():
     end +0.010) over these 4 pairs (+0.021, lower end +0.012, with the former
     one-Lloyd-step start); the benchmark (20000 rows, 5 pairs) measured
     +0.041 [+0.030, +0.051], with ``TopKSAE(init="kmeans")`` at -0.015
-    [-0.024, -0.007]: the k-means start alone does not pass this test. (On the former small problem, 64 atoms in
-    32 dimensions, the advantage vanished once TopKSAE was trained at the new
-    learning rate: paired differences 0.016, 0.001, 0.010, 0.016.) The bound
+    [-0.024, -0.007]: the k-means start alone does not pass this test. (On
+    the former small problem, 64 atoms in 32 dimensions, the advantage
+    vanished once TopKSAE was trained at the new learning rate: paired
+    differences 0.016, 0.001, 0.010, 0.016.) The bound
     asks the lower end of the paired difference's 95% interval to be above
     0.005.
     """
