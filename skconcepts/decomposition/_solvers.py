@@ -307,19 +307,19 @@ def hals_sweep(V, B, G, nonneg=True, l1=0.0, n_sweeps=1, inner_tol=None):
     and concepts (``V = W``, ``B = U^T X``, ``G = U^T U``).
     """
     torch = _torch()
-    diag = torch.diagonal(G)
-    live = diag > 0
-    inv = torch.where(live, 1.0 / torch.where(live, diag, 1.0), 0.0)
+    # the k curvatures read once (one transfer); dead rows get 0 and are skipped
+    hs = G.diagonal().tolist()
+    inv = G.new_tensor([1.0 / h if h > 0 else 0.0 for h in hs])
     # Row t of the update is P(B[t]/h - (G[t]/h - e_t) @ V): two ops per row.
     Gm = G * inv[:, None]
     Gm.diagonal().sub_(1.0)
     Bn = B * inv[:, None]
     rows = [
         (t, v, b, g)
-        for t, (v, b, g, ok) in enumerate(
-            zip(V.unbind(0), Bn.unbind(0), Gm.unbind(0), live.tolist(), strict=True)
+        for t, (v, b, g) in enumerate(
+            zip(V.unbind(0), Bn.unbind(0), Gm.unbind(0), strict=True)
         )
-        if ok
+        if hs[t] > 0
     ]
     thr = (l1 * inv).tolist() if (not nonneg and l1 > 0) else None
     Vt = V.T
@@ -341,6 +341,62 @@ def hals_sweep(V, B, G, nonneg=True, l1=0.0, n_sweeps=1, inner_tol=None):
                 first = delta
             elif delta <= inner_tol**2 * first:
                 break
+
+
+try:  # scikit-learn's compiled coordinate-descent sweep (its ``solver="cd"``)
+    from sklearn.decomposition._cdnmf_fast import _update_cdnmf_fast
+except ImportError:  # pragma: no cover - private name moved: torch sweeps
+    _update_cdnmf_fast = None
+
+#: Largest ``V`` (``k x m`` entries) swept by the compiled kernel on the CPU.
+#: A torch sweep costs two dispatched operations per row (a few us each),
+#: the compiled one about ``k`` ns per entry: on small factors (digits'
+#: 16 x 64 concepts: 85 us for three sweeps against 655 us) the kernel
+#: wins; the two are equal near 8192 entries (16 x 512, 32 x 256), above
+#: which the BLAS matrix-vector products of torch win (16 x 1797: 1.1 ms
+#: against 3.0 ms). Measured with one thread.
+SMALL_SWEEP = 8192
+
+
+def _small_cpu(V):
+    return (
+        _update_cdnmf_fast is not None
+        and V.device.type == "cpu"
+        and V.numel() <= SMALL_SWEEP
+        and V.dtype in (_torch().float32, _torch().float64)
+    )
+
+
+def hals_sweep_small(V, B, G, n_sweeps=1, inner_tol=None):
+    """:func:`hals_sweep` of a small non-negative ``V`` on the CPU, compiled.
+
+    The same cyclic update (row ``t`` becomes
+    ``max(V[t] + (B[t] - G[t] @ V) / G[t, t], 0)``, rows with
+    ``G[t, t] == 0`` left alone) by scikit-learn's compiled coordinate
+    descent sweep, without the per-row dispatch of torch; same stopping of
+    the passes.
+    """
+    dt = V.numpy().dtype
+    Vn = np.ascontiguousarray(V.numpy().T)  # (m, k): scikit-learn's layout
+    Bn = B.numpy().T
+    Gn = G.numpy()
+    if Bn.dtype != dt or Gn.dtype != dt:  # pragma: no cover - same dtype here
+        Bn, Gn = Bn.astype(dt), Gn.astype(dt)
+    perm = np.arange(V.shape[0], dtype=np.intp)
+    first = None
+    prev = np.empty_like(Vn) if inner_tol is not None else None
+    for _ in range(n_sweeps):
+        if prev is not None:
+            np.copyto(prev, Vn)
+        _update_cdnmf_fast(Vn, Gn, Bn, perm)
+        if prev is not None:
+            prev -= Vn
+            delta = float(np.vdot(prev, prev))
+            if first is None:
+                first = delta
+            elif delta <= inner_tol**2 * first:
+                break
+    V.copy_(_torch().from_numpy(Vn.T))
 
 
 def n_inner_codes(n_features, n_concepts):
@@ -511,7 +567,8 @@ class NonnegHALS(ConceptUpdate):
             G.diagonal().add_(self.l2)
         B = UtX - self.l1 if self.l1 > 0 else UtX
         viol = projected_violation(self.W, B, G) if check else None
-        hals_sweep(self.W, B, G, n_sweeps=self.n_inner, inner_tol=self.inner_tol)
+        sweep = hals_sweep_small if _small_cpu(self.W) else hals_sweep
+        sweep(self.W, B, G, n_sweeps=self.n_inner, inner_tol=self.inner_tol)
         return viol
 
 
@@ -754,7 +811,8 @@ def alternate(
                     B -= l1_U
                 if check:
                     viol += projected_violation(V, B, G)
-                hals_sweep(V, B, G, n_sweeps=n_inner)
+                sweep = hals_sweep_small if _small_cpu(V) else hals_sweep
+                sweep(V, B, G, n_sweeps=n_inner)
             else:
                 mu_step(V, B, G, l1_U)
             UtU.addmm_(V, V.T)
