@@ -6,6 +6,7 @@ from ._base import _BaseNMF
 from ._solvers import (
     NonnegHALS,
     NonnegMU,
+    compiled_codes,
     fit_alternating,
     n_inner_codes,
     nmf_init,
@@ -296,7 +297,9 @@ class NMFConcepts(_BaseNMF):
                 update,
                 xsq=xsq,
                 code_solver=self.solver,
-                n_inner=n_inner_codes(d, self.n_concepts)
+                n_inner=n_inner_codes(
+                    d, self.n_concepts, compiled_codes(rows, self.n_concepts)
+                )
                 if self.solver == "hals"
                 else 1,
                 l1_U=l1_U,

@@ -11,6 +11,7 @@ from ._base import _BaseNMF
 from ._solvers import (
     ConvexMU,
     SignedLS,
+    compiled_codes,
     fit_alternating,
     gram_reg,
     init_codes,
@@ -154,7 +155,9 @@ class _SignedNMF(_BaseNMF):
                 update,
                 xsq=xsq,
                 code_solver="hals",
-                n_inner=n_inner_codes(d, self.n_concepts),
+                n_inner=n_inner_codes(
+                    d, self.n_concepts, compiled_codes(rows, self.n_concepts)
+                ),
                 l1_U=l1_U,
                 l2_U=l2_U,
                 max_iter=self.max_iter,
