@@ -399,22 +399,24 @@ def hals_sweep_small(V, B, G, n_sweeps=1, inner_tol=None):
     V.copy_(_torch().from_numpy(Vn.T))
 
 
-def n_inner_codes(n_features, n_concepts, compiled=False):
+def n_inner_codes(n_features, n_concepts, cheap=False):
     """HALS code sweeps per pass over the data.
 
     One pass costs two products with ``X`` (``~ 4 n d k`` flops), one code
     sweep ``~ 2 n k^2``: with ``d >> k`` a few extra sweeps are almost free
     and make every pass count (Gillis & Glineur's accelerated HALS). We take
-    ``1 + d // (2 k)`` sweeps, at most 4, when the codes are swept by the
-    compiled kernel (``compiled``, small blocks on the CPU, see
-    :data:`SMALL_SWEEP`). A torch sweep is ``k`` matrix-vector products,
-    slower per flop than the matrix products of a pass: there we take
+    ``1 + d // (2 k)`` sweeps, at most 4, when sweeps are ``cheap``: the
+    codes are swept by the compiled kernel (small blocks on the CPU, see
+    :data:`SMALL_SWEEP`), or the concept update is an exact solve and the
+    codes carry the convergence (Semi-NMF). A torch sweep is ``k``
+    matrix-vector products, slower per flop than the matrix products of a
+    pass: there we take
     ``1 + d // (4 k)`` (``benchmarks/bench_nmf.py``: 4 on the 20000 x 512
     matrix with k = 32; on digits, k = 16, 2 sweeps reach scikit-learn's
     error in a median of 54 passes over 5 seeds, worst 64; 3 sweeps in 56,
     worst 120, each pass costing one sweep more).
     """
-    per = 2 if compiled else 4
+    per = 2 if cheap else 4
     return int(min(4, 1 + n_features // (per * n_concepts)))
 
 
