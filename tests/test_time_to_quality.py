@@ -37,6 +37,7 @@ def test_nmf_defaults_reach_sklearn_error_and_stop_early(seed):
     assert ours.n_iter_ < 200
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_nmf_defaults_on_digits_stop_at_sklearn_quality(seed):
     """Digits (k=16): scikit-learn's ``cd`` runs to ``max_iter`` (its
