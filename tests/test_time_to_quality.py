@@ -37,6 +37,36 @@ def test_nmf_defaults_reach_sklearn_error_and_stop_early(seed):
     assert ours.n_iter_ < 200
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nmf_defaults_on_digits_stop_at_sklearn_quality(seed):
+    """Digits (k=16): scikit-learn's ``cd`` runs to ``max_iter`` (its
+    violation stays above ``tol``); our defaults stop before, on the
+    objective-stall rule, at its error x 1.01 or better. Without that rule
+    the fit runs to ``max_iter`` (the violation rule does not fire either)."""
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data
+    sk = NMF(16, random_state=seed).fit(X)
+    ours = NMFConcepts(16, random_state=seed, device="cpu").fit(X)
+    assert ours.reconstruction_err_ <= 1.01 * sk.reconstruction_err_
+    assert ours.n_iter_ < 150
+
+
+def test_nmf_larger_tol_stops_earlier():
+    """``tol`` is a stopping tolerance: larger stops earlier, at a larger error;
+    ``tol=0`` runs to ``max_iter`` (as in scikit-learn)."""
+    X = _low_rank(2000, 128, 16, 0)
+    tols = (1e-2, 1e-3, 1e-4, 1e-5, 0.0)
+    fits = [NMFConcepts(16, tol=t, random_state=0, device="cpu").fit(X) for t in tols]
+    its = [f.n_iter_ for f in fits]
+    errs = [f.reconstruction_err_ for f in fits]
+    assert its == sorted(its)
+    assert its[0] < its[2] < its[3] < its[4] == 200
+    assert errs == sorted(errs, reverse=True)
+    assert errs[0] > 1.05 * errs[-1]
+
+
 def test_lr_schedule_warmup_constant_final_decay():
     total, warmup = 100, 5
     f = [lr_factor(s, warmup, total) for s in range(total)]

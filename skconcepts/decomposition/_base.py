@@ -332,6 +332,8 @@ class _IterationBar:
         )
 
     def on_epoch_end(self, estimator, session, record):
+        if getattr(self.bar, "disable", False):
+            return False  # hidden: no formatting at every iteration
         self.bar.set_postfix(rel_err=f"{record['relative_error']:.4g}", refresh=False)
         self.bar.update(1)
         return False

@@ -6,6 +6,7 @@ from ._base import _BaseNMF
 from ._solvers import (
     NonnegHALS,
     NonnegMU,
+    compiled_codes,
     fit_alternating,
     n_inner_codes,
     nmf_init,
@@ -46,14 +47,18 @@ class NMFConcepts(_BaseNMF):
         number of HALS sweeps per row in ``transform``.
 
     tol : float, default=1e-4
-        Stopping tolerance, with scikit-learn's meaning. HALS: the rule of
+        Stopping tolerance, checked every 5 iterations. HALS stops when the
+        penalised objective decreased by less than ``4 * tol`` of itself per
+        iteration since the previous check (it stalls), or on the rule of
         scikit-learn's ``solver="cd"`` (projected-gradient violation relative
-        to the first iteration below ``tol``, checked every 5 iterations,
-        once the error also changed by less than 1% between checks), so the
-        defaults stop near scikit-learn's answer. MU: relative decrease of
-        the error, checked every 10 iterations (scikit-learn's ``"mu"``).
-        ``transform``: a row stops when its largest code change is below
-        ``tol`` times its largest code.
+        to the first iteration below ``tol``) once the objective also
+        decreased by less than 6% over those 5 iterations. So the defaults
+        stop near scikit-learn's answer: at its error or below, in less time
+        (``benchmarks/results/nmf_ttq.md``). A larger ``tol`` stops earlier;
+        ``tol=0`` runs to ``max_iter``. MU: relative decrease of the error
+        over 10 iterations below ``tol`` times the first error
+        (scikit-learn's ``"mu"``). ``transform``: a row stops when its
+        largest code change is below ``tol`` times its largest code.
 
     alpha_W : float, default=0.0
         Regularisation of the codes ``U`` (scikit-learn's ``W``), multiplied
@@ -296,7 +301,9 @@ class NMFConcepts(_BaseNMF):
                 update,
                 xsq=xsq,
                 code_solver=self.solver,
-                n_inner=n_inner_codes(d, self.n_concepts)
+                n_inner=n_inner_codes(
+                    d, self.n_concepts, compiled_codes(rows, self.n_concepts)
+                )
                 if self.solver == "hals"
                 else 1,
                 l1_U=l1_U,

@@ -154,7 +154,10 @@ class _SignedNMF(_BaseNMF):
                 update,
                 xsq=xsq,
                 code_solver="hals",
-                n_inner=n_inner_codes(d, self.n_concepts),
+                # the signed variants keep 1 + d // (2k) code sweeps: on
+                # centred digits (k=16) Semi-NMF reaches its long-run error
+                # x 1.01 in 236 iterations with 4 sweeps, 287 with 3, 378 with 2
+                n_inner=n_inner_codes(d, self.n_concepts, cheap=True),
                 l1_U=l1_U,
                 l2_U=l2_U,
                 max_iter=self.max_iter,
