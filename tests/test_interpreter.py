@@ -278,3 +278,25 @@ def test_fitted_on_cuda_runs_on_cpu(audio):
     np.testing.assert_allclose(
         cpu.transform(H[60:80]), gpu.transform(H[60:80]), rtol=1e-4, atol=1e-5
     )
+
+
+def test_by_design_on_a_frozen_trunk(audio):
+    """Fitted on the true labels, the interpreter is a classifier by design.
+
+    L2I's by-design variant makes the decision pass through the NMF codes:
+    here the trunk (the conv layer) is frozen and the head on the pooled
+    codes is trained on the ground-truth classes, so ``predict`` is the
+    decision and its evidence is the components. Its held-out accuracy is
+    the trunk's, and each class's most important component is still its tone.
+    """
+    data, H, _ = audio
+    test = slice(N_TRAIN, None)
+    params = dict(n_components=8, max_iter=60, n_positions=H.shape[1])
+    model = NMFInterpreter(target="labels", device="cpu", random_state=0, **params)
+    model.fit(H[:N_TRAIN], data.target[:N_TRAIN], inputs=data.spectrograms[:N_TRAIN])
+    assert np.mean(model.predict(H[test]) == data.target[test]) >= 0.95
+    assert model.score(H[test], data.target[test]) >= 0.95
+    peaks = model.components_.argmax(axis=1)
+    for c in range(3):
+        imp = model.component_importance(H[test], c, y=data.target[test])
+        assert peaks[np.argmax(imp)] == data.class_bins[c], (c, imp, peaks)
