@@ -39,10 +39,9 @@ PAIRED_ENERGY_SHARE = True
 
 #: ``paired_energy`` is trained for this fraction of the steps of ``fit``
 #: and switched off for the rest (None: throughout; ``partial_fit``, which
-#: has no step count, trains it throughout). The atoms it pushes out of the
-#: top-k are then revived by the AuxK term and the reconstruction: fewer
-#: dead atoms where Iso-Energy is violated, the same capture
-#: (``bench_aligned.py --claims``; user guide).
+#: has no step count, trains it throughout). The atoms it pushed out of the
+#: top-k are then re-initialised (:data:`PAIRED_ENERGY_REVIVE`): fewer dead
+#: atoms, the same capture (``bench_aligned.py --claims``; user guide).
 PAIRED_ENERGY_ON_FRACTION = 0.6
 
 #: At the switch-off (:data:`PAIRED_ENERGY_ON_FRACTION`), the atoms that
@@ -211,8 +210,9 @@ class AlignedSAE(_BaseSAE):
       energy, capped at 1 (a constant), so that rarely firing atoms are not
       pushed out of the top-k, and the term is trained for the first 60% of
       the steps of ``fit`` only (weight 0 after; ``partial_fit`` trains it
-      throughout): the atoms it pushed out of the top-k are then revived by
-      the AuxK term and the reconstruction. It needs paired data;
+      throughout); at the switch-off the atoms it left dead (no firing for
+      ``dead_steps`` steps) are re-initialised on the batch's
+      worst-reconstructed rows. It needs paired data;
     - ``alignment="cosine"``, the paired-code form
       ``L_cos = -mean_i cos(z_a_i, z_b_i)`` over the pairs of the batch, each
       code having its single largest entry masked out. It needs paired data;
@@ -255,13 +255,16 @@ class AlignedSAE(_BaseSAE):
         whose direction differs per modality, ``"paired_energy"`` at 0.2
         makes 0.981 +- 0.025 of them one bimodal atom (unaligned: 0.425 +-
         0.025; 0.938 on one seed of five) and raises the label accuracy
-        (+0.33) at an R^2 cost of 0.002; where Iso-Energy is violated its
-        label accuracy, R^2 and dead atoms are within noise of the unaligned
-        SAE's (+0.016 +- 0.026, -0.000, +0.002 +- 0.044); where the shared
-        directions are equal it costs one to two of 64 atoms of label
-        accuracy (-0.019 +- 0.012) and has more dead atoms (+0.037 +- 0.033):
-        not neutral there. Trained throughout (at 0.15), it has more dead
-        atoms where Iso-Energy is violated (+0.073 +- 0.036); at 0.15 it
+        (+0.33) at an R^2 cost of 0.002, with dead atoms +0.013 +- 0.019;
+        where Iso-Energy is violated its label accuracy and R^2 are within
+        noise of the unaligned SAE's (+0.013 +- 0.023, -0.001) and it has
+        fewer dead atoms (-0.041 +- 0.025); where the shared directions are
+        equal it costs one to two of 64 atoms of label accuracy (-0.016 +-
+        0.014, not neutral there) with dead atoms -0.022 +- 0.028. Without
+        the re-initialisation of dead atoms at the switch-off, dead atoms
+        are +0.025, +0.034 and +0.019 over the unaligned SAE's (tilted,
+        equal, violated). Trained throughout (at 0.15), it has more dead
+        atoms where Iso-Energy is violated (+0.073 +- 0.044); at 0.15 it
         captures 0.956 +- 0.025, at 0.1 (the former default, trained
         throughout) 0.906 +- 0.028. ``"energy"`` at 0.03 (measured with the
         former cosine
