@@ -90,12 +90,12 @@ def test_alignment_captures_tilted_shared_concepts():
     The claim regime of ``bench_aligned.py --claims --n-pairs 12000``
     ("tilted", cosine 0.65 between a shared concept's two directions), one
     seed, the default alignment (``"auto"``: ``"paired_energy"`` at 0.2,
-    trained for the first 60% of the steps, on these paired rows). Over 5
-    seeds the plain SAE captured 0.425 +- 0.025 of the shared concepts and
-    the default 0.981 +- 0.025 (0.938 on seed 4; paired difference +0.56 +-
-    0.03), dead atoms +0.013 +- 0.025
+    trained for the first 60% of the steps, dead atoms re-initialised then,
+    on these paired rows). Over 5 seeds the plain SAE captured 0.425 +-
+    0.025 of the shared concepts and the default 0.981 +- 0.025 (0.938 on
+    seed 4; paired difference +0.56 +- 0.03), dead atoms +0.013 +- 0.019
     (``benchmarks/results/aligned_claims_12000.md``; here, seed 0: 1.0 vs
-    0.469, dead 0.047 vs 0.062). With the alignment gradient removed (the
+    0.469, dead 0.055 vs 0.062). With the alignment gradient removed (the
     term still logged) the fit is the plain SAE's, bit for bit, and this
     test fails.
     """
