@@ -28,10 +28,9 @@ mean difference). Rows:
   k-means centroids), a free dictionary afterwards;
 - ``ArchetypalSAE``: ``relaxation="auto"``.
 
-``--lloyd`` adds ``ArchetypalSAE`` and ``TopKSAE(init="kmeans")`` whose
-k-means start stops after k-means++ and one Lloyd step (the former
-behaviour) instead of running Lloyd to convergence (at most
-``_kmeans_n_iter = 30`` steps, the default).
+``--lloyd`` adds ``ArchetypalSAE(kmeans_max_iter=30)`` and
+``TopKSAE(init="kmeans")`` whose k-means start runs Lloyd to convergence (at
+most 30 steps) instead of the default k-means++ and one Lloyd step.
 
 ``--sweep`` adds ``ArchetypalSAE`` at several values of ``relaxation`` (in
 the units of the data's RMS norm, the "auto" value being 0.3 of it).
@@ -66,10 +65,12 @@ def models(epochs, sweep, lloyd=False):
         "ArchetypalSAE": lambda s: ArchetypalSAE(random_state=s, **common),
     }
     if lloyd:
-        for name in ('TopKSAE(init="kmeans")', "ArchetypalSAE"):
-            out[f"{name} (k-means: one Lloyd step)"] = lambda s, f=out[name]: _steps(
-                f, s, 1
-            )
+        out['TopKSAE(init="kmeans") (k-means: 30 Lloyd steps)'] = lambda s: _steps(
+            out['TopKSAE(init="kmeans")'], s, 30
+        )
+        out["ArchetypalSAE(kmeans_max_iter=30)"] = lambda s: ArchetypalSAE(
+            kmeans_max_iter=30, random_state=s, **common
+        )
     if sweep:
         for frac in (0.0, 0.1, 1.0, 3.0):
             out[f"ArchetypalSAE(relaxation={frac:g} rms)"] = lambda s, f=frac: _relaxed(
@@ -89,7 +90,7 @@ RMS = [None]
 def _steps(make, seed, n):
     """``make(seed)`` whose k-means start runs ``n`` Lloyd steps."""
     est = make(seed)
-    est._kmeans_n_iter = n  # instance attribute: shadows the class default
+    est._kmeans_n_iter = n  # TopKSAE(init="kmeans"): shadows the class default
     return est
 
 

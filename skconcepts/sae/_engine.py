@@ -265,15 +265,6 @@ class _BaseSAE(ConceptExtractor):
 
     _sparse_path = True
 
-    #: Lloyd steps of the k-means start of the data-anchored variants
-    #: (ArchetypalSAE's candidates, ``TopKSAE(init="kmeans")``): k-means++,
-    #: then Lloyd until the inertia improves by < 1e-6, at most this many
-    #: steps. Against k-means++ and one step (the former behaviour),
-    #: ``benchmarks/bench_stability.py --lloyd``, 5 seed pairs: ArchetypalSAE
-    #: stability +0.015 [+0.002, +0.028], recovery -0.0006, dead atoms 0.013
-    #: vs 0.025.
-    _kmeans_n_iter = 30
-
     _parameter_constraints: dict = {
         **ConceptExtractor._parameter_constraints,
         "n_concepts": [Interval(Integral, 1, None, closed="left")],

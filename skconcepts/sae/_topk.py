@@ -167,6 +167,10 @@ class TopKSAE(_BaseSAE):
     ((200, 16), dtype('float32'), 3)
     """
 
+    #: Lloyd steps of ``init="kmeans"``: those of ArchetypalSAE's default
+    #: ``kmeans_max_iter``, so that the two start alike.
+    _kmeans_n_iter = 1
+
     _parameter_constraints: dict = {
         **_BaseSAE._parameter_constraints,
         "init": [StrOptions({"random", "kmeans"})],
