@@ -31,7 +31,7 @@ from .._backend import (
 )
 from ..decomposition._base import _BaseNMF
 from ..decomposition._solvers import gram_reg, nnls_codes
-from ._positions import _check_channel_axis
+from ._positions import _check_channel_axis, _positional_channel_axis
 
 __all__ = ["nmf_codes_torch"]
 
@@ -461,12 +461,7 @@ def nmf_codes_torch(extractor, A, *, channel_axis=-1, device=None):
     out_device = A.device
     dev = A.device if device is None else resolve_device(device)
     if A.ndim > 2:
-        axis = _check_channel_axis(channel_axis, A.ndim)
-        if axis == 0:
-            raise ValueError(
-                "channel_axis cannot be the sample axis 0; use -1 (channels "
-                "last) or 1 (torch's (n, c, h, w))."
-            )
+        axis = _positional_channel_axis(channel_axis, A.ndim)
         A_last = torch.movedim(A, axis, -1)
         grid_shape = tuple(A_last.shape[:-1])
         rows = A_last.reshape(-1, A_last.shape[-1])

@@ -28,6 +28,17 @@ def _check_channel_axis(channel_axis, ndim):
     return int(channel_axis) % ndim
 
 
+def _positional_channel_axis(channel_axis, ndim):
+    """:func:`_check_channel_axis` of positional activations: never axis 0."""
+    axis = _check_channel_axis(channel_axis, ndim)
+    if axis == 0:
+        raise ValueError(
+            "channel_axis cannot be the sample axis 0; use -1 (channels last) "
+            "or 1 (channels first, torch's (n, c, h, w))."
+        )
+    return axis
+
+
 def positions_to_rows(A, *, channel_axis=-1):
     """Stack the positions of positional activations into rows.
 
@@ -76,12 +87,7 @@ def positions_to_rows(A, *, channel_axis=-1):
             f"channel axis, e.g. (n, h, w, c) or (n, p, c); got shape {A.shape}. "
             "Activations that are already one row per input need no conversion."
         )
-    axis = _check_channel_axis(channel_axis, A.ndim)
-    if axis == 0:
-        raise ValueError(
-            "channel_axis cannot be the sample axis 0; use -1 (channels last) "
-            "or 1 (channels first)."
-        )
+    axis = _positional_channel_axis(channel_axis, A.ndim)
     A = np.moveaxis(A, axis, -1)
     shape = tuple(int(s) for s in A.shape[:-1])
     return A.reshape(-1, A.shape[-1]), shape
@@ -148,10 +154,5 @@ def rows_to_positions(R, shape, *, channel_axis=-1):
             "positions_to_rows for these rows (without the channel axis)."
         )
     out = R.reshape(shape + (R.shape[1],))
-    axis = _check_channel_axis(channel_axis, out.ndim)
-    if axis == 0:
-        raise ValueError(
-            "channel_axis cannot be the sample axis 0; use -1 (channels last) "
-            "or 1 (channels first)."
-        )
+    axis = _positional_channel_axis(channel_axis, out.ndim)
     return np.moveaxis(out, -1, axis)
