@@ -617,28 +617,31 @@ class SAEModule(nn.Module):
     def pre_activations(self, xc):
         return torch.addmm(self.enc_bias, xc, self.enc_weight.t())
 
+    def training_encoder(self, x):
+        """``(xc, W, b)`` a training forward pass encodes: ``x - b_pre``, the
+        encoder's weight and bias (a subclass may encode a block of ``x``)."""
+        return x - self.b_pre, self.enc_weight, self.enc_bias
+
     def forward(self, x, sparse_ok=True, dp=None):
         """Training forward pass; returns an :class:`SAEOutput`.
 
         ``dp``: the session's data-parallel state (or None), passed to the
         sparsity rule (a batch-wide rule selects over the global batch).
         """
-        xc = x - self.b_pre
+        xc, W, bias = self.training_encoder(x)
         D = self.dictionary.weight()
         if self.rule.sparse and sparse_ok:
             with torch.no_grad():
-                pre = self.pre_activations(xc)
+                pre = torch.addmm(bias, xc, W.t())
                 sel, idx = self.rule.select(pre, dp)
             if idx is not None:
-                vals, rec = sparse_codec(
-                    xc, self.enc_weight, self.enc_bias, D, idx, sel
-                )
+                vals, rec = sparse_codec(xc, W, bias, D, idx, sel)
                 return SAEOutput(x, xc, pre, rec + self.b_pre, D, idx=idx, vals=vals)
             # a selection too wide for the sparse path: `sel` is its mask
-            pre = self.pre_activations(xc)
+            pre = torch.addmm(bias, xc, W.t())
             codes = torch.relu(pre) * sel
         else:
-            pre = self.pre_activations(xc)
+            pre = torch.addmm(bias, xc, W.t())
             codes = self.rule.train_codes(pre, dp)
         x_hat = torch.addmm(self.b_pre, codes, D)
         return SAEOutput(x, xc, pre, x_hat, D, codes=codes)

@@ -36,7 +36,6 @@ from ._modules import (
     FreeDictionary,
     JumpReLURule,
     SAEModule,
-    SAEOutput,
     sparse_codec,
 )
 from ._session import _Session, calibrate_jumprelu
@@ -76,28 +75,11 @@ class _UniversalModule(SAEModule):
             self.enc_bias[source],
         )
 
-    def forward(self, x, sparse_ok=True, dp=None):
-        """Encode from ``self.source``, decode every model (an ``SAEOutput``).
-
-        ``out.xc`` is the centred block of the source; ``out.x`` and
-        ``out.x_hat`` span all the models.
-        """
-        xc, W, bias = self.source_encoder(x, self.source)
-        D = self.dictionary.weight()
-        if self.rule.sparse and sparse_ok:
-            with torch.no_grad():
-                pre = torch.addmm(bias, xc, W.t())
-                sel, idx = self.rule.select(pre, dp)
-            if idx is not None:
-                vals, rec = sparse_codec(xc, W, bias, D, idx, sel)
-                return SAEOutput(x, xc, pre, rec + self.b_pre, D, idx=idx, vals=vals)
-            # a selection too wide for the sparse path: `sel` is its mask
-            pre = torch.addmm(bias, xc, W.t())
-            codes = torch.relu(pre) * sel
-        else:
-            pre = torch.addmm(bias, xc, W.t())
-            codes = self.rule.train_codes(pre, dp)
-        return SAEOutput(x, xc, pre, torch.addmm(self.b_pre, codes, D), D, codes=codes)
+    def training_encoder(self, x):
+        """The block of ``self.source`` (``SAEModule.forward`` then decodes
+        every model: ``out.xc`` is the centred block of the source, ``out.x``
+        and ``out.x_hat`` span all the models)."""
+        return self.source_encoder(x, self.source)
 
     @torch.no_grad()
     def encode(self, x, source=0):
