@@ -560,7 +560,9 @@ class NMFInterpreter(
         start = time.perf_counter()
         for epoch in range(self.max_iter):
             order = torch.randperm(n, generator=batch_gen).numpy()
-            sums = np.zeros(4)
+            # per-term sums on the device: one transfer per epoch, not four
+            # synchronising .item() calls per step
+            sums = torch.zeros(4, dtype=torch.float64, device=device)
             for s0 in range(0, n, bs):
                 idx = np.sort(order[s0 : s0 + bs])
                 xb = to_tensor(Z[idx], device, dtype)
@@ -574,9 +576,9 @@ class NMFInterpreter(
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                w = len(idx)
-                sums += w * np.array([loss.item(), rec.item(), spa.item(), fid.item()])
-            sums /= n
+                terms = torch.stack([loss, rec, spa, fid]).detach().double()
+                sums += len(idx) * terms
+            sums = sums.cpu().numpy() / n
             names = ("loss", "reconstruction", "sparsity", "fidelity")
             rec_ = {"epoch": epoch + 1}
             rec_.update({k: float(v) for k, v in zip(names, sums, strict=True)})
