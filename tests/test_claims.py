@@ -208,3 +208,29 @@ def test_topk_kmeans_init_is_the_archetypal_start():
     np.testing.assert_allclose(np.linalg.norm(est.components_, axis=1), 1, atol=1e-5)
     with pytest.raises(ValueError, match="init"):
         TopKSAE(init="pca").fit(X.numpy())
+
+
+def test_archetypal_kmeans_max_iter_runs_lloyd():
+    """``kmeans_max_iter`` sets the Lloyd steps of the candidate k-means.
+
+    More steps give candidates of lower k-means inertia on the same rows and
+    seed (one step is the default, shared with ``TopKSAE(init="kmeans")``).
+    """
+    import torch
+
+    from skconcepts._backend import make_generator
+    from skconcepts._kmeans import assign
+    from skconcepts.datasets import make_sparse_atoms
+    from skconcepts.sae import ArchetypalSAE
+
+    X, _, _ = make_sparse_atoms(2000, 16, 24, 3, random_state=0)
+    X = torch.as_tensor(X, dtype=torch.float64)
+    b_pre = X.mean(0)
+    inertia = {}
+    for steps in (1, 30):
+        est = ArchetypalSAE(12, 3, kmeans_max_iter=steps)
+        C = est._candidate_points(X, b_pre, make_generator(0))
+        inertia[steps] = float(assign(X - b_pre, C)[1].sum())
+    assert inertia[30] < 0.99 * inertia[1], inertia
+    with pytest.raises(ValueError, match="kmeans_max_iter"):
+        ArchetypalSAE(kmeans_max_iter=0).fit(X.numpy())
