@@ -218,9 +218,9 @@ CLAIMS_METHODS = {
         _consts=dict(PAIRED_ENERGY_POWER=1),
     ),
     "paired_energy 0.05": dict(alignment="paired_energy", alignment_weight=0.05),
-    # the default: 0.2, trained for the first 60% of the steps
+    # the default: 0.2, pair correlations of evidence-weighted codes, trained
+    # for the first 60% of the steps, dead atoms revived at the switch-off
     "paired_energy 0.2": dict(alignment="paired_energy", alignment_weight=0.2),
-    "paired_energy 0.15": dict(alignment="paired_energy", alignment_weight=0.15),
     # the default without the revival of dead atoms at the switch-off
     # (PAIRED_ENERGY_REVIVE=False): its ablation
     "paired_energy 0.2 (no revival)": dict(
@@ -228,32 +228,54 @@ CLAIMS_METHODS = {
         alignment_weight=0.2,
         _consts=dict(PAIRED_ENERGY_REVIVE=False),
     ),
-    # the same trained throughout (PAIRED_ENERGY_ON_FRACTION=None): the
-    # ablation of the switch-off; "paired_energy 0.1 (on throughout)" is the
-    # former default
-    "paired_energy 0.15 (on throughout)": dict(
+    # the pair correlations of the codes themselves (PAIRED_ENERGY_EVIDENCE=
+    # False): the ablation of the evidence weighting, and the default of
+    # session 5; the rows below it are that default's variants
+    "paired_energy 0.2 (no evidence)": dict(
+        alignment="paired_energy",
+        alignment_weight=0.2,
+        _consts=dict(PAIRED_ENERGY_EVIDENCE=False),
+    ),
+    "paired_energy 0.15 (no evidence)": dict(
         alignment="paired_energy",
         alignment_weight=0.15,
-        _consts=dict(PAIRED_ENERGY_ON_FRACTION=None),
+        _consts=dict(PAIRED_ENERGY_EVIDENCE=False),
     ),
-    "paired_energy 0.1 (on throughout)": dict(
+    "paired_energy 0.2 (no evidence, no revival)": dict(
+        alignment="paired_energy",
+        alignment_weight=0.2,
+        _consts=dict(PAIRED_ENERGY_EVIDENCE=False, PAIRED_ENERGY_REVIVE=False),
+    ),
+    # trained throughout (PAIRED_ENERGY_ON_FRACTION=None): the ablation of
+    # the switch-off; "paired_energy 0.1 (...)" is the default of session 4
+    "paired_energy 0.15 (no evidence, on throughout)": dict(
+        alignment="paired_energy",
+        alignment_weight=0.15,
+        _consts=dict(PAIRED_ENERGY_EVIDENCE=False, PAIRED_ENERGY_ON_FRACTION=None),
+    ),
+    "paired_energy 0.1 (no evidence, on throughout)": dict(
         alignment="paired_energy",
         alignment_weight=0.1,
-        _consts=dict(PAIRED_ENERGY_ON_FRACTION=None),
+        _consts=dict(PAIRED_ENERGY_EVIDENCE=False, PAIRED_ENERGY_ON_FRACTION=None),
     ),
     "paired_energy (no share) 0.1 (on throughout)": dict(
         alignment="paired_energy",
         alignment_weight=0.1,
-        _consts=dict(PAIRED_ENERGY_SHARE=False, PAIRED_ENERGY_ON_FRACTION=None),
+        _consts=dict(
+            PAIRED_ENERGY_SHARE=False,
+            PAIRED_ENERGY_ON_FRACTION=None,
+            PAIRED_ENERGY_EVIDENCE=False,
+        ),
     ),
 }
 
-#: ``--methods current``: the unaligned SAE, the default (0.2, switched off
-#: after 60% of the steps, dead atoms revived then) and the ablation of the
-#: revival.
+#: ``--methods current``: the unaligned SAE, the default (0.2, evidence-
+#: weighted pair correlations, switched off after 60% of the steps, dead
+#: atoms revived then) and the ablations of the evidence and of the revival.
 CLAIMS_CURRENT = (
     "unaligned",
     "paired_energy 0.2",
+    "paired_energy 0.2 (no evidence)",
     "paired_energy 0.2 (no revival)",
 )
 CLAIMS_COLUMNS = ("capture", "capture (no precision)", "label acc", "R2", "dead")

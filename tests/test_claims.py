@@ -90,12 +90,13 @@ def test_alignment_captures_tilted_shared_concepts():
     The claim regime of ``bench_aligned.py --claims --n-pairs 12000``
     ("tilted", cosine 0.65 between a shared concept's two directions), one
     seed, the default alignment (``"auto"``: ``"paired_energy"`` at 0.2,
-    trained for the first 60% of the steps, dead atoms re-initialised then,
-    on these paired rows). Over 5 seeds the plain SAE captured 0.425 +-
-    0.025 of the shared concepts and the default 0.981 +- 0.025 (0.938 on
-    seed 4; paired difference +0.56 +- 0.03), dead atoms +0.013 +- 0.019
+    pair correlations of evidence-weighted codes, trained for the first 60%
+    of the steps, dead atoms re-initialised then, on these paired rows).
+    Over 5 seeds the plain SAE captured 0.425 +- 0.025 of the shared
+    concepts and the default 1.0 on every seed (paired difference +0.575 +-
+    0.025), dead atoms +0.003 +- 0.018
     (``benchmarks/results/aligned_claims_12000.md``; here, seed 0: 1.0 vs
-    0.469, dead 0.055 vs 0.062). With the alignment gradient removed (the
+    0.469, dead 0.047 vs 0.062). With the alignment gradient removed (the
     term still logged) the fit is the plain SAE's, bit for bit, and this
     test fails.
     """
@@ -127,7 +128,7 @@ def test_alignment_captures_tilted_shared_concepts():
         )
         dead[name] = est.dead_fraction_
     assert est.alignment_ == "paired_energy"
-    assert capture["default"] >= 0.9, capture
+    assert capture["default"] >= 0.95, capture
     assert capture["default"] >= capture["plain"] + 0.2, capture
     # dead atoms: not a claim in this regime (merging a concept's two atoms
     # frees one); the default has at most two more than the plain SAE here
