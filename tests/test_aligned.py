@@ -754,9 +754,9 @@ def test_gap_lever_is_off_for_balanced_atoms():
 
     calls = []
 
-    def spy(*args, **kwargs):
-        calls.append(args[-1] if len(args) == 5 else kwargs.get("gate"))
-        return _gap_lever_off(*args, **kwargs)
+    def spy(codes, xc, modality, enc_weight, gate):
+        calls.append(gate)
+        return _gap_lever_off(codes, xc, modality, enc_weight, gate)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_aligned, "_gap_lever_off", spy)

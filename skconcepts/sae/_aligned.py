@@ -742,8 +742,7 @@ dead_fraction_, n_iter_, n_steps_, n_features_in_, feature_names_in_
                 if not self._paired_on(session):
                     weight = 0.0  # switched off: no gradient, logged as 0
                 gate = PAIRED_ENERGY_GAP_GATE
-                both = bool((modality == 0).any() & (modality == 1).any())
-                if gate is not None and both:
+                if gate is not None:  # r is not None: the batch holds pairs
                     codes = _gap_lever_off(
                         codes, out.xc, modality, session.module.enc_weight, gate
                     )
