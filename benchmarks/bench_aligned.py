@@ -206,87 +206,50 @@ CLAIMS_REGIMES = {
     "violated": dict(iso_energy=False),
 }
 CLAIMS_MODEL = dict(n_concepts=128, top_k=8, max_epochs=20, batch_size=512)
+
+
+def _paired(weight, **consts):
+    """A ``paired_energy`` row at ``weight``; ``consts`` are ``_aligned``
+    module constants set for this row only (ablations, screened variants)."""
+    return dict(alignment="paired_energy", alignment_weight=weight, _consts=consts)
+
+
+#: The constants of session 5's default: pair correlations of the codes
+#: themselves, the gap lever kept for every atom.
+_SESSION5 = dict(PAIRED_ENERGY_EVIDENCE=False, PAIRED_ENERGY_GAP_GATE=None)
+
 CLAIMS_METHODS = {
     "unaligned": dict(alignment_weight=0.0),
     "energy 0.01": dict(alignment="energy", alignment_weight=0.01),
     "energy 0.03": dict(alignment="energy", alignment_weight=0.03),
     "energy 0.1": dict(alignment="energy", alignment_weight=0.1),
     "cosine 0.1": dict(alignment="cosine", alignment_weight=0.1),
-    "paired_energy (r) 0.1": dict(
-        alignment="paired_energy",
-        alignment_weight=0.1,
-        _consts=dict(PAIRED_ENERGY_POWER=1),
-    ),
-    "paired_energy 0.05": dict(alignment="paired_energy", alignment_weight=0.05),
+    "paired_energy (r) 0.1": _paired(0.1, PAIRED_ENERGY_POWER=1),
+    "paired_energy 0.05": _paired(0.05),
     # the default: 0.2, pair correlations of evidence-weighted codes, the gap
     # lever off for balanced atoms, trained for the first 60% of the steps,
     # dead atoms revived at the switch-off
-    "paired_energy 0.2": dict(alignment="paired_energy", alignment_weight=0.2),
-    # the default with the gap lever kept for every atom
-    # (PAIRED_ENERGY_GAP_GATE=None): its ablation
-    "paired_energy 0.2 (no gap gate)": dict(
-        alignment="paired_energy",
-        alignment_weight=0.2,
-        _consts=dict(PAIRED_ENERGY_GAP_GATE=None),
+    "paired_energy 0.2": _paired(0.2),
+    # its ablations: the gap lever kept for every atom; no revival of dead
+    # atoms at the switch-off
+    "paired_energy 0.2 (no gap gate)": _paired(0.2, PAIRED_ENERGY_GAP_GATE=None),
+    "paired_energy 0.2 (no revival)": _paired(0.2, PAIRED_ENERGY_REVIVE=False),
+    # the default of session 5 and, below it, its variants; "(on
+    # throughout)" (PAIRED_ENERGY_ON_FRACTION=None) is the ablation of the
+    # switch-off, "paired_energy 0.1 (...)" the default of session 4
+    "paired_energy 0.2 (no evidence)": _paired(0.2, **_SESSION5),
+    "paired_energy 0.15 (no evidence)": _paired(0.15, **_SESSION5),
+    "paired_energy 0.2 (no evidence, no revival)": _paired(
+        0.2, PAIRED_ENERGY_REVIVE=False, **_SESSION5
     ),
-    # the default without the revival of dead atoms at the switch-off
-    # (PAIRED_ENERGY_REVIVE=False): its ablation
-    "paired_energy 0.2 (no revival)": dict(
-        alignment="paired_energy",
-        alignment_weight=0.2,
-        _consts=dict(PAIRED_ENERGY_REVIVE=False),
+    "paired_energy 0.15 (no evidence, on throughout)": _paired(
+        0.15, PAIRED_ENERGY_ON_FRACTION=None, **_SESSION5
     ),
-    # the pair correlations of the codes themselves and the gap lever kept
-    # (PAIRED_ENERGY_EVIDENCE=False, PAIRED_ENERGY_GAP_GATE=None): the default
-    # of session 5; the rows below it are that default's variants
-    "paired_energy 0.2 (no evidence)": dict(
-        alignment="paired_energy",
-        alignment_weight=0.2,
-        _consts=dict(PAIRED_ENERGY_EVIDENCE=False, PAIRED_ENERGY_GAP_GATE=None),
+    "paired_energy 0.1 (no evidence, on throughout)": _paired(
+        0.1, PAIRED_ENERGY_ON_FRACTION=None, **_SESSION5
     ),
-    "paired_energy 0.15 (no evidence)": dict(
-        alignment="paired_energy",
-        alignment_weight=0.15,
-        _consts=dict(PAIRED_ENERGY_EVIDENCE=False, PAIRED_ENERGY_GAP_GATE=None),
-    ),
-    "paired_energy 0.2 (no evidence, no revival)": dict(
-        alignment="paired_energy",
-        alignment_weight=0.2,
-        _consts=dict(
-            PAIRED_ENERGY_EVIDENCE=False,
-            PAIRED_ENERGY_REVIVE=False,
-            PAIRED_ENERGY_GAP_GATE=None,
-        ),
-    ),
-    # trained throughout (PAIRED_ENERGY_ON_FRACTION=None): the ablation of
-    # the switch-off; "paired_energy 0.1 (...)" is the default of session 4
-    "paired_energy 0.15 (no evidence, on throughout)": dict(
-        alignment="paired_energy",
-        alignment_weight=0.15,
-        _consts=dict(
-            PAIRED_ENERGY_EVIDENCE=False,
-            PAIRED_ENERGY_ON_FRACTION=None,
-            PAIRED_ENERGY_GAP_GATE=None,
-        ),
-    ),
-    "paired_energy 0.1 (no evidence, on throughout)": dict(
-        alignment="paired_energy",
-        alignment_weight=0.1,
-        _consts=dict(
-            PAIRED_ENERGY_EVIDENCE=False,
-            PAIRED_ENERGY_ON_FRACTION=None,
-            PAIRED_ENERGY_GAP_GATE=None,
-        ),
-    ),
-    "paired_energy (no share) 0.1 (on throughout)": dict(
-        alignment="paired_energy",
-        alignment_weight=0.1,
-        _consts=dict(
-            PAIRED_ENERGY_SHARE=False,
-            PAIRED_ENERGY_ON_FRACTION=None,
-            PAIRED_ENERGY_EVIDENCE=False,
-            PAIRED_ENERGY_GAP_GATE=None,
-        ),
+    "paired_energy (no share) 0.1 (on throughout)": _paired(
+        0.1, PAIRED_ENERGY_SHARE=False, PAIRED_ENERGY_ON_FRACTION=None, **_SESSION5
     ),
 }
 
