@@ -22,9 +22,12 @@ modality, cosine 0.65; Iso-Energy holds), ``equal`` (one direction per
 shared concept; Iso-Energy holds) and ``violated`` (one direction, shared
 energies rescaled per modality by factors in [1/3, 3]). Models: 128 atoms,
 ``top_k=8``, 20 epochs, batches of 512 rows, unaligned and several
-alignment forms and weights (``paired_energy 0.2`` is the default on paired
-rows, trained for the first 60% of the steps, the atoms it left dead then
-re-initialised; ``(no revival)`` is its ablation; ``(on throughout)`` rows train
+alignment forms and weights (``paired_energy 0.15`` is the default on paired
+rows: the imbalance measured pair by pair, trained for the first 60% of
+the steps, the atoms it left dead then re-initialised; ``(batch
+energies)``, ``(revival bias 0)``, ``(no gap gate)`` and ``(no revival)``
+are its ablations, ``(session 6)`` and ``(no evidence)`` the defaults of
+sessions 6 and 5; ``(on throughout)`` rows train
 the term to the end (the ablation of the switch-off),
 ``paired_energy 0.1 (on throughout)`` is the former default;
 ``paired_energy (r)`` weighs by the paired correlation instead of its
@@ -214,9 +217,13 @@ def _paired(weight, **consts):
     return dict(alignment="paired_energy", alignment_weight=weight, _consts=consts)
 
 
-#: The constants of session 5's default: pair correlations of the codes
-#: themselves, the gap lever kept for every atom.
-_SESSION5 = dict(PAIRED_ENERGY_EVIDENCE=False, PAIRED_ENERGY_GAP_GATE=None)
+#: The constants of session 6's default: the imbalance between the batch
+#: energies of the two modalities, dead atoms revived with encoder bias 0.
+_SESSION6 = dict(PAIRED_ENERGY_PER_PAIR=False, PAIRED_ENERGY_REVIVE_LOW_BIAS=False)
+
+#: The constants of session 5's default: as session 6's, with pair
+#: correlations of the codes themselves and the gap lever kept for every atom.
+_SESSION5 = dict(PAIRED_ENERGY_EVIDENCE=False, PAIRED_ENERGY_GAP_GATE=None, **_SESSION6)
 
 CLAIMS_METHODS = {
     "unaligned": dict(alignment_weight=0.0),
@@ -226,14 +233,24 @@ CLAIMS_METHODS = {
     "cosine 0.1": dict(alignment="cosine", alignment_weight=0.1),
     "paired_energy (r) 0.1": _paired(0.1, PAIRED_ENERGY_POWER=1),
     "paired_energy 0.05": _paired(0.05),
-    # the default: 0.2, pair correlations of evidence-weighted codes, the gap
-    # lever off for balanced atoms, trained for the first 60% of the steps,
-    # dead atoms revived at the switch-off
+    # the default: 0.15, the imbalance measured pair by pair, pair
+    # correlations of evidence-weighted codes, the gap lever off for balanced
+    # atoms, trained for the first 60% of the steps, dead atoms revived at
+    # the switch-off with the smallest live encoder bias
+    "paired_energy 0.15": _paired(0.15),
+    # its ablations: the imbalance of the batch energies; revived atoms at
+    # bias 0; the gap lever kept for every atom; no revival at the switch-off;
+    # and the weights around it
+    "paired_energy 0.15 (batch energies)": _paired(0.15, PAIRED_ENERGY_PER_PAIR=False),
+    "paired_energy 0.15 (revival bias 0)": _paired(
+        0.15, PAIRED_ENERGY_REVIVE_LOW_BIAS=False
+    ),
+    "paired_energy 0.15 (no gap gate)": _paired(0.15, PAIRED_ENERGY_GAP_GATE=None),
+    "paired_energy 0.15 (no revival)": _paired(0.15, PAIRED_ENERGY_REVIVE=False),
+    "paired_energy 0.1": _paired(0.1),
     "paired_energy 0.2": _paired(0.2),
-    # its ablations: the gap lever kept for every atom; no revival of dead
-    # atoms at the switch-off
-    "paired_energy 0.2 (no gap gate)": _paired(0.2, PAIRED_ENERGY_GAP_GATE=None),
-    "paired_energy 0.2 (no revival)": _paired(0.2, PAIRED_ENERGY_REVIVE=False),
+    # the default of session 6: 0.2, batch energies, revival at bias 0
+    "paired_energy 0.2 (session 6)": _paired(0.2, **_SESSION6),
     # the default of session 5 and, below it, its variants; "(on
     # throughout)" (PAIRED_ENERGY_ON_FRACTION=None) is the ablation of the
     # switch-off, "paired_energy 0.1 (...)" the default of session 4
@@ -253,15 +270,22 @@ CLAIMS_METHODS = {
     ),
 }
 
-#: ``--methods current``: the unaligned SAE, the default (0.2, evidence-
-#: weighted pair correlations, gap lever off for balanced atoms, switched off
-#: after 60% of the steps, dead atoms revived then), its ablations (gap gate,
-#: revival) and the default of session 5 (no evidence, no gap gate).
+#: ``--methods current``: the unaligned SAE, the default (0.15, the
+#: imbalance pair by pair, evidence-weighted pair correlations, gap lever off
+#: for balanced atoms, switched off after 60% of the steps, dead atoms
+#: revived then at the smallest live bias), its ablations (batch energies,
+#: revival bias 0, gap gate, revival; weights 0.1 and 0.2) and the defaults
+#: of sessions 6 and 5.
 CLAIMS_CURRENT = (
     "unaligned",
+    "paired_energy 0.15",
+    "paired_energy 0.15 (batch energies)",
+    "paired_energy 0.15 (revival bias 0)",
+    "paired_energy 0.15 (no gap gate)",
+    "paired_energy 0.15 (no revival)",
+    "paired_energy 0.1",
     "paired_energy 0.2",
-    "paired_energy 0.2 (no gap gate)",
-    "paired_energy 0.2 (no revival)",
+    "paired_energy 0.2 (session 6)",
     "paired_energy 0.2 (no evidence)",
 )
 CLAIMS_COLUMNS = ("capture", "capture (no precision)", "label acc", "R2", "dead")

@@ -31,6 +31,7 @@ from skconcepts.sae._aligned import (
     iso_energy_loss,
     paired_correlation,
     paired_cosine_loss,
+    paired_iso_energy_loss,
 )
 
 # 12 shared + 2 x 6 specific atoms in 32 dimensions, a large modality offset
@@ -110,9 +111,9 @@ def test_remove_modality_gap_keeps_retrieval(holds):
 
 
 def _paired_term(est, X, y, pairs_per_batch=128):
-    """The default's alignment term (paired_energy, evidence-weighted pair
-    correlations, energy-share weighted, unweighted by ``alignment_weight``),
-    mean over fixed batches of pairs."""
+    """The default's alignment term (paired_energy: the imbalance pair by
+    pair, evidence-weighted pair correlations, energy-share weighted,
+    unweighted by ``alignment_weight``), mean over fixed batches of pairs."""
     Z = torch.as_tensor(est.transform(X), dtype=torch.float64)
     ev = atom_evidence(
         torch.as_tensor(X - est.pre_bias_, dtype=torch.float64),
@@ -126,10 +127,12 @@ def _paired_term(est, X, y, pairs_per_batch=128):
     for b in np.array_split(perm, n // pairs_per_batch):
         rows = torch.as_tensor(np.r_[b, b + n])
         z, m = Z[rows], modality[rows]
-        r = paired_correlation(z, m, pair[rows], evidence=ev[rows])
-        values.append(
-            float(iso_energy_loss(z, m, 1e-12, atom_weights=r, share_weighted=True))
+        e = ev[rows] * (z > 0)  # the evidence where the atom fires
+        r = paired_correlation(z, m, pair[rows], evidence=e)
+        term = paired_iso_energy_loss(
+            z, m, pair[rows], 1e-12, evidence=e, atom_weights=r, share_weighted=True
         )
+        values.append(float(term))
     return float(np.mean(values))
 
 
@@ -245,7 +248,7 @@ def test_auto_alignment_picks_the_form_from_the_rows(holds, monkeypatch):
     one = dict(SMALL, max_epochs=1)
     est = AlignedSAE(random_state=0, **one).fit(X, y)  # paired rows
     assert est.alignment == "auto" and est.alignment_ == "paired_energy"
-    assert est._weight() == 0.2 and est.history_[-1]["paired_energy"] > 0
+    assert est._weight() == 0.15 and est.history_[-1]["paired_energy"] > 0
     unpaired = AlignedSAE(random_state=0, **one).fit(X[:-1], y[:-1])
     assert unpaired.alignment_ == "energy" and unpaired._weight() == 0.03
     assert unpaired.history_[-1]["energy"] > 0
@@ -496,13 +499,91 @@ def test_paired_energy_term_is_weighted_by_the_atom_energy_share(monkeypatch):
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
-        return iso_energy_loss(*args, **kwargs)
+        return paired_iso_energy_loss(*args, **kwargs)
 
-    monkeypatch.setattr(_aligned, "iso_energy_loss", spy)
+    monkeypatch.setattr(_aligned, "paired_iso_energy_loss", spy)
     X, y, _ = _data(True)
     est = AlignedSAE(random_state=0, **SMALL | dict(max_epochs=1)).fit(X, y)
     assert est.alignment_ == "paired_energy"
     assert calls and all(c.get("share_weighted") for c in calls)
+
+
+def test_paired_imbalance_is_measured_pair_by_pair(monkeypatch):
+    """The default's Iso-Energy imbalance: pair by pair, not batch energies.
+
+    One atom fires on three pairs: pair 0 holds a concept heavier in
+    modality a (codes 2 and 1), pair 1 one heavier in b (1 and 2) - an atom
+    that mixes two shared concepts of opposite imbalance. Its batch energies
+    are equal (the batch form is 0); pair by pair it is ``(3 + 3) / (5 +
+    5) = 0.6``. Pair 2 (the atom fires on the a row only) does not count.
+    Where Iso-Energy is violated the batch form had mixed such concepts
+    (best cosine to a concept 1.0 -> 0.73) and cost 0.0007 of R^2 over 5
+    seeds (``bench_aligned.py --claims``).
+    """
+    codes = torch.tensor(
+        [[2.0], [1.0], [3.0], [1.0], [2.0], [0.0]], dtype=torch.float64
+    )
+    modality = torch.tensor([0, 0, 0, 1, 1, 1])
+    pair = torch.tensor([0, 1, 2, 0, 1, 2])
+    keep = [0, 1, 3, 4]  # without pair 2
+    assert float(iso_energy_loss(codes[keep], modality[keep], 0.0)) == 0.0
+    got = paired_iso_energy_loss(codes, modality, pair, 0.0)
+    assert float(got) == pytest.approx(0.6, rel=1e-12)
+    # a pair counts by how evenly its rows hold the atom's direction:
+    # evidence 1 and 0.25 on pair 1 -> weight 0.25: (3 + 0.75) / (5 + 1.25)
+    ev = torch.tensor([[1.0], [1.0], [1.0], [1.0], [0.25], [0.0]], dtype=torch.float64)
+    got = paired_iso_energy_loss(codes, modality, pair, 0.0, evidence=ev)
+    assert float(got) == pytest.approx(3.75 / 6.25, rel=1e-12)
+    # atom weights and energy shares as in the batch form
+    two = torch.cat([codes, 0.1 * codes], dim=1)
+    w = torch.tensor([0.5, 1.0], dtype=torch.float64)
+    got = paired_iso_energy_loss(
+        two, modality, pair, 0.0, atom_weights=w, share_weighted=True
+    )
+    share = 0.01 / ((1 + 0.01) / 2)  # atom 1's energy over the mean atom energy
+    assert float(got) == pytest.approx((0.5 * 0.6 + 0.6 * share) / 2, rel=1e-12)
+    # the gradient lowers the heavy row and raises the light one of each pair
+    c = codes.clone().requires_grad_(True)
+    paired_iso_energy_loss(c, modality, pair, 0.0).backward()
+    assert c.grad[0, 0] > 0 > c.grad[3, 0] and c.grad[4, 0] > 0 > c.grad[1, 0]
+    assert c.grad[2, 0] == 0 and c.grad[5, 0] == 0
+    # the default fit uses it; PAIRED_ENERGY_PER_PAIR=False (the ablation)
+    # goes back to the batch energies
+    from skconcepts.sae import _aligned
+
+    calls = []
+
+    def spy(name, real):
+        def f(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+
+        return f
+
+    monkeypatch.setattr(
+        _aligned, "paired_iso_energy_loss", spy("pairs", paired_iso_energy_loss)
+    )
+    monkeypatch.setattr(_aligned, "iso_energy_loss", spy("batch", iso_energy_loss))
+    X, y, _ = _data(True)
+    AlignedSAE(random_state=0, **SMALL | dict(max_epochs=1)).fit(X, y)
+    assert calls and set(calls) == {"pairs"}
+    calls.clear()
+    monkeypatch.setattr(_aligned, "PAIRED_ENERGY_PER_PAIR", False)
+    AlignedSAE(random_state=0, **SMALL | dict(max_epochs=1)).fit(X, y)
+    assert calls and set(calls) == {"batch"}
+
+
+def test_sampled_evidence_matches_the_dense_product():
+    """``atom_evidence`` at the kept atoms only (the sparse path's ``idx``)."""
+    rng = np.random.RandomState(0)
+    xc = torch.as_tensor(rng.randn(20, 7))
+    D = torch.as_tensor(rng.randn(9, 7) * 3)
+    idx = torch.as_tensor(np.argsort(-rng.rand(20, 9), axis=1)[:, :3].copy())
+    dense = atom_evidence(xc, D)
+    sampled = atom_evidence(xc, D, idx=idx)
+    mask = torch.zeros(20, 9, dtype=torch.bool).scatter(1, idx, True)
+    np.testing.assert_allclose(sampled[mask].numpy(), dense[mask].numpy(), atol=1e-12)
+    assert bool((sampled[~mask] == 0).all())
 
 
 # ------------------------------------------------------ inference contracts
@@ -534,8 +615,12 @@ def test_dead_atoms_are_revived_at_the_switch_off(monkeypatch):
     real, calls = _aligned._revive_dead_atoms, []
 
     def spy(session, xb, dead_steps):
+        dead = session.steps_since_fired >= dead_steps
+        low = float(session.module.enc_bias.detach()[~dead].min())
         n = real(session, xb, dead_steps)
-        calls.append((session.step, session.total_steps, n))
+        bias = session.module.enc_bias.detach()
+        revived = bias[dead.nonzero().flatten()[:n]].clone()
+        calls.append((session.step, session.total_steps, n, low, revived))
         return n
 
     monkeypatch.setattr(_aligned, "_revive_dead_atoms", spy)
@@ -545,8 +630,10 @@ def test_dead_atoms_are_revived_at_the_switch_off(monkeypatch):
         calls.clear()
         est = AlignedSAE(random_state=seed, **ten).fit(X, y)
         # once, at the first step with the paired term off, reviving atoms
-        ((step, total, n),) = calls
+        ((step, total, n, low, revived),) = calls
         assert step == math.ceil(_aligned.PAIRED_ENERGY_ON_FRACTION * total) and n > 0
+        # the revived atoms start at the smallest live encoder bias
+        assert revived.numel() == n and bool((revived == low).all())
         # fewer dead atoms at the end than without the revival (measured,
         # seeds 0-2: 0.141/0.234, 0.078/0.219, 0.172/0.234; violated
         # regime 0.078/0.172, 0.125/0.141, 0.078/0.172)

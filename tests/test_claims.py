@@ -89,16 +89,16 @@ def test_alignment_captures_tilted_shared_concepts():
 
     The claim regime of ``bench_aligned.py --claims --n-pairs 12000``
     ("tilted", cosine 0.65 between a shared concept's two directions), one
-    seed, the default alignment (``"auto"``: ``"paired_energy"`` at 0.2,
-    pair correlations of evidence-weighted codes, trained for the first 60%
-    of the steps, dead atoms re-initialised then, on these paired rows).
-    Over 5 seeds the plain SAE captured 0.425 +- 0.025 of the shared
-    concepts and the default 1.0 on every seed (paired difference +0.575 +-
-    0.025), dead atoms +0.003 +- 0.018
-    (``benchmarks/results/aligned_claims_12000.md``; here, seed 0: 1.0 vs
-    0.469, dead 0.047 vs 0.062). With the alignment gradient removed (the
-    term still logged) the fit is the plain SAE's, bit for bit, and this
-    test fails.
+    seed, the default alignment (``"auto"``: ``"paired_energy"`` at 0.15,
+    the imbalance measured pair by pair, pair correlations of
+    evidence-weighted codes, trained for the first 60% of the steps, dead
+    atoms re-initialised then, on these paired rows). Over 5 seeds the
+    plain SAE captured 0.425 +- 0.025 of the shared concepts and the default
+    1.0 on every seed (paired difference +0.575 +- 0.025), dead atoms +0.006
+    +- 0.017 (``benchmarks/results/aligned_claims_12000.md``; here, seed 0:
+    1.0 vs 0.469, dead 0.0625 vs 0.0625). With the alignment gradient
+    removed (the term still logged) the fit is the plain SAE's, bit for bit,
+    and this test fails.
     """
     import torch
 
@@ -137,13 +137,13 @@ def test_alignment_captures_tilted_shared_concepts():
 
 @pytest.mark.slow
 def test_alignment_keeps_r2_where_shared_directions_are_equal():
-    """Where the shared directions are equal the default costs little R^2.
+    """Where the shared directions are equal the default costs no R^2.
 
     The "equal" regime of ``bench_aligned.py --claims --n-pairs 12000``, seed
-    0. Over 5 seeds the default's R^2 is 0.0002 +- 0.0001 below the plain
-    SAE's (here 0.0003); with the gap lever kept for every atom
-    (``PAIRED_ENERGY_GAP_GATE=None``, the ablation) it was 0.0008 +- 0.0001
-    below on every seed (here 0.0008) and this test fails.
+    0. Over 5 seeds the default's R^2 is 0.0000 +- 0.0000 below the plain
+    SAE's (here 0.00008); with the gap lever kept for every atom
+    (``PAIRED_ENERGY_GAP_GATE=None``, the ablation) it was 0.0002 +- 0.0001
+    below, lower on every seed (here 0.00025), and this test fails.
     """
     import torch
 
@@ -159,7 +159,44 @@ def test_alignment_keeps_r2_where_shared_directions_are_equal():
         est = AlignedSAE(random_state=0, **kw, **model).fit(X, y)
         r2[name] = reconstruction_r2(X, est.inverse_transform(est.transform(X)))
     assert est.alignment_ == "paired_energy"
-    assert r2["default"] >= r2["plain"] - 0.0005, r2
+    assert r2["default"] >= r2["plain"] - 0.0002, r2
+
+
+@pytest.mark.slow
+def test_alignment_costs_little_r2_where_iso_energy_is_violated():
+    """Where Iso-Energy is violated the default's R^2 cost is small.
+
+    The "violated" regime of ``bench_aligned.py --claims --n-pairs 12000``
+    (shared energies rescaled per modality by factors in [1/3, 3]), seed 0.
+    Over 5 seeds the default's R^2 is 0.0002 +- 0.0001 below the plain
+    SAE's (here 0.0001); with the imbalance of the batch energies instead of
+    pair by pair (``PAIRED_ENERGY_PER_PAIR=False``, the ablation: atoms
+    then mix shared concepts of opposite imbalance) it was 0.0004 +- 0.0001
+    below (here 0.00053) and this test fails; session 6's default was
+    0.0007 +- 0.0001 below.
+    """
+    import torch
+
+    from skconcepts.sae import AlignedSAE
+
+    torch.set_num_threads(1)
+    X, y, _ = make_two_modality(
+        12000,
+        96,
+        32,
+        16,
+        sparsity=0.95,
+        modality_offset=4.0,
+        iso_energy=False,
+        random_state=0,
+    )
+    model = dict(n_concepts=128, top_k=8, max_epochs=20, batch_size=512, device="cpu")
+    r2 = {}
+    for name, kw in (("plain", dict(alignment_weight=0.0)), ("default", {})):
+        est = AlignedSAE(random_state=0, **kw, **model).fit(X, y)
+        r2[name] = reconstruction_r2(X, est.inverse_transform(est.transform(X)))
+    assert est.alignment_ == "paired_energy"
+    assert r2["default"] >= r2["plain"] - 0.0003, r2
 
 
 # ------------------------------------------------------------- stability
