@@ -112,7 +112,7 @@ for (iso, name), r in results.items():
 #   unimodal directions with or without the penalty.
 # * **When Iso-Energy holds, the penalty helps what is shared.** After the gap
 #   is removed, retrieval of the pair rises from about 0.09 (raw: the offset
-#   dominates the cosine) to about 0.55 with the penalty and about 0.48
+#   dominates the cosine) to about 0.56 with the penalty and about 0.48
 #   without it, and the gap left is smaller with the penalty (about 0.04
 #   against 0.12). The paired term makes atoms that fire on both rows of a
 #   pair carry the same energy in both, so fewer shared directions are
@@ -125,9 +125,9 @@ for (iso, name), r in results.items():
 #   atom that is 3x stronger in one modality is, by its energy, close to
 #   unimodal: both SAEs label some shared atoms as unimodal (label accuracy
 #   of about 0.93-0.94 for both), remove them with the gap, and retrieval
-#   after removal stays low (about 0.15 and 0.16). Atom recovery is
+#   after removal stays low (about 0.16 for both). Atom recovery is
 #   unchanged; reconstruction R² is the same where Iso-Energy holds and
-#   slightly lower with the penalty where it is violated (0.986 against
+#   slightly lower with the penalty where it is violated (0.987 against
 #   0.988: pushing truly unbalanced atoms towards balance has a cost, see the
 #   alignment guide).
 #
@@ -142,10 +142,10 @@ for (iso, name), r in results.items():
 # :func:`~skconcepts.plotting.plot_modality_scores` draws the score ``mu_k`` of
 # every live atom (seed 0). Atoms near 0 or 1 are unimodal (dashed lines: the
 # ``modality_threshold`` of 0.05); those in between are bimodal. When
-# Iso-Energy holds, the bimodal atoms gather around 0.5 (equal energy), a
-# little more tightly with the penalty (about 69 % of them within 0.1 of 0.5,
-# against about 60 % without); when it is violated, they spread over the
-# whole range (about 20 % near 0.5), with or without the penalty.
+# Iso-Energy holds, the bimodal atoms gather around 0.5 (equal energy), about
+# as tightly with the penalty as without (75 % of them within 0.1 of 0.5,
+# against 72 % without); when it is violated, they spread over the whole
+# range (about 20 % near 0.5), with or without the penalty.
 fig, axes = plt.subplots(2, 2, figsize=(10, 6), sharex=True)
 for ax, ((iso, name), sae) in zip(axes.ravel(), models.items(), strict=True):
     plot_modality_scores(sae, ax=ax)
