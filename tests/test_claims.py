@@ -135,6 +135,26 @@ def test_alignment_captures_tilted_shared_concepts():
     assert dead["default"] <= dead["plain"] + 2 / 128, dead
 
 
+def _claim_r2(**regime):
+    """R^2 of the plain SAE and of the default in a regime of
+    ``bench_aligned.py --claims --n-pairs 12000``, seed 0."""
+    import torch
+
+    from skconcepts.sae import AlignedSAE
+
+    torch.set_num_threads(1)
+    X, y, _ = make_two_modality(
+        12000, 96, 32, 16, sparsity=0.95, modality_offset=4.0, random_state=0, **regime
+    )
+    model = dict(n_concepts=128, top_k=8, max_epochs=20, batch_size=512, device="cpu")
+    r2 = {}
+    for name, kw in (("plain", dict(alignment_weight=0.0)), ("default", {})):
+        est = AlignedSAE(random_state=0, **kw, **model).fit(X, y)
+        r2[name] = reconstruction_r2(X, est.inverse_transform(est.transform(X)))
+    assert est.alignment_ == "paired_energy"
+    return r2
+
+
 @pytest.mark.slow
 def test_alignment_keeps_r2_where_shared_directions_are_equal():
     """Where the shared directions are equal the default costs no R^2.
@@ -145,20 +165,7 @@ def test_alignment_keeps_r2_where_shared_directions_are_equal():
     (``PAIRED_ENERGY_GAP_GATE=None``, the ablation) it was 0.0002 +- 0.0001
     below, lower on every seed (here 0.00025), and this test fails.
     """
-    import torch
-
-    from skconcepts.sae import AlignedSAE
-
-    torch.set_num_threads(1)
-    X, y, _ = make_two_modality(
-        12000, 96, 32, 16, sparsity=0.95, modality_offset=4.0, random_state=0
-    )
-    model = dict(n_concepts=128, top_k=8, max_epochs=20, batch_size=512, device="cpu")
-    r2 = {}
-    for name, kw in (("plain", dict(alignment_weight=0.0)), ("default", {})):
-        est = AlignedSAE(random_state=0, **kw, **model).fit(X, y)
-        r2[name] = reconstruction_r2(X, est.inverse_transform(est.transform(X)))
-    assert est.alignment_ == "paired_energy"
+    r2 = _claim_r2()
     assert r2["default"] >= r2["plain"] - 0.0002, r2
 
 
@@ -175,27 +182,7 @@ def test_alignment_costs_little_r2_where_iso_energy_is_violated():
     below (here 0.00053) and this test fails; session 6's default was
     0.0007 +- 0.0001 below.
     """
-    import torch
-
-    from skconcepts.sae import AlignedSAE
-
-    torch.set_num_threads(1)
-    X, y, _ = make_two_modality(
-        12000,
-        96,
-        32,
-        16,
-        sparsity=0.95,
-        modality_offset=4.0,
-        iso_energy=False,
-        random_state=0,
-    )
-    model = dict(n_concepts=128, top_k=8, max_epochs=20, batch_size=512, device="cpu")
-    r2 = {}
-    for name, kw in (("plain", dict(alignment_weight=0.0)), ("default", {})):
-        est = AlignedSAE(random_state=0, **kw, **model).fit(X, y)
-        r2[name] = reconstruction_r2(X, est.inverse_transform(est.transform(X)))
-    assert est.alignment_ == "paired_energy"
+    r2 = _claim_r2(iso_energy=False)
     assert r2["default"] >= r2["plain"] - 0.0003, r2
 
 
