@@ -318,7 +318,7 @@ def _warm_up(X):
 def test_sampler_sees_a_full_copy(big_memmap):
     with AnonMemorySampler() as mem:
         copy = np.array(big_memmap)
-    assert mem.growth >= 0.9 * copy.nbytes
+    assert mem.growth >= 0.9 * copy.nbytes, (mem.baseline, mem.peak)
     del copy
 
 

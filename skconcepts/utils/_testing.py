@@ -22,7 +22,9 @@ class AnonMemorySampler:
     """Peak growth of the process's anonymous memory during a block (Linux).
 
     A thread samples ``RssAnon`` from ``/proc/self/status`` every
-    ``interval`` seconds; ``growth`` is the peak minus the value at entry.
+    ``interval`` seconds; ``growth`` is the peak minus the value at entry,
+    read after a full garbage collection (so that garbage of earlier code,
+    freed by a collection inside the block, does not hide its growth).
     Used by the tests and benchmarks of out-of-core fitting. Memory mapped
     from files (memmaps, page cache) is not anonymous and is not counted.
 
@@ -58,8 +60,13 @@ class AnonMemorySampler:
         self.interval = interval
 
     def __enter__(self):
+        import gc
         import threading
 
+        # garbage left by earlier code (a fitted model in a reference cycle)
+        # would otherwise be freed by a collection inside the block and hide
+        # the block's own growth: collect it before the baseline is read
+        gc.collect()
         self.baseline = self.peak = _rss_anon()
         self._stop = threading.Event()
 
