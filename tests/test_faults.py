@@ -263,8 +263,12 @@ class _StopAt:
 
 
 _SIGINT_CHILD = r"""
-import json, sys, time, warnings
+import json, signal, sys, time, warnings
 import numpy as np
+# a shell that starts the suite in the background makes SIGINT ignored in
+# its children (the library then rightly leaves it ignored): restore Python's
+# handler so that the parent's SIGINT reaches the fit
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from skconcepts import NMFConcepts, TopKSAE
 
 class Ready:
