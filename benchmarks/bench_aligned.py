@@ -249,6 +249,9 @@ CLAIMS_METHODS = {
     "paired_energy 0.15 (no revival)": _paired(0.15, PAIRED_ENERGY_REVIVE=False),
     "paired_energy 0.1": _paired(0.1),
     "paired_energy 0.2": _paired(0.2),
+    # the default's schedule with a negligible term: what the revival of dead
+    # atoms at the switch-off costs by itself (session 8)
+    "paired_energy 0.0001 (the revival alone)": _paired(0.0001),
     # the default of session 6: 0.2, batch energies, revival at bias 0
     "paired_energy 0.2 (session 6)": _paired(0.2, **_SESSION6),
     # the default of session 5 and, below it, its variants; "(on
