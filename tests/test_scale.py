@@ -322,6 +322,31 @@ def test_sampler_sees_a_full_copy(big_memmap):
     del copy
 
 
+def test_sampler_baseline_excludes_earlier_garbage():
+    """Garbage of earlier code freed inside the block does not hide its growth.
+
+    A 64 MB array held only by a reference cycle (as a fitted model can be)
+    is collected by a garbage collection inside the block, before a 64 MB
+    copy: without the collection at entry the baseline would include the
+    garbage and the growth would read about 0 (CI once saw 12 KB for a
+    94 MB copy).
+    """
+    import gc
+
+    class _Cycle:
+        pass
+
+    a, b = _Cycle(), _Cycle()
+    a.other, b.other = b, a
+    a.data = np.ones(8 * 2**20)  # 64 MB, touched
+    del a, b
+    src = np.ones(8 * 2**20)
+    with AnonMemorySampler() as mem:
+        gc.collect()  # as the interpreter may run one inside the block
+        copy = src.copy()
+    assert mem.growth >= 0.9 * copy.nbytes, (mem.baseline, mem.peak)
+
+
 def test_nmf_fit_on_memmap_is_bounded_by_the_batch(big_memmap):
     _warm_up(big_memmap)
     nbytes = big_memmap.nbytes
