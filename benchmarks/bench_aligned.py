@@ -217,13 +217,31 @@ def _paired(weight, **consts):
     return dict(alignment="paired_energy", alignment_weight=weight, _consts=consts)
 
 
-#: The constants of session 6's default: the imbalance between the batch
-#: energies of the two modalities, dead atoms revived with encoder bias 0.
-_SESSION6 = dict(PAIRED_ENERGY_PER_PAIR=False, PAIRED_ENERGY_REVIVE_LOW_BIAS=False)
+#: The constants of session 8's default: no partner score, dead atoms revived
+#: at the switch-off (with the smallest live encoder bias).
+_SESSION8 = dict(PAIRED_ENERGY_PARTNER=False, PAIRED_ENERGY_REVIVE=True)
+
+#: The constants of session 6's default: as session 8's, with the imbalance
+#: between the batch energies of the two modalities, dead atoms revived with
+#: encoder bias 0.
+_SESSION6 = dict(
+    PAIRED_ENERGY_PER_PAIR=False, PAIRED_ENERGY_REVIVE_LOW_BIAS=False, **_SESSION8
+)
 
 #: The constants of session 5's default: as session 6's, with pair
 #: correlations of the codes themselves and the gap lever kept for every atom.
 _SESSION5 = dict(PAIRED_ENERGY_EVIDENCE=False, PAIRED_ENERGY_GAP_GATE=None, **_SESSION6)
+
+
+def _s8(weight, **consts):
+    """A row of session 8's default with ``consts`` changed."""
+    return _paired(weight, **{**_SESSION8, **consts})
+
+
+def _s5(weight, **consts):
+    """A row of session 5's default with ``consts`` changed."""
+    return _paired(weight, **{**_SESSION5, **consts})
+
 
 CLAIMS_METHODS = {
     "unaligned": dict(alignment_weight=0.0),
@@ -231,65 +249,73 @@ CLAIMS_METHODS = {
     "energy 0.03": dict(alignment="energy", alignment_weight=0.03),
     "energy 0.1": dict(alignment="energy", alignment_weight=0.1),
     "cosine 0.1": dict(alignment="cosine", alignment_weight=0.1),
-    "paired_energy (r) 0.1": _paired(0.1, PAIRED_ENERGY_POWER=1),
-    "paired_energy 0.05": _paired(0.05),
-    # the default: 0.15, the imbalance measured pair by pair, pair
-    # correlations of evidence-weighted codes, the gap lever off for balanced
-    # atoms, trained for the first 60% of the steps, dead atoms revived at
-    # the switch-off with the smallest live encoder bias
+    # the default (session 9): 0.15, the imbalance measured pair by pair,
+    # atoms weighted by the pair correlation of their evidence-weighted codes
+    # times their partner score, the gap lever off for balanced atoms,
+    # trained for the first 60% of the steps, no revival
     "paired_energy 0.15": _paired(0.15),
-    # its ablations: the imbalance of the batch energies; revived atoms at
-    # bias 0; the gap lever kept for every atom; no revival at the switch-off;
-    # and the weights around it
+    # its ablations: no partner score; dead atoms revived at the switch-off;
+    # the imbalance of the batch energies; the gap lever kept for every
+    # atom; and the weights around it
+    "paired_energy 0.15 (no partner)": _paired(0.15, PAIRED_ENERGY_PARTNER=False),
+    "paired_energy 0.15 (revival)": _paired(0.15, PAIRED_ENERGY_REVIVE=True),
     "paired_energy 0.15 (batch energies)": _paired(0.15, PAIRED_ENERGY_PER_PAIR=False),
-    "paired_energy 0.15 (revival bias 0)": _paired(
-        0.15, PAIRED_ENERGY_REVIVE_LOW_BIAS=False
-    ),
     "paired_energy 0.15 (no gap gate)": _paired(0.15, PAIRED_ENERGY_GAP_GATE=None),
-    "paired_energy 0.15 (no revival)": _paired(0.15, PAIRED_ENERGY_REVIVE=False),
     "paired_energy 0.1": _paired(0.1),
     "paired_energy 0.2": _paired(0.2),
-    # the default's schedule with a negligible term: what the revival of dead
-    # atoms at the switch-off costs by itself (session 8)
-    "paired_energy 0.0001 (the revival alone)": _paired(0.0001),
+    # the default of sessions 7-8 and its ablations (named so before session 9)
+    "paired_energy 0.15 (session 8)": _s8(0.15),
+    "paired_energy 0.15 (session 8, batch energies)": _s8(
+        0.15, PAIRED_ENERGY_PER_PAIR=False
+    ),
+    "paired_energy 0.15 (session 8, revival bias 0)": _s8(
+        0.15, PAIRED_ENERGY_REVIVE_LOW_BIAS=False
+    ),
+    "paired_energy 0.15 (session 8, no gap gate)": _s8(
+        0.15, PAIRED_ENERGY_GAP_GATE=None
+    ),
+    "paired_energy 0.15 (session 8, no revival)": _s8(0.15, PAIRED_ENERGY_REVIVE=False),
+    "paired_energy 0.1 (session 8)": _s8(0.1),
+    "paired_energy 0.2 (session 8)": _s8(0.2),
+    # session 8's schedule with a negligible term: what the revival of dead
+    # atoms at the switch-off costs by itself
+    "paired_energy 0.0001 (the revival alone)": _s8(0.0001),
     # the default of session 6: 0.2, batch energies, revival at bias 0
     "paired_energy 0.2 (session 6)": _paired(0.2, **_SESSION6),
     # the default of session 5 and, below it, its variants; "(on
     # throughout)" (PAIRED_ENERGY_ON_FRACTION=None) is the ablation of the
     # switch-off, "paired_energy 0.1 (...)" the default of session 4
-    "paired_energy 0.2 (no evidence)": _paired(0.2, **_SESSION5),
-    "paired_energy 0.15 (no evidence)": _paired(0.15, **_SESSION5),
-    "paired_energy 0.2 (no evidence, no revival)": _paired(
-        0.2, PAIRED_ENERGY_REVIVE=False, **_SESSION5
+    "paired_energy 0.2 (no evidence)": _s5(0.2),
+    "paired_energy 0.15 (no evidence)": _s5(0.15),
+    "paired_energy 0.2 (no evidence, no revival)": _s5(0.2, PAIRED_ENERGY_REVIVE=False),
+    "paired_energy 0.15 (no evidence, on throughout)": _s5(
+        0.15, PAIRED_ENERGY_ON_FRACTION=None
     ),
-    "paired_energy 0.15 (no evidence, on throughout)": _paired(
-        0.15, PAIRED_ENERGY_ON_FRACTION=None, **_SESSION5
+    "paired_energy 0.1 (no evidence, on throughout)": _s5(
+        0.1, PAIRED_ENERGY_ON_FRACTION=None
     ),
-    "paired_energy 0.1 (no evidence, on throughout)": _paired(
-        0.1, PAIRED_ENERGY_ON_FRACTION=None, **_SESSION5
-    ),
-    "paired_energy (no share) 0.1 (on throughout)": _paired(
-        0.1, PAIRED_ENERGY_SHARE=False, PAIRED_ENERGY_ON_FRACTION=None, **_SESSION5
+    "paired_energy (no share) 0.1 (on throughout)": _s5(
+        0.1, PAIRED_ENERGY_SHARE=False, PAIRED_ENERGY_ON_FRACTION=None
     ),
 }
 
 #: ``--methods current``: the unaligned SAE, the default (0.15, the
-#: imbalance pair by pair, evidence-weighted pair correlations, gap lever off
-#: for balanced atoms, switched off after 60% of the steps, dead atoms
-#: revived then at the smallest live bias), its ablations (batch energies,
-#: revival bias 0, gap gate, revival; weights 0.1 and 0.2) and the defaults
-#: of sessions 6 and 5.
+#: imbalance pair by pair, evidence-weighted pair correlations times the
+#: partner score, gap lever off for balanced atoms, switched off after 60%
+#: of the steps, no revival), its ablations (no partner score, the revival,
+#: batch energies, gap gate; weights 0.1 and 0.2) and the defaults of
+#: sessions 8 and 6.
 CLAIMS_CURRENT = (
     "unaligned",
     "paired_energy 0.15",
+    "paired_energy 0.15 (no partner)",
+    "paired_energy 0.15 (revival)",
     "paired_energy 0.15 (batch energies)",
-    "paired_energy 0.15 (revival bias 0)",
     "paired_energy 0.15 (no gap gate)",
-    "paired_energy 0.15 (no revival)",
     "paired_energy 0.1",
     "paired_energy 0.2",
+    "paired_energy 0.15 (session 8)",
     "paired_energy 0.2 (session 6)",
-    "paired_energy 0.2 (no evidence)",
 )
 CLAIMS_COLUMNS = ("capture", "capture (no precision)", "label acc", "R2", "dead")
 
@@ -410,7 +436,7 @@ def claims_table(rows):
 
 
 def main_claims(args):
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     methods = args.methods.split(",") if args.methods else list(CLAIMS_METHODS)
     if args.methods == "current":
         methods = list(CLAIMS_CURRENT)
@@ -421,7 +447,9 @@ def main_claims(args):
         "# AlignedSAE: the regimes that separate the alignment methods, "
         f"{args.n_pairs} pairs\n\n"
         f"Command: `python benchmarks/bench_aligned.py --claims --n-pairs "
-        f"{args.n_pairs} --seeds {args.seeds} --refit` (one thread per process, "
+        f"{args.n_pairs} --seeds {args.seeds}"
+        + (f" --first-seed {args.first_seed}" if args.first_seed else "")
+        + " --refit` (one thread per process, "
         f"torch {torch.__version__}). Each fit is cached in "
         "`aligned_claims.json`; this table was assembled from runs of subsets "
         "of the methods and regimes (`--methods`, `--regimes`, without "
@@ -435,6 +463,8 @@ def main_claims(args):
     )
     print(text)
     suffix = "" if args.n_pairs == 6000 else f"_{args.n_pairs}"
+    if args.first_seed:
+        suffix += f"_seeds{seeds[0]}-{seeds[-1]}"
     out = os.path.join(RESULTS, f"aligned_claims{suffix}.md")
     with open(out, "w") as fh:
         fh.write(text)
@@ -444,6 +474,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-pairs", type=int, default=4000)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="--claims: seeds first-seed, ..., first-seed + seeds - 1 (held-out "
+        "seeds; the table goes to aligned_claims_N_seedsF-L.md)",
+    )
     parser.add_argument("--n-concepts", type=int, default=MODEL["n_concepts"])
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument(

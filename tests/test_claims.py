@@ -90,15 +90,15 @@ def test_alignment_captures_tilted_shared_concepts():
     The claim regime of ``bench_aligned.py --claims --n-pairs 12000``
     ("tilted", cosine 0.65 between a shared concept's two directions), one
     seed, the default alignment (``"auto"``: ``"paired_energy"`` at 0.15,
-    the imbalance measured pair by pair, pair correlations of
-    evidence-weighted codes, trained for the first 60% of the steps, dead
-    atoms re-initialised then, on these paired rows). Over 5 seeds the
-    plain SAE captured 0.425 +- 0.025 of the shared concepts and the default
-    1.0 on every seed (paired difference +0.575 +- 0.025), dead atoms +0.006
-    +- 0.017 (``benchmarks/results/aligned_claims_12000.md``; here, seed 0:
-    1.0 vs 0.469, dead 0.0625 vs 0.0625). With the alignment gradient
-    removed (the term still logged) the fit is the plain SAE's, bit for bit,
-    and this test fails.
+    the imbalance measured pair by pair, atoms weighted by the pair
+    correlation of evidence-weighted codes times their partner score,
+    trained for the first 60% of the steps, on these paired rows). Over
+    seeds 0-19 the plain SAE captured 0.477 +- 0.073 of the shared concepts
+    and the default at least 0.969 on every seed (1.0 on 18), dead atoms
+    +0.4 +- 2.4 of 128 (``benchmarks/results/aligned_claims_12000.md``;
+    here, seed 0: 0.969 vs 0.469, dead 0.039 vs 0.0625). With the alignment
+    gradient removed (the term still logged) the fit is the plain SAE's,
+    bit for bit, and this test fails.
     """
     import torch
 
@@ -135,21 +135,28 @@ def test_alignment_captures_tilted_shared_concepts():
     assert dead["default"] <= dead["plain"] + 2 / 128, dead
 
 
-def _claim_r2(**regime):
+def _claim_r2(seed=0, **regime):
     """R^2 of the plain SAE and of the default in a regime of
-    ``bench_aligned.py --claims --n-pairs 12000``, seed 0."""
+    ``bench_aligned.py --claims --n-pairs 12000`` (``seed``: data and model)."""
     import torch
 
     from skconcepts.sae import AlignedSAE
 
     torch.set_num_threads(1)
     X, y, _ = make_two_modality(
-        12000, 96, 32, 16, sparsity=0.95, modality_offset=4.0, random_state=0, **regime
+        12000,
+        96,
+        32,
+        16,
+        sparsity=0.95,
+        modality_offset=4.0,
+        random_state=seed,
+        **regime,
     )
     model = dict(n_concepts=128, top_k=8, max_epochs=20, batch_size=512, device="cpu")
     r2 = {}
     for name, kw in (("plain", dict(alignment_weight=0.0)), ("default", {})):
-        est = AlignedSAE(random_state=0, **kw, **model).fit(X, y)
+        est = AlignedSAE(random_state=seed, **kw, **model).fit(X, y)
         r2[name] = reconstruction_r2(X, est.inverse_transform(est.transform(X)))
     assert est.alignment_ == "paired_energy"
     return r2
@@ -160,13 +167,14 @@ def test_alignment_keeps_r2_where_shared_directions_are_equal():
     """Where the shared directions are equal the default costs no R^2.
 
     The "equal" regime of ``bench_aligned.py --claims --n-pairs 12000``, seed
-    0. Over 5 seeds the default's R^2 is 0.0000 +- 0.0000 below the plain
-    SAE's (here 0.00008); with the gap lever kept for every atom
-    (``PAIRED_ENERGY_GAP_GATE=None``, the ablation) it was 0.0002 +- 0.0001
-    below, lower on every seed (here 0.00025), and this test fails.
+    0. Over seeds 0-19 the default's R^2 is 0.00001 +- 0.00007 above the
+    plain SAE's (here 0.00005 below); with the gap lever kept for every atom
+    (``PAIRED_ENERGY_GAP_GATE=None``, the ablation) it was 0.00019 +- 0.00008
+    below on seeds 0-4, lower on every seed (here 0.00020), and this test
+    fails.
     """
     r2 = _claim_r2()
-    assert r2["default"] >= r2["plain"] - 0.0002, r2
+    assert r2["default"] >= r2["plain"] - 0.0001, r2
 
 
 @pytest.mark.slow
@@ -174,16 +182,24 @@ def test_alignment_costs_little_r2_where_iso_energy_is_violated():
     """Where Iso-Energy is violated the default's R^2 cost is small.
 
     The "violated" regime of ``bench_aligned.py --claims --n-pairs 12000``
-    (shared energies rescaled per modality by factors in [1/3, 3]), seed 0.
-    Over 5 seeds the default's R^2 is 0.0002 +- 0.0001 below the plain
-    SAE's (here 0.0001); with the imbalance of the batch energies instead of
-    pair by pair (``PAIRED_ENERGY_PER_PAIR=False``, the ablation: atoms
-    then mix shared concepts of opposite imbalance) it was 0.0004 +- 0.0001
-    below (here 0.00053) and this test fails; session 6's default was
-    0.0007 +- 0.0001 below.
+    (shared energies rescaled per modality by factors in [1/3, 3]), seeds 0
+    and 1 (the mean of the two paired differences: one seed's moves by about
+    0.00002 when the data are perturbed in their 6th digit). Over seeds 0-19
+    the default's R^2 is 0.00006 +- 0.00008 below the plain SAE's, less than
+    the plain SAE's own spread over seeds (0.00011); here 0.00003 below and
+    0.00001 above (mean 0.00001 below). Without the partner score
+    (``PAIRED_ENERGY_PARTNER=False``, the ablation: the term then levels the
+    data's own imbalance of the rescaled shared atoms) it is 0.00013 +-
+    0.00007 below on seeds 0-9, here 0.00010 and 0.00006 (mean 0.00008),
+    and this test fails; with the imbalance of the batch energies instead
+    of pair by pair (``PAIRED_ENERGY_PER_PAIR=False``) the mean is 0.00023,
+    and it fails too.
     """
-    r2 = _claim_r2(iso_energy=False)
-    assert r2["default"] >= r2["plain"] - 0.0003, r2
+    diff = []
+    for seed in (0, 1):
+        r2 = _claim_r2(seed, iso_energy=False)
+        diff.append(r2["default"] - r2["plain"])
+    assert np.mean(diff) >= -0.000045, diff
 
 
 # ------------------------------------------------------------- stability
