@@ -83,6 +83,7 @@ Measures (mean and spread over the seeds):
 
 import argparse
 import os
+import re
 import time
 
 import numpy as np
@@ -425,11 +426,12 @@ def claims_table(rows):
         cells = []
         for c in CLAIMS_COLUMNS:
             v = np.array([r[c] for r in res])
-            p = 4 if c == "R2" else 3  # R^2 differences are in the 4th digit
+            p = 5 if c == "R2" else 3  # R^2 differences are in the 5th digit
             cell = f"{v.mean():.{p}f} ± {v.std():.{p}f}"
             if name != "unaligned":
                 d = v - np.array([r[c] for r in base])
-                cell += f" (Δ {d.mean():+.{p}f} ± {d.std():.{p}f})"
+                lower = f", lower on {(d < 0).sum()}/{len(d)}" if c == "R2" else ""
+                cell += f" (Δ {d.mean():+.{p}f} ± {d.std():.{p}f}{lower})"
             cells.append(cell)
         lines.append(f"| {regime} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -437,7 +439,12 @@ def claims_table(rows):
 
 def main_claims(args):
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    methods = args.methods.split(",") if args.methods else list(CLAIMS_METHODS)
+    # commas inside a row's parentheses belong to its name
+    methods = (
+        re.split(r",(?![^()]*\))", args.methods)
+        if args.methods
+        else list(CLAIMS_METHODS)
+    )
     if args.methods == "current":
         methods = list(CLAIMS_CURRENT)
     regimes = args.regimes.split(",") if args.regimes else None
@@ -463,7 +470,7 @@ def main_claims(args):
     )
     print(text)
     suffix = "" if args.n_pairs == 6000 else f"_{args.n_pairs}"
-    if args.first_seed:
+    if seeds != list(range(5)):  # the 5-seed table keeps its name
         suffix += f"_seeds{seeds[0]}-{seeds[-1]}"
     out = os.path.join(RESULTS, f"aligned_claims{suffix}.md")
     with open(out, "w") as fh:
@@ -479,7 +486,8 @@ def main():
         type=int,
         default=0,
         help="--claims: seeds first-seed, ..., first-seed + seeds - 1 (held-out "
-        "seeds; the table goes to aligned_claims_N_seedsF-L.md)",
+        "seeds); a table of other seeds than 0-4 goes to "
+        "aligned_claims_N_seedsF-L.md",
     )
     parser.add_argument("--n-concepts", type=int, default=MODEL["n_concepts"])
     parser.add_argument("--out", default=DEFAULT_OUT)
