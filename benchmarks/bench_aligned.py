@@ -452,7 +452,9 @@ def main_claims(args):
     params = ", ".join(f"{k}={v}" for k, v in {**CLAIMS_DATA, **CLAIMS_MODEL}.items())
     text = (
         "# AlignedSAE: the regimes that separate the alignment methods, "
-        f"{args.n_pairs} pairs\n\n"
+        f"{args.n_pairs} pairs"
+        + ("" if seeds == list(range(5)) else f", seeds {seeds[0]}-{seeds[-1]}")
+        + "\n\n"
         f"Command: `python benchmarks/bench_aligned.py --claims --n-pairs "
         f"{args.n_pairs} --seeds {args.seeds}"
         + (f" --first-seed {args.first_seed}" if args.first_seed else "")
