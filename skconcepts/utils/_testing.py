@@ -35,51 +35,26 @@ def _anon_exact():
     return _rss_anon()
 
 
-def _libc():
-    import ctypes
-
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:  # pragma: no cover - not a dynamically linked process
-        return None
-
-
-_PR_SET_THP_DISABLE, _PR_GET_THP_DISABLE = 41, 42
-
-
-def _set_thp_disabled(disabled):
-    """Set the process's transparent-huge-page switch; return the old one.
-
-    Returns None (and changes nothing) where ``prctl`` is not available.
-    """
-    libc = _libc()
-    prctl = getattr(libc, "prctl", None)
-    if prctl is None:
-        return None
-    before = prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0)
-    if before < 0:
-        return None
-    prctl(_PR_SET_THP_DISABLE, int(bool(disabled)), 0, 0, 0)
-    return bool(before)
-
-
 class AnonMemorySampler:
     """Peak growth of the process's anonymous memory during a block (Linux).
 
     A thread samples ``RssAnon`` from ``/proc/self/status`` every
     ``interval`` seconds; ``growth`` is the peak minus the value at entry.
-    Two things make the figure the block's own, whatever ran before it in
-    the process (a test suite's worker runs hundreds of tests first):
+    The readings at entry and exit walk the page tables
+    (``/proc/self/smaps_rollup``), so that kernels that fold a thread's
+    resident-set counts into the process's lazily (before Linux 6.2, every
+    64 page faults) cannot hide what the block holds at exit; at entry a
+    full garbage collection first frees the garbage of earlier code (a
+    fitted model in a reference cycle), which a collection inside the block
+    would otherwise free there and so hide the block's growth.
 
-    - at entry, a full garbage collection, so that garbage of earlier code
-      (a fitted model in a reference cycle) freed by a collection inside the
-      block does not hide the block's growth;
-    - inside the block, transparent huge pages are off for the process
-      (``prctl(PR_SET_THP_DISABLE)``, restored at exit), and the readings at
-      entry and exit walk the page tables (``/proc/self/smaps_rollup``):
-      kernels that fold a thread's resident-set counts into the process's
-      only every 64 page faults can otherwise hide up to 64 huge pages
-      (128 MB) from ``RssAnon``.
+    ``growth`` is the growth of the *process's* resident memory, not the
+    sum of the block's allocations: memory that the C allocator kept after
+    earlier code freed it (free chunks of its heap, still resident) is
+    reused by the block's allocations without growth. In a process that has
+    run other code first (a test worker) the figure can therefore be far
+    below the block's own footprint, down to 0 for a 64 MB array (seen on
+    CI); measure a footprint in a fresh process.
 
     Used by the tests and benchmarks of out-of-core fitting. Memory mapped
     from files (memmaps, page cache) is not anonymous and is not counted.
@@ -108,8 +83,7 @@ class AnonMemorySampler:
     True
 
     The samples between entry and exit read the kernel's counters, which
-    may lag by a few pages per thread, so ``growth`` is an estimate; the
-    tests use it for upper bounds with a wide margin.
+    may lag by a few pages per thread, so the peak is an estimate.
     """
 
     def __init__(self, interval=0.002):
@@ -120,7 +94,6 @@ class AnonMemorySampler:
         import threading
 
         gc.collect()
-        self._thp_disabled_before = _set_thp_disabled(True)
         self.baseline = self.peak = _anon_exact()
         self._stop = threading.Event()
 
@@ -140,6 +113,4 @@ class AnonMemorySampler:
         self._thread.join()
         self.peak = max(self.peak, _anon_exact())
         self.growth = self.peak - self.baseline
-        if self._thp_disabled_before is not None:
-            _set_thp_disabled(self._thp_disabled_before)
         return False
