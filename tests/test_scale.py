@@ -378,15 +378,17 @@ def test_sampler_reads_entry_and_exit_from_the_pages(monkeypatch):
 
 
 def test_sampler_does_not_count_memory_the_allocator_reuses():
-    """What the sampler documents it cannot see (and why CI once read 4 kB
-    of growth for a 64 MB ``numpy`` copy: a ``malloc`` of any size is served
-    from a free chunk of the heap when one is large enough).
+    """What the sampler documents it cannot see, and why CI read 4 kB of
+    growth for a 64 MB ``numpy`` copy: glibc serves a ``malloc`` of any size
+    from a free chunk of its heap when one is large enough, and the pages of
+    a freed chunk stay resident.
 
-    640 chunks of 100 kB are freed at entry while a later chunk pins the
-    heap's top, so ``free`` keeps them resident; the block allocates as
-    many again, which reuse those pages: about 0 growth. The memory-bound
-    tests of this file therefore bound what the process's memory grows by
-    in a test worker, a lower bound of the block's own footprint.
+    1000 chunks of 100 kB (100 MB in the heap) are freed at entry while a
+    later chunk pins the heap's top, so ``free`` keeps them resident; a
+    64 MB array made in the block lands in them: about 0 growth. The
+    memory-bound tests of this file therefore bound what the process's
+    memory grows by in a test worker, a lower bound of the block's own
+    footprint.
     """
     import ctypes
 
@@ -398,13 +400,12 @@ def test_sampler_does_not_count_memory_the_allocator_reuses():
 
     a, b = _Cycle(), _Cycle()
     a.other, b.other = b, a
-    a.chunks = [bytearray(100_000) for _ in range(640)]
+    a.chunks = [bytearray(100_000) for _ in range(1000)]
     pin = bytearray(100_000)  # noqa: F841 - keeps the heap's top in use
     del a, b
     with AnonMemorySampler() as mem:
-        chunks = [bytearray(100_000) for _ in range(640)]
-    assert mem.growth < 0.5 * 640 * 100_000, mem.growth
-    del chunks
+        big = np.ones(8 * 2**20)
+    assert mem.growth < 0.5 * big.nbytes, mem.growth
 
 
 def test_nmf_fit_on_memmap_is_bounded_by_the_batch(big_memmap):
