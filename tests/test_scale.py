@@ -408,16 +408,68 @@ def test_sampler_does_not_count_memory_the_allocator_reuses():
     assert mem.growth < 0.5 * big.nbytes, mem.growth
 
 
+_FRESH = """
+import ctypes, gc, sys
+import numpy as np, torch
+torch.set_num_threads(1)
+from skconcepts import NMFConcepts
+from skconcepts.sae import TopKSAE
+from skconcepts.utils._testing import AnonMemorySampler
+X = np.load(sys.argv[1], mmap_mode="r")
+NMFConcepts(8, max_iter=2, batch_size=512, device="cpu").fit(X[:8192])
+TopKSAE(32, 4, max_epochs=1, batch_size=1024, device="cpu").fit(X[:8192])
+gc.collect()
+ctypes.CDLL(None).malloc_trim(0)
+with AnonMemorySampler() as mem:
+{body}
+print(mem.growth)
+"""
+
+
+def _fresh_growth(memmap, body):
+    """The anonymous-memory growth of ``body`` (code using ``X``, the memmap)
+    run in a fresh interpreter after the warm-up fits, with the C heap
+    trimmed first: nothing earlier code freed is there to be reused without
+    growth (see ``test_sampler_does_not_count_memory_the_allocator_reuses``)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = _FRESH.format(body=textwrap.indent(textwrap.dedent(body), "    "))
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(memmap.filename)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return int(out.stdout.split()[-1])
+
+
 def test_nmf_fit_on_memmap_is_bounded_by_the_batch(big_memmap):
-    _warm_up(big_memmap)
+    """NMF fit, score and partial_fit on a memmap grow memory by O(n k), not
+    by the data: measured in a fresh, trimmed process (in this worker, or
+    in a fresh process without the trim, it grew by 0.0 MB: the allocator
+    reused memory the warm-up fits freed, and the bound could not fail).
+    Five runs for the 94 MB file: 14-30 MB (0.15-0.32 of it; the peak
+    depends on which transient the 2 ms sampler catches); with a full
+    in-memory copy added to the block (the ablation) 113 MB, and this
+    fails."""
     nbytes = big_memmap.nbytes
-    est = NMFConcepts(8, max_iter=3, batch_size=512, device="cpu", random_state=0)
-    with AnonMemorySampler() as mem:
-        W = est.fit(big_memmap).components_
-        score = est.score(big_memmap)
-        est.partial_fit(big_memmap[:4096])
+    growth = _fresh_growth(
+        big_memmap,
+        """
+        est = NMFConcepts(8, max_iter=3, batch_size=512, device="cpu", random_state=0)
+        est.fit(X)
+        est.score(X)
+        est.partial_fit(X[:4096])
+        """,
+    )
     # the codes (n x 8) and the randomized SVD's (n x 18) blocks are O(n k)
-    assert mem.growth < 0.25 * nbytes, mem.growth / MB
+    assert growth < 0.5 * nbytes, growth / MB
+    est = NMFConcepts(8, max_iter=3, batch_size=512, device="cpu", random_state=0)
+    W = est.fit(big_memmap).components_
+    score = est.score(big_memmap)
     in_memory = np.array(big_memmap)
     ref = clone(est).fit(in_memory)
     np.testing.assert_array_equal(W, ref.components_)
