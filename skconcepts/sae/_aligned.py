@@ -895,6 +895,9 @@ dead_fraction_, n_iter_, n_steps_, n_features_in_, feature_names_in_
                 )
             if form == "cosine":
                 term = paired_cosine_loss(codes, modality, side_batch["pair"])
+            elif not self._paired_on(session):
+                # switched off: no gradient, logged as 0 (nothing to compute)
+                return {form: codes.sum() * 0.0}
             else:
                 eps = 1e-8 * session.data_var
                 evidence = None
@@ -913,8 +916,6 @@ dead_fraction_, n_iter_, n_steps_, n_features_in_, feature_names_in_
                     r = r * partner_score(
                         codes, modality, side_batch["pair"], evidence=evidence
                     )
-                if not self._paired_on(session):
-                    weight = 0.0  # switched off: no gradient, logged as 0
                 gate = PAIRED_ENERGY_GAP_GATE
                 if gate is not None:  # r is not None: the batch holds pairs
                     codes = _gap_lever_off(
