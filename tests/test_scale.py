@@ -377,35 +377,42 @@ def test_sampler_reads_entry_and_exit_from_the_pages(monkeypatch):
     assert mem.growth >= 0.9 * copy.nbytes, (mem.baseline, mem.peak)
 
 
+_REUSE = """
+import numpy as np
+from skconcepts.utils._testing import AnonMemorySampler
+chunks = [bytearray(100_000) for _ in range(1000)]  # 100 MB in the heap
+pin = bytearray(100_000)  # keeps the heap's top in use: free() keeps them
+del chunks
+with AnonMemorySampler() as mem:
+    big = np.ones(8 * 2**20)  # 64 MB
+print(mem.growth, big.nbytes)
+"""
+
+
 def test_sampler_does_not_count_memory_the_allocator_reuses():
     """What the sampler documents it cannot see, and why CI read 4 kB of
     growth for a 64 MB ``numpy`` copy: glibc serves a ``malloc`` of any size
     from a free chunk of its heap when one is large enough, and the pages of
     a freed chunk stay resident.
 
-    1000 chunks of 100 kB (100 MB in the heap) are freed at entry while a
+    In a fresh interpreter (a test worker's heap is fragmented: there the
+    chunks need not be contiguous), 1000 chunks of 100 kB are freed while a
     later chunk pins the heap's top, so ``free`` keeps them resident; a
-    64 MB array made in the block lands in them: about 0 growth. The
-    memory-bound tests of this file therefore bound what the process's
-    memory grows by in a test worker, a lower bound of the block's own
-    footprint.
+    64 MB array made in the block lands in them: about 0 growth. Hence the
+    memory bounds measured in a fresh, trimmed process (``_fresh_growth``).
     """
     import ctypes
+    import subprocess
+    import sys
 
     if getattr(ctypes.CDLL(None), "malloc_trim", None) is None:
         pytest.skip("not glibc")
-
-    class _Cycle:
-        pass
-
-    a, b = _Cycle(), _Cycle()
-    a.other, b.other = b, a
-    a.chunks = [bytearray(100_000) for _ in range(1000)]
-    pin = bytearray(100_000)  # noqa: F841 - keeps the heap's top in use
-    del a, b
-    with AnonMemorySampler() as mem:
-        big = np.ones(8 * 2**20)
-    assert mem.growth < 0.5 * big.nbytes, mem.growth
+    out = subprocess.run(
+        [sys.executable, "-c", _REUSE], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    growth, nbytes = map(int, out.stdout.split()[-2:])
+    assert growth < 0.5 * nbytes, growth
 
 
 _FRESH = """
