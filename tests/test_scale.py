@@ -377,6 +377,19 @@ def test_sampler_reads_entry_and_exit_from_the_pages(monkeypatch):
     assert mem.growth >= 0.9 * copy.nbytes, (mem.baseline, mem.peak)
 
 
+def _run_fresh(code, *args):
+    """Standard output of ``code`` run in a fresh interpreter (``args`` are
+    its ``sys.argv[1:]``); fails with its error output if it fails."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
 _REUSE = """
 import numpy as np
 from skconcepts.utils._testing import AnonMemorySampler
@@ -402,16 +415,10 @@ def test_sampler_does_not_count_memory_the_allocator_reuses():
     memory bounds measured in a fresh, trimmed process (``_fresh_growth``).
     """
     import ctypes
-    import subprocess
-    import sys
 
     if getattr(ctypes.CDLL(None), "malloc_trim", None) is None:
         pytest.skip("not glibc")
-    out = subprocess.run(
-        [sys.executable, "-c", _REUSE], capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    growth, nbytes = map(int, out.stdout.split()[-2:])
+    growth, nbytes = map(int, _run_fresh(_REUSE).split()[-2:])
     assert growth < 0.5 * nbytes, growth
 
 
@@ -438,19 +445,10 @@ def _fresh_growth(memmap, body):
     run in a fresh interpreter after the warm-up fits, with the C heap
     trimmed first: nothing earlier code freed is there to be reused without
     growth (see ``test_sampler_does_not_count_memory_the_allocator_reuses``)."""
-    import subprocess
-    import sys
     import textwrap
 
     code = _FRESH.format(body=textwrap.indent(textwrap.dedent(body), "    "))
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(memmap.filename)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    return int(out.stdout.split()[-1])
+    return int(_run_fresh(code, str(memmap.filename)).split()[-1])
 
 
 def test_nmf_fit_on_memmap_is_bounded_by_the_batch(big_memmap):
