@@ -275,7 +275,7 @@ CLAIMS_METHODS = {
     "paired_energy 0.15 (session 8, no gap gate)": _s8(
         0.15, PAIRED_ENERGY_GAP_GATE=None
     ),
-    "paired_energy 0.15 (session 8, no revival)": _s8(0.15, PAIRED_ENERGY_REVIVE=False),
+    # (session 8 without the revival is "paired_energy 0.15 (no partner)")
     "paired_energy 0.1 (session 8)": _s8(0.1),
     "paired_energy 0.2 (session 8)": _s8(0.2),
     # session 8's schedule with a negligible term: what the revival of dead
